@@ -1,0 +1,560 @@
+/*
+ * mproc.h - Python's multiprocessing.Pool for C programs.
+ *
+ * mproc runs C tasks in a pool of forked worker processes. Tasks and their
+ * results travel over pipes as values in a safe subset of Python's pickle
+ * format, so data written by Python's pickle can be read here and the other
+ * way round.
+ *
+ * This header is the whole public API and its manual. Every call that can
+ * fail returns 0 (or, for iterators, 1 for "an item" and 0 for "done") or a
+ * negative code: a negated errno value (-EINVAL, -ENOMEM, -ETIMEDOUT, ...) or
+ * one of the MPROC_E* codes below. mproc_strerror() names every code. The
+ * library never prints, never calls exit() and installs no signal handler.
+ *
+ * Lifecycle of a program that uses the process pool:
+ *
+ *  1. Optionally call mproc_init(argc, argv, envp) first thing in main(), so
+ *     that workers can name themselves in ps(1) ("prog: mproc worker 3").
+ *  2. Fill a struct mproc_pool_opts (all zero means Python's defaults) and
+ *     call mproc_pool_open().
+ *  3. Submit work: mproc_apply(), mproc_map(), mproc_imap() and friends.
+ *     A task is a C function of type mproc_task_fn: it reads its argument as
+ *     a decoded value and writes its return value with a writer.
+ *  4. mproc_pool_close() then mproc_pool_join() to finish the work, or
+ *     mproc_pool_terminate() to stop at once; mproc_pool_free() releases the
+ *     pool (and terminates it first if it was not joined, like leaving a
+ *     `with Pool() as p:` block).
+ *
+ * Only <stddef.h>, <stdint.h>, <stdbool.h> and <sys/types.h> are included.
+ */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MPROC_EXPORT __attribute__((visibility("default")))
+#define MPROC_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MPROC_EXPORT
+#define MPROC_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * mproc's own error codes, below -4000 so that they never meet a negated
+ * errno value. The X-macro generates the enum, mproc_strerror() and
+ * mproc_err_name() from one table.
+ */
+#define MPROC_ERRNO_MAP(XX)                                                    \
+	XX(EPICKLE_OPCODE, -4001, "pickle opcode refused (outside mproc's safe subset)") \
+	XX(EPICKLE_TRUNCATED, -4002, "pickle data truncated")                    \
+	XX(EPICKLE_INVALID, -4003, "pickle data malformed")                      \
+	XX(EPICKLE_DEPTH, -4004, "pickle nesting deeper than the limit")         \
+	XX(EPICKLE_TOOBIG, -4005, "pickle message larger than the limit")        \
+	XX(EPICKLE_UTF8, -4006, "invalid UTF-8 in a str")                        \
+	XX(EPICKLE_INTRANGE, -4007, "integer does not fit in 64 bits")           \
+	XX(ETYPE, -4008, "value has another type than the one asked for")       \
+	XX(EINDEX, -4009, "index out of range")                                  \
+	XX(EWRITER, -4010, "writer misuse: unbalanced container or no value")    \
+	XX(ERAISED, -4011, "a task raised an error")                             \
+	XX(ECLOSED, -4012, "pool is closed or terminated")                       \
+	XX(ERUNNING, -4013, "pool is still running (close or terminate it first)") \
+	XX(ENOTREADY, -4014, "result is not ready")                              \
+	XX(EPROTO, -4015, "broken channel between manager and worker")          \
+	XX(ECRASHED, -4016, "a worker died while running the task")              \
+	XX(EINPUT, -4017, "an input generator failed")
+
+enum mproc_errno {
+#define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
+	MPROC_ERRNO_MAP(MPROC__ERR_ENUM)
+#undef MPROC__ERR_ENUM
+};
+
+/*
+ * A static English description of `code` (an MPROC_E* code or a negated
+ * errno value). Never NULL; unknown codes get "unknown error". Thread-safe.
+ */
+MPROC_EXPORT const char *mproc_strerror(int code);
+
+/*
+ * The symbolic name of `code` ("MPROC_EPICKLE_OPCODE", "ETIMEDOUT", ...), or
+ * "UNKNOWN". Never NULL. Thread-safe.
+ */
+MPROC_EXPORT const char *mproc_err_name(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Values: the pickle codec                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The Python types a value can have. */
+enum mproc_type {
+	MPROC_NONE = 0,
+	MPROC_BOOL,
+	MPROC_INT,       /* int that fits in int64_t */
+	MPROC_FLOAT,     /* double */
+	MPROC_STR,       /* UTF-8 text */
+	MPROC_BYTES,
+	MPROC_TUPLE,
+	MPROC_LIST,
+	MPROC_DICT,
+	MPROC_SET,
+	MPROC_FROZENSET,
+};
+
+/* The Python name of a type ("int", "tuple", ...); never NULL. */
+MPROC_EXPORT const char *mproc_type_name(enum mproc_type type);
+
+/*
+ * Limits the decoder enforces. All zero means the defaults:
+ * max_size 1 GiB, max_depth 1000 (Python's own recursion limit).
+ */
+struct mproc_limits {
+	/** Largest message accepted, in bytes; larger gives MPROC_EPICKLE_TOOBIG. */
+	size_t max_size;
+	/** Deepest nesting of containers; deeper gives MPROC_EPICKLE_DEPTH. */
+	unsigned max_depth;
+};
+
+/* A decoded value: read-only, owned by the decoder that made it. */
+struct mproc_value;
+
+/*
+ * The decoder turns a pickle into a read-only tree of struct mproc_value.
+ * One arena per decoder holds the tree and is reused by the next decode, so
+ * nothing is allocated per scalar; str and bytes values point into the
+ * caller's message, which must outlive the tree.
+ * A decoder is not thread-safe; use one per thread.
+ */
+struct mproc_decoder;
+
+/*
+ * Create a decoder with `limits` (NULL: the defaults). Returns 0 and sets
+ * *out, or -ENOMEM or -EINVAL. Free it with mproc_decoder_free().
+ */
+MPROC_EXPORT int mproc_decoder_new(struct mproc_decoder **out,
+                                   const struct mproc_limits *limits);
+
+/* Free a decoder and every tree it made. NULL is allowed. */
+MPROC_EXPORT void mproc_decoder_free(struct mproc_decoder *d);
+
+/*
+ * Decode the pickle in buf[0..len) (protocols 2 to 5; the subset is in
+ * docs/pickle.md) and set *out to its root value. The tree stays valid until
+ * the next mproc_decode() on `d` or mproc_decoder_free(); `buf` must stay
+ * valid and unchanged as long as the tree is used.
+ * Returns 0, or MPROC_EPICKLE_* / -ENOMEM; on error mproc_decoder_error()
+ * says what and where. Mirrors pickle.loads().
+ */
+MPROC_EXPORT int mproc_decode(struct mproc_decoder *d, const void *buf,
+                              size_t len, const struct mproc_value **out);
+
+/*
+ * The last error of `d` as one line of text, naming the opcode and byte
+ * offset when there is one ("opcode GLOBAL (0x63) refused at offset 2").
+ * An empty string when the last decode succeeded. Owned by `d`.
+ */
+MPROC_EXPORT const char *mproc_decoder_error(const struct mproc_decoder *d);
+
+/* Byte offset of the last error of `d` (0 when there is none). */
+MPROC_EXPORT size_t mproc_decoder_error_offset(const struct mproc_decoder *d);
+
+/*
+ * Accessors. Each checks the type and answers MPROC_ETYPE on a mismatch
+ * (or MPROC_EINDEX past the end), leaving *out unchanged: never undefined
+ * behaviour. A NULL value is treated as a mismatch.
+ */
+MPROC_EXPORT enum mproc_type mproc_value_type(const struct mproc_value *v);
+MPROC_EXPORT bool mproc_value_is_none(const struct mproc_value *v);
+MPROC_EXPORT int mproc_value_bool(const struct mproc_value *v, bool *out);
+MPROC_EXPORT int mproc_value_int(const struct mproc_value *v, int64_t *out);
+/* A float; an int is converted, like Python's float(x). */
+MPROC_EXPORT int mproc_value_float(const struct mproc_value *v, double *out);
+/* A str as UTF-8 bytes (not NUL-terminated) and their count. */
+MPROC_EXPORT int mproc_value_str(const struct mproc_value *v, const char **s,
+                                 size_t *len);
+MPROC_EXPORT int mproc_value_bytes(const struct mproc_value *v,
+                                   const void **p, size_t *len);
+/* Item count of a tuple, list, dict, set or frozenset (len()). */
+MPROC_EXPORT int mproc_value_len(const struct mproc_value *v, size_t *out);
+/* Item i of a tuple, list, set or frozenset (sets in pickle order). */
+MPROC_EXPORT int mproc_value_item(const struct mproc_value *v, size_t i,
+                                  const struct mproc_value **out);
+/* Entry i of a dict, in insertion order. */
+MPROC_EXPORT int mproc_value_dict_entry(const struct mproc_value *v, size_t i,
+                                        const struct mproc_value **key,
+                                        const struct mproc_value **val);
+/*
+ * The value of the dict entry whose key is the str `key`: 0 and *out set,
+ * -ENOENT when absent, MPROC_ETYPE when v is not a dict. With duplicate
+ * keys (which CPython never writes) the last one wins, as in Python.
+ */
+MPROC_EXPORT int mproc_value_dict_get(const struct mproc_value *v,
+                                      const char *key,
+                                      const struct mproc_value **out);
+
+/*
+ * The writer streams a value as pickle opcodes that CPython's
+ * pickle.loads() reads (protocol 4 or 5, no memo). Scalars are written with
+ * mproc_write_*(), containers between a _begin and its _end. A writer
+ * remembers its first error, so a task may check only the last call.
+ * Mirrors pickle.dumps(). Not thread-safe; use one per thread.
+ */
+struct mproc_writer;
+
+/* Create a writer for `protocol` 4 or 5 (0 means 5). -EINVAL, -ENOMEM. */
+MPROC_EXPORT int mproc_writer_new(struct mproc_writer **out, int protocol);
+MPROC_EXPORT void mproc_writer_free(struct mproc_writer *w);
+/* Forget what was written, keeping the buffer for reuse. */
+MPROC_EXPORT void mproc_writer_reset(struct mproc_writer *w);
+/*
+ * Finish the value and set *data, *len to the complete pickle (owned by w,
+ * valid until the next call on w). MPROC_EWRITER when no value, several
+ * top-level values or an open container was written; the first error of an
+ * earlier call otherwise.
+ */
+MPROC_EXPORT int mproc_writer_finish(struct mproc_writer *w,
+                                     const void **data, size_t *len);
+
+MPROC_EXPORT int mproc_write_none(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_bool(struct mproc_writer *w, bool b);
+MPROC_EXPORT int mproc_write_int(struct mproc_writer *w, int64_t i);
+MPROC_EXPORT int mproc_write_float(struct mproc_writer *w, double f);
+/* A str from UTF-8 text; invalid UTF-8 gives MPROC_EPICKLE_UTF8. */
+MPROC_EXPORT int mproc_write_str(struct mproc_writer *w, const char *s,
+                                 size_t len);
+/* A str from a NUL-terminated UTF-8 string. */
+MPROC_EXPORT int mproc_write_cstr(struct mproc_writer *w, const char *s);
+MPROC_EXPORT int mproc_write_bytes(struct mproc_writer *w, const void *p,
+                                   size_t len);
+/*
+ * Containers. A dict takes key, value, key, value...; dict keys and
+ * set/frozenset items must be hashable in Python (no list, dict or set, even
+ * inside a tuple): the writer refuses those with MPROC_EWRITER.
+ */
+MPROC_EXPORT int mproc_write_tuple_begin(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_tuple_end(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_list_begin(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_list_end(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_dict_begin(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_dict_end(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_set_begin(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_set_end(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_frozenset_begin(struct mproc_writer *w);
+MPROC_EXPORT int mproc_write_frozenset_end(struct mproc_writer *w);
+/* Write a decoded value again (re-encoding, or passing an argument on). */
+MPROC_EXPORT int mproc_write_value(struct mproc_writer *w,
+                                   const struct mproc_value *v);
+
+/* ------------------------------------------------------------------------ */
+/* CPUs                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The CPUs of the machine (multiprocessing.cpu_count()); at least 1. */
+MPROC_EXPORT int mproc_cpu_count(void);
+
+/*
+ * The CPUs this process may use (os.process_cpu_count()): its affinity
+ * mask, further capped by a cgroup v2 cpu.max quota when one is set
+ * (rounded up), which Python ignores. At least 1.
+ */
+MPROC_EXPORT int mproc_process_cpu_count(void);
+
+/* ------------------------------------------------------------------------ */
+/* The pool                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Name workers in ps(1) with libbsd's setproctitle(). Call it first thing in
+ * main() with main's arguments; without it workers fall back to
+ * prctl(PR_SET_NAME), which ps shows as the command name. Optional;
+ * idempotent; not thread-safe (call it before starting threads).
+ */
+MPROC_EXPORT void mproc_init(int argc, char *argv[], char *envp[]);
+
+struct mproc_pool;
+
+/*
+ * A task: runs in a worker, reads `arg` (owned by the worker, valid during
+ * the call) and writes its return value with `ret` (writing nothing returns
+ * None). Returns 0, or the value of mproc_raise() to raise; any other
+ * negative code is raised as OSError with that code's description.
+ * The same function pointer is valid in the worker because workers are
+ * forked from the program that submits the task.
+ */
+typedef int (*mproc_task_fn)(const struct mproc_value *arg,
+                             struct mproc_writer *ret);
+
+/*
+ * Raise from a task: discard what was written to `ret`, record an exception
+ * of Python type name `type` (e.g. "ValueError") with a printf-style
+ * message, and return MPROC_ERAISED, which the task returns.
+ */
+MPROC_EXPORT int mproc_raise(struct mproc_writer *ret, const char *type,
+                             const char *fmt, ...) MPROC_PRINTF(3, 4);
+
+/* Run once in each worker before its first task (Pool's initializer). */
+typedef void (*mproc_initializer_fn)(void *initarg);
+
+/* Options of mproc_pool_open(). All zero means Python's defaults. */
+struct mproc_pool_opts {
+	/** Worker count; 0 means mproc_process_cpu_count(). */
+	unsigned processes;
+	/** Called with `initarg` in each worker before any task; may be NULL. */
+	mproc_initializer_fn initializer;
+	/** Passed to `initializer`; inherited by fork, never copied. */
+	void *initarg;
+	/** Replace a worker after this many tasks; 0 means never. */
+	unsigned maxtasksperchild;
+	/**
+	 * Most results an iterator keeps waiting for the consumer (its window of
+	 * input pulled ahead); 0 means max(256, 8 * processes * chunksize).
+	 */
+	size_t window;
+	/** Decoder limits for arguments and results; zero means the defaults. */
+	struct mproc_limits limits;
+};
+
+/*
+ * Open a pool and fork its workers (Pool(processes, initializer, initargs,
+ * maxtasksperchild)). Returns 0 and sets *out; -EINVAL for bad options;
+ * -ENOMEM, -EMFILE, -EAGAIN (fork) and the like when resources run out,
+ * in which case nothing is left behind. Thread-safe.
+ */
+MPROC_EXPORT int mproc_pool_open(struct mproc_pool **out,
+                                 const struct mproc_pool_opts *opts);
+
+/* Stop accepting new work (Pool.close()). Idempotent. Returns 0. */
+MPROC_EXPORT int mproc_pool_close(struct mproc_pool *pool);
+
+/*
+ * Stop the workers at once (Pool.terminate()): running tasks are killed,
+ * unfinished results end with status MPROC_CANCELLED, and every worker is
+ * reaped before it returns. Idempotent.
+ */
+MPROC_EXPORT int mproc_pool_terminate(struct mproc_pool *pool);
+
+/*
+ * Wait for every submitted task to finish and the workers to exit
+ * (Pool.join()). MPROC_ERUNNING if the pool was neither closed nor
+ * terminated. Runs callbacks of async results as they complete.
+ */
+MPROC_EXPORT int mproc_pool_join(struct mproc_pool *pool);
+
+/*
+ * Release the pool. A pool that was not joined is terminated first, like
+ * leaving `with Pool() as p:`. Async results and iterators still held by the
+ * caller must be freed before. NULL is allowed.
+ */
+MPROC_EXPORT void mproc_pool_free(struct mproc_pool *pool);
+
+/* How a task ended. */
+enum mproc_status {
+	MPROC_PENDING = 0, /* not finished yet (never seen in a delivered result) */
+	MPROC_OK,          /* returned a value */
+	MPROC_RAISED,      /* raised: exc_type and exc_msg say what */
+	MPROC_CRASHED,     /* its worker died */
+	MPROC_TIMEOUT,     /* ran past its timeout */
+	MPROC_MEMORY,      /* its worker passed its memory limit */
+	MPROC_CANCELLED,   /* the pool was terminated before it ran */
+};
+
+/* "OK", "RAISED", ...; never NULL. */
+MPROC_EXPORT const char *mproc_status_name(enum mproc_status status);
+
+/* One task's result. Owned by the object that handed it out. */
+struct mproc_result {
+	/** Position of the task's input (0 for apply). */
+	size_t index;
+	/** How the task ended. */
+	enum mproc_status status;
+	/** The returned value when status is MPROC_OK, NULL otherwise. */
+	const struct mproc_value *value;
+	/** Python exception type name when RAISED ("ValueError"), else NULL. */
+	const char *exc_type;
+	/** Exception message when RAISED, else NULL. */
+	const char *exc_msg;
+	/** Times the task was started (1 unless it was retried). */
+	unsigned attempts;
+};
+
+/* Every result of one call, in input order. Read-only. */
+struct mproc_results {
+	size_t count;
+	const struct mproc_result *items;
+	/** How many items have a status other than MPROC_OK. */
+	size_t failed;
+};
+
+/* Free results from mproc_apply() or mproc_map(). NULL is allowed. */
+MPROC_EXPORT void mproc_results_free(struct mproc_results *res);
+
+/*
+ * An input: a generator that writes item `index` with `w` and returns 1,
+ * returns 0 when there are no more items, or a negative code to stop the
+ * call with MPROC_EINPUT. It is pulled lazily, in order, by whichever thread
+ * drives the pool, never by two threads at once; it must not call the pool.
+ */
+typedef int (*mproc_input_fn)(void *cookie, size_t index,
+                              struct mproc_writer *w);
+
+struct mproc_input {
+	mproc_input_fn fn;
+	void *cookie;
+	/** True when `len` is the exact item count (needed by map's chunksize;
+	 *  without it map() reads the whole input first, like Python). */
+	bool has_len;
+	size_t len;
+	/** Private state of the helpers below. */
+	int64_t range_[3];
+	const void *array_;
+	size_t elsize_;
+	int (*elwrite_)(struct mproc_writer *w, const void *el);
+};
+
+/* Python's range(start, stop, step) as an input of ints; -EINVAL if step 0. */
+MPROC_EXPORT int mproc_input_range(struct mproc_input *in, int64_t start,
+                                   int64_t stop, int64_t step);
+/*
+ * A C array as an input: `n` elements of `size` bytes at `base`, each
+ * written by `write`. The array must outlive the call that reads it.
+ */
+MPROC_EXPORT int mproc_input_array(struct mproc_input *in, const void *base,
+                                   size_t n, size_t size,
+                                   int (*write)(struct mproc_writer *w,
+                                                const void *el));
+/* Arrays of int64_t, double and NUL-terminated strings. */
+MPROC_EXPORT int mproc_input_int64s(struct mproc_input *in,
+                                    const int64_t *a, size_t n);
+MPROC_EXPORT int mproc_input_doubles(struct mproc_input *in, const double *a,
+                                     size_t n);
+MPROC_EXPORT int mproc_input_cstrs(struct mproc_input *in,
+                                   const char *const *a, size_t n);
+/* A generator function with a cookie; length unknown. */
+MPROC_EXPORT int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
+                                     void *cookie);
+
+/*
+ * Run fn on one argument and wait (Pool.apply(f, args)). `arg`/`arglen` is
+ * a complete pickle (from mproc_writer_finish(), or Python's pickle.dumps);
+ * NULL passes None. Returns 0 when the task returned, MPROC_ERAISED when it
+ * did not (the result says how), or another negative code with *out NULL.
+ * The caller frees *out with mproc_results_free().
+ */
+MPROC_EXPORT int mproc_apply(struct mproc_pool *pool, mproc_task_fn fn,
+                             const void *arg, size_t arglen,
+                             struct mproc_results **out);
+
+/*
+ * fn over every input item, results in input order (Pool.map). chunksize 0
+ * means Python's: ceil(n / (4 * processes)). Returns 0 when every task
+ * returned, MPROC_ERAISED when some did not (every result is in *out
+ * all the same), or another code with *out NULL.
+ */
+MPROC_EXPORT int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
+                           const struct mproc_input *in, size_t chunksize,
+                           struct mproc_results **out);
+
+/* Pool.starmap: like mproc_map, but every item must be a tuple (the task's
+ * arguments); an item that is not ends RAISED with TypeError. */
+MPROC_EXPORT int mproc_starmap(struct mproc_pool *pool, mproc_task_fn fn,
+                               const struct mproc_input *in, size_t chunksize,
+                               struct mproc_results **out);
+
+/* An async result (Pool's AsyncResult / MapResult). */
+struct mproc_async;
+
+/*
+ * Called once when an async result completes, in the thread that drives
+ * the pool, without the pool's lock: `callback` when every task returned,
+ * `error_callback` otherwise. Either may be NULL. They may submit work.
+ */
+typedef void (*mproc_callback_fn)(void *cookie,
+                                  const struct mproc_results *res);
+
+struct mproc_callbacks {
+	mproc_callback_fn callback;
+	mproc_callback_fn error_callback;
+	void *cookie;
+};
+
+/* Pool.apply_async. `cb` may be NULL. Free *out with mproc_async_free(). */
+MPROC_EXPORT int mproc_apply_async(struct mproc_pool *pool, mproc_task_fn fn,
+                                   const void *arg, size_t arglen,
+                                   const struct mproc_callbacks *cb,
+                                   struct mproc_async **out);
+/* Pool.map_async: input read lazily as tasks are dispatched. */
+MPROC_EXPORT int mproc_map_async(struct mproc_pool *pool, mproc_task_fn fn,
+                                 const struct mproc_input *in,
+                                 size_t chunksize,
+                                 const struct mproc_callbacks *cb,
+                                 struct mproc_async **out);
+MPROC_EXPORT int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
+                                     const struct mproc_input *in,
+                                     size_t chunksize,
+                                     const struct mproc_callbacks *cb,
+                                     struct mproc_async **out);
+
+/*
+ * Wait up to `timeout` seconds (negative: forever) and set *out to the
+ * results, owned by `a` (AsyncResult.get). Returns 0 when every task
+ * returned, MPROC_ERAISED when some did not, -ETIMEDOUT when not ready yet
+ * (the results can still be fetched later).
+ */
+MPROC_EXPORT int mproc_async_get(struct mproc_async *a, double timeout,
+                                 const struct mproc_results **out);
+/* AsyncResult.wait: 0 when ready, -ETIMEDOUT otherwise. */
+MPROC_EXPORT int mproc_async_wait(struct mproc_async *a, double timeout);
+/* AsyncResult.ready; makes progress without blocking. */
+MPROC_EXPORT bool mproc_async_ready(struct mproc_async *a);
+/* AsyncResult.successful: 1 or 0, MPROC_ENOTREADY when not ready. */
+MPROC_EXPORT int mproc_async_successful(struct mproc_async *a);
+/*
+ * Release an async result. One still running is left to finish (its
+ * callbacks still run) and released by the pool. NULL is allowed.
+ */
+MPROC_EXPORT void mproc_async_free(struct mproc_async *a);
+
+/* An imap iterator. */
+struct mproc_iter;
+
+/*
+ * Pool.imap: results in input order, each as soon as it and all before it
+ * are ready. chunksize 0 means 1. The input is pulled lazily within the
+ * pool's window, so an endless input runs in bounded memory.
+ */
+MPROC_EXPORT int mproc_imap(struct mproc_pool *pool, mproc_task_fn fn,
+                            const struct mproc_input *in, size_t chunksize,
+                            struct mproc_iter **out);
+/* Pool.imap_unordered: results as soon as any is ready. */
+MPROC_EXPORT int mproc_imap_unordered(struct mproc_pool *pool,
+                                      mproc_task_fn fn,
+                                      const struct mproc_input *in,
+                                      size_t chunksize,
+                                      struct mproc_iter **out);
+/*
+ * next(it, timeout): wait up to `timeout` seconds (negative: forever) for
+ * the next result. Returns 1 and sets *out (valid until the next call on
+ * `it`), 0 when every result was handed out, -ETIMEDOUT, MPROC_EINPUT when
+ * the input generator failed (results before it were delivered).
+ */
+MPROC_EXPORT int mproc_iter_next(struct mproc_iter *it, double timeout,
+                                 const struct mproc_result **out);
+/* Release an iterator; tasks still running are left to finish. NULL ok. */
+MPROC_EXPORT void mproc_iter_free(struct mproc_iter *it);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPROC_H */

@@ -1,0 +1,20 @@
+/*
+ * buf.c - growth of struct mproc__buf (the inline parts live in buf.h).
+ */
+#include "buf.h"
+
+int mproc__buf_grow(struct mproc__buf *b, size_t need)
+{
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < need) {
+		if (cap > SIZE_MAX / 2)
+			return -ENOMEM;
+		cap *= 2;
+	}
+	char *p = realloc(b->data, cap);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}

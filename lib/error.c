@@ -1,0 +1,53 @@
+/*
+ * error.c - names and descriptions of every code mproc returns.
+ *
+ * mproc's own codes come from MPROC_ERRNO_MAP in mproc.h; everything else is
+ * a negated errno value, described by the C library.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "mproc.h"
+
+const char *mproc_strerror(int code)
+{
+	switch (code) {
+#define MPROC__ERR_TEXT(name, value, text)                                     \
+	case MPROC_##name:                                                     \
+		return text;
+		MPROC_ERRNO_MAP(MPROC__ERR_TEXT)
+#undef MPROC__ERR_TEXT
+	case 0:
+		return "success";
+	default:
+		break;
+	}
+	if (code < 0 && code > -4000) {
+		/* strerrordesc_np is static text and thread-safe (glibc 2.32). */
+		const char *s = strerrordesc_np(-code);
+		if (s)
+			return s;
+	}
+	return "unknown error";
+}
+
+const char *mproc_err_name(int code)
+{
+	switch (code) {
+#define MPROC__ERR_NAME(name, value, text)                                     \
+	case MPROC_##name:                                                     \
+		return "MPROC_" #name;
+		MPROC_ERRNO_MAP(MPROC__ERR_NAME)
+#undef MPROC__ERR_NAME
+	case 0:
+		return "OK";
+	default:
+		break;
+	}
+	if (code < 0 && code > -4000) {
+		const char *s = strerrorname_np(-code);
+		if (s)
+			return s;
+	}
+	return "UNKNOWN";
+}

@@ -1,0 +1,53 @@
+/*
+ * pickle.h - the codec's private seams, used by the worker and the pool.
+ *
+ * The public half (struct mproc_writer, struct mproc_decoder and the value
+ * accessors) is in include/mproc.h; this adds what lets the wire layer write
+ * a value straight into a frame buffer and keep several decoded messages in
+ * one arena.
+ */
+#ifndef MPROC_PICKLE_H
+#define MPROC_PICKLE_H
+
+#include "mproc.h"
+#include "buf.h"
+
+/*
+ * Point `w` at `b`: the next value is appended at b->len (PROTO first,
+ * STOP last), so a task's return value lands in the frame that carries it
+ * without a copy. Resets w's state and error. Detach with
+ * mproc__writer_attach(w, NULL), which returns w to its own buffer.
+ */
+void mproc__writer_attach(struct mproc_writer *w, struct mproc__buf *b);
+
+/*
+ * Complete the value being written into the attached buffer (append STOP).
+ * Returns 0, or the writer's first error / MPROC_EWRITER; on error the bytes
+ * written since attach are removed from the buffer (b->len restored).
+ */
+int mproc__writer_end(struct mproc_writer *w);
+
+/* True when mproc_raise() was the last thing done on w (since attach/reset). */
+bool mproc__writer_raised(const struct mproc_writer *w);
+
+/*
+ * The top-level type of the value written so far (the first opcode's),
+ * or -1 when nothing was written. Lets starmap check for a tuple.
+ */
+int mproc__writer_top_type(const struct mproc_writer *w);
+
+/*
+ * Decode like mproc_decode() but keep the trees of earlier
+ * mproc__decode_keep() calls alive (the arena is not reset), so that one
+ * decoder holds every result of a map. mproc_decode() or
+ * mproc__decoder_reset() frees them all at once.
+ */
+int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
+                       const struct mproc_value **out);
+void mproc__decoder_reset(struct mproc_decoder *d);
+
+/* A NUL-terminated copy of s[0..n) in d's arena (lives as its trees do). */
+const char *mproc__decoder_strdup(struct mproc_decoder *d, const char *s,
+                                  size_t n);
+
+#endif
