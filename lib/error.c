@@ -51,3 +51,16 @@ const char *mproc_err_name(int code)
 	}
 	return "UNKNOWN";
 }
+
+const char *mproc_status_name(enum mproc_status status)
+{
+	static const char *const names[] = {
+		[MPROC_PENDING] = "PENDING",   [MPROC_OK] = "OK",
+		[MPROC_RAISED] = "RAISED",     [MPROC_CRASHED] = "CRASHED",
+		[MPROC_TIMEOUT] = "TIMEOUT",   [MPROC_MEMORY] = "MEMORY",
+		[MPROC_CANCELLED] = "CANCELLED",
+	};
+	if ((unsigned)status < sizeof names / sizeof names[0] && names[status])
+		return names[status];
+	return "UNKNOWN";
+}

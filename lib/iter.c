@@ -1,0 +1,122 @@
+/*
+ * iter.c - imap and imap_unordered: results handed out one at a time.
+ *
+ * The input is pulled only while fewer than `window` results stand between
+ * the consumer and it, so an endless input runs in bounded memory; the
+ * result handed out stays valid until the next call, because its slot is
+ * not reused before the consumer asks again (the ring has window + 1
+ * slots).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "pool.h"
+
+#define JOB(it) ((struct mproc__job *)(it))
+
+static int imap(struct mproc_pool *pool, mproc_task_fn fn,
+                const struct mproc_input *in, size_t chunksize,
+                enum mproc__job_kind kind, struct mproc_iter **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!pool || !fn || !in || !in->fn)
+		return -EINVAL;
+	struct mproc__job *job = mproc__job_new(pool, kind, fn, chunksize, 0);
+	if (!job)
+		return -ENOMEM;
+	int rc = mproc__job_set_input(job, in);
+	if (rc == 0) {
+		pthread_mutex_lock(&pool->mu);
+		rc = mproc__pool_submit(pool, job);
+		pthread_mutex_unlock(&pool->mu);
+	}
+	if (rc < 0) {
+		mproc__job_free(job);
+		return rc;
+	}
+	*out = (struct mproc_iter *)job;
+	return 0;
+}
+
+int mproc_imap(struct mproc_pool *pool, mproc_task_fn fn,
+               const struct mproc_input *in, size_t chunksize,
+               struct mproc_iter **out)
+{
+	return imap(pool, fn, in, chunksize, MPROC__JOB_ORDERED, out);
+}
+
+int mproc_imap_unordered(struct mproc_pool *pool, mproc_task_fn fn,
+                         const struct mproc_input *in, size_t chunksize,
+                         struct mproc_iter **out)
+{
+	return imap(pool, fn, in, chunksize, MPROC__JOB_UNORDERED, out);
+}
+
+static bool iter_has_next(void *arg)
+{
+	struct mproc__job *job = arg;
+	if (job->kind == MPROC__JOB_ORDERED) {
+		if (job->delivered < job->pulled &&
+		    job->slots[job->delivered % job->nslots].ready)
+			return true;
+	} else if (job->ucount) {
+		return true;
+	}
+	return job->input_done && job->delivered >= job->pulled;
+}
+
+int mproc_iter_next(struct mproc_iter *it, double timeout,
+                    const struct mproc_result **out)
+{
+	if (!it || !out)
+		return -EINVAL;
+	struct mproc__job *job = JOB(it);
+	struct mproc_pool *pool = job->pool;
+	pthread_mutex_lock(&pool->mu);
+	int rc = mproc__pool_wait(pool, iter_has_next, job,
+	                          mproc__deadline(timeout));
+	if (rc < 0)
+		goto out;
+	struct mproc__slot *s;
+	if (job->kind == MPROC__JOB_ORDERED &&
+	    job->delivered < job->pulled &&
+	    job->slots[job->delivered % job->nslots].ready) {
+		s = &job->slots[job->delivered % job->nslots];
+	} else if (job->kind == MPROC__JOB_UNORDERED && job->ucount) {
+		s = &job->slots[job->uhead];
+		job->uhead = (job->uhead + 1) % job->nslots;
+		job->ucount--;
+	} else {
+		/* Every result was handed out. */
+		rc = job->input_err ? MPROC_EINPUT : 0;
+		goto out;
+	}
+	s->ready = false;
+	job->delivered++;
+	if (job->dec)
+		mproc__decoder_reset(job->dec);
+	rc = mproc__job_result(job, s->status, s->attempts, s->index,
+	                       s->data.data, s->data.len, &job->cur);
+	if (rc == 0) {
+		*out = &job->cur;
+		rc = 1;
+	}
+	/* The window moved: let the engine pull more input. */
+	mproc__pool_kick(pool);
+out:
+	pthread_mutex_unlock(&pool->mu);
+	return rc;
+}
+
+void mproc_iter_free(struct mproc_iter *it)
+{
+	if (!it)
+		return;
+	struct mproc__job *job = JOB(it);
+	struct mproc_pool *pool = job->pool;
+	pthread_mutex_lock(&pool->mu);
+	mproc__job_release(job);
+	pthread_mutex_unlock(&pool->mu);
+}

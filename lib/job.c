@@ -1,0 +1,363 @@
+/*
+ * job.c - one call's inputs and results: what map, apply and imap share.
+ *
+ * A job pulls its input lazily into TASK frames (job_pull) and stores each
+ * result as it comes back (job_store). ALL jobs (map, apply) keep every
+ * result and decode them once, when the last arrives; iterator jobs keep at
+ * most `window` results pulled ahead of the consumer, in a ring of slots
+ * whose buffers are reused, so a long imap allocates nothing per task once
+ * warm. Every function here runs with the pool's lock held.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+
+#include "pool.h"
+
+struct mproc__job *mproc__job_new(struct mproc_pool *pool,
+                                  enum mproc__job_kind kind, mproc_task_fn fn,
+                                  size_t chunksize, uint8_t flags)
+{
+	struct mproc__job *job = calloc(1, sizeof *job);
+	if (!job)
+		return NULL;
+	job->pool = pool;
+	job->kind = kind;
+	job->fn = fn;
+	job->flags = flags;
+	job->chunksize = chunksize ? chunksize : 1;
+	return job;
+}
+
+void mproc__job_free(struct mproc__job *job)
+{
+	if (!job)
+		return;
+	mproc__buf_free(&job->pre);
+	mproc__buf_free(&job->payload);
+	if (job->slots && job->kind != MPROC__JOB_ALL)
+		for (size_t i = 0; i < job->nslots; i++)
+			mproc__buf_free(&job->slots[i].data);
+	free(job->slots);
+	free(job->items);
+	mproc_decoder_free(job->dec);
+	free(job);
+}
+
+int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in)
+{
+	if (!in || !in->fn)
+		return -EINVAL;
+	job->in = *in;
+	/* The helpers point their cookie at the struct itself; the caller's
+	 * copy may be gone by the time an async job pulls, so use ours. */
+	if (in->cookie == in)
+		job->in.cookie = &job->in;
+	return 0;
+}
+
+static int job_pre_append(struct mproc__job *job, const void *p, size_t len)
+{
+	if (len > UINT32_MAX)
+		return MPROC_EPICKLE_TOOBIG;
+	uint32_t l = (uint32_t)len;
+	int rc = mproc__buf_append(&job->pre, &l, sizeof l);
+	return rc < 0 ? rc : mproc__buf_append(&job->pre, p, len);
+}
+
+int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len)
+{
+	static const char none[] = "\x80\x05N.";
+	if (!arg) {
+		arg = none;
+		len = sizeof none - 1;
+	}
+	job->use_pre = true;
+	job->in.has_len = true;
+	job->in.len = 1;
+	return job_pre_append(job, arg, len);
+}
+
+/* Pull one item from the generator as a record at the end of `out`. */
+static int job_gen_one(struct mproc__job *job, struct mproc__buf *out)
+{
+	struct mproc_writer *w = job->pool->w;
+	size_t rec = out->len;
+	int rc = mproc__buf_reserve(out, MPROC__TASK_REC);
+	if (rc < 0)
+		return rc;
+	out->len += MPROC__TASK_REC;
+	mproc__writer_attach(w, out);
+	rc = job->in.fn(job->in.cookie, job->pulled, w);
+	if (rc > 0)
+		rc = mproc__writer_end(w) < 0 ? MPROC_EINPUT : 1;
+	else if (rc < 0)
+		rc = MPROC_EINPUT;
+	mproc__writer_attach(w, NULL);
+	if (rc <= 0) {
+		out->len = rec;
+		return rc;
+	}
+	uint32_t len = (uint32_t)(out->len - rec - MPROC__TASK_REC);
+	memcpy(out->data + rec, &len, sizeof len);
+	return 1;
+}
+
+int mproc__job_read_all(struct mproc__job *job)
+{
+	/* map() over an input of unknown length reads it all first, as
+	 * Python's map() does list(iterable), to size its chunks. */
+	size_t n = 0;
+	for (;;) {
+		size_t before = job->pre.len;
+		job->pulled = n;
+		int rc = job_gen_one(job, &job->pre);
+		if (rc < 0) {
+			job->pulled = 0;
+			return rc;
+		}
+		if (rc == 0)
+			break;
+		(void)before;
+		n++;
+	}
+	job->pulled = 0;
+	job->use_pre = true;
+	job->in.has_len = true;
+	job->in.len = n;
+	return 0;
+}
+
+size_t mproc__job_room(const struct mproc__job *job)
+{
+	if (job->input_done)
+		return 0;
+	if (job->kind == MPROC__JOB_ALL)
+		return SIZE_MAX;
+	/* Iterators: at most `window` results between the consumer and the
+	 * input, so that an endless input runs in bounded memory. */
+	size_t ahead = job->pulled - job->delivered;
+	return ahead >= job->window ? 0 : job->window - ahead;
+}
+
+static int job_grow_slots(struct mproc__job *job, size_t need)
+{
+	if (need <= job->nslots)
+		return 0;
+	size_t n = job->nslots ? job->nslots : 64;
+	while (n < need)
+		n *= 2;
+	struct mproc__slot *s = reallocarray(job->slots, n, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	memset(s + job->nslots, 0, (n - job->nslots) * sizeof *s);
+	job->slots = s;
+	job->nslots = n;
+	return 0;
+}
+
+size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
+                       size_t n)
+{
+	size_t got = 0;
+	if (job->kind == MPROC__JOB_ALL && job->in.has_len &&
+	    job_grow_slots(job, job->in.len) < 0) {
+		job->input_err = -ENOMEM;
+		job->input_done = true;
+		return 0;
+	}
+	while (got < n && !job->input_done) {
+		int rc;
+		if (job->use_pre) {
+			if (job->pre_off >= job->pre.len) {
+				rc = 0;
+			} else {
+				uint32_t len;
+				memcpy(&len, job->pre.data + job->pre_off, sizeof len);
+				size_t rl = MPROC__TASK_REC + len;
+				rc = mproc__buf_append(out, job->pre.data + job->pre_off, rl);
+				if (rc == 0) {
+					job->pre_off += rl;
+					rc = 1;
+				}
+			}
+		} else if (job->in.has_len && job->pulled >= job->in.len) {
+			rc = 0;
+		} else {
+			rc = job_gen_one(job, out);
+		}
+		if (rc <= 0) {
+			job->input_done = true;
+			if (rc < 0)
+				job->input_err = rc;
+			break;
+		}
+		if (job->kind == MPROC__JOB_ALL &&
+		    job_grow_slots(job, job->pulled + 1) < 0) {
+			job->input_err = -ENOMEM;
+			job->input_done = true;
+			break;
+		}
+		job->pulled++;
+		got++;
+	}
+	if (job->use_pre && job->pre_off >= job->pre.len)
+		job->input_done = true;
+	return got;
+}
+
+int mproc__job_store(struct mproc__job *job, size_t index,
+                     enum mproc_status status, unsigned attempts,
+                     const void *payload, size_t len)
+{
+	struct mproc__slot *s;
+	int rc = 0;
+	switch (job->kind) {
+	case MPROC__JOB_ALL:
+		s = &job->slots[index];
+		s->off = job->payload.len;
+		s->len = len;
+		rc = mproc__buf_append(&job->payload, payload, len);
+		break;
+	case MPROC__JOB_ORDERED:
+		s = &job->slots[index % job->nslots];
+		s->data.len = 0;
+		rc = mproc__buf_append(&s->data, payload, len);
+		break;
+	default:
+		s = &job->slots[(job->uhead + job->ucount) % job->nslots];
+		s->data.len = 0;
+		rc = mproc__buf_append(&s->data, payload, len);
+		job->ucount++;
+		break;
+	}
+	if (rc < 0) {
+		/* Out of memory for this result: it still ends, as an error. */
+		s->len = 0;
+		s->data.len = 0;
+		status = MPROC_RAISED;
+	}
+	s->index = index;
+	s->status = status;
+	s->attempts = attempts;
+	s->ready = true;
+	job->completed++;
+	return rc;
+}
+
+void mproc__job_check_done(struct mproc__job *job)
+{
+	if (job->done || !job->input_done || job->completed < job->pulled ||
+	    job->inflight)
+		return;
+	job->done = true;
+	job->pool->active--;
+	if (job->kind == MPROC__JOB_ALL && !job->user_released) {
+		job->final_rc = mproc__job_finalize(job);
+		if (job->cb.callback || job->cb.error_callback) {
+			TAILQ_INSERT_TAIL(&job->pool->callbacks, job, cblink);
+			job->cb_queued = true;
+		}
+	}
+	pthread_cond_broadcast(&job->pool->cv);
+}
+
+void mproc__job_cancel(struct mproc__job *job, size_t index, size_t count)
+{
+	/* Terminate: tasks of a chunk that had no result end CANCELLED. */
+	for (size_t i = 0; i < count; i++)
+		mproc__job_store(job, index + i, MPROC_CANCELLED, 0, NULL, 0);
+	job->inflight--;
+}
+
+int mproc__job_result(struct mproc__job *job, enum mproc_status status,
+                      unsigned attempts, size_t index, const void *p,
+                      size_t len, struct mproc_result *out)
+{
+	*out = (struct mproc_result){.index = index, .status = status,
+	                             .attempts = attempts};
+	if (status != MPROC_OK && status != MPROC_RAISED)
+		return 0;
+	if (!job->dec) {
+		int rc = mproc_decoder_new(&job->dec, &job->pool->opts.limits);
+		if (rc < 0)
+			return rc;
+	}
+	const struct mproc_value *v = NULL;
+	int rc = len ? mproc__decode_keep(job->dec, p, len, &v) : MPROC_EPICKLE_TRUNCATED;
+	if (rc < 0) {
+		out->status = MPROC_RAISED;
+		out->exc_type = "UnpicklingError";
+		out->exc_msg = len ? mproc__decoder_strdup(job->dec,
+		                        mproc_decoder_error(job->dec),
+		                        strlen(mproc_decoder_error(job->dec)))
+		                   : "result lost: out of memory";
+		if (!out->exc_msg)
+			out->exc_msg = "result could not be decoded";
+		return 0;
+	}
+	if (status == MPROC_OK) {
+		out->value = v;
+		return 0;
+	}
+	/* RAISED carries (type, message). */
+	const struct mproc_value *t = NULL, *m = NULL;
+	const char *s;
+	size_t n;
+	out->exc_type = "Exception";
+	out->exc_msg = "";
+	if (mproc_value_item(v, 0, &t) == 0 && mproc_value_str(t, &s, &n) == 0)
+		out->exc_type = mproc__decoder_strdup(job->dec, s, n);
+	if (mproc_value_item(v, 1, &m) == 0 && mproc_value_str(m, &s, &n) == 0)
+		out->exc_msg = mproc__decoder_strdup(job->dec, s, n);
+	if (!out->exc_type || !out->exc_msg)
+		return -ENOMEM;
+	return 0;
+}
+
+int mproc__job_finalize(struct mproc__job *job)
+{
+	size_t n = job->pulled;
+	job->items = calloc(n ? n : 1, sizeof *job->items);
+	if (!job->items)
+		return -ENOMEM;
+	if (job->dec)
+		mproc__decoder_reset(job->dec);
+	size_t failed = 0;
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct mproc__slot *s = &job->slots[i];
+		int r = mproc__job_result(job, s->status, s->attempts, i,
+		                          job->payload.data + s->off, s->len,
+		                          &job->items[i]);
+		if (r < 0 && rc == 0)
+			rc = r;
+		if (job->items[i].status != MPROC_OK)
+			failed++;
+	}
+	job->results.count = n;
+	job->results.items = job->items;
+	job->results.failed = failed;
+	if (rc < 0)
+		return rc;
+	if (job->input_err)
+		return job->input_err;
+	return failed ? MPROC_ERAISED : 0;
+}
+
+void mproc__job_release(struct mproc__job *job)
+{
+	struct mproc_pool *pool = job->pool;
+	job->user_released = true;
+	if (job->queued) {
+		/* Nobody will read more: stop pulling its input. */
+		if (job->kind != MPROC__JOB_ALL) {
+			TAILQ_REMOVE(&pool->pending, job, link);
+			job->queued = false;
+			job->input_done = true;
+			mproc__job_check_done(job);
+		}
+	}
+	if (job->done && !job->inflight && !job->queued && !job->cb_queued)
+		mproc__job_free(job);
+}

@@ -1,0 +1,1040 @@
+/*
+ * pool.c - the manager: starting and replacing workers, dispatch,
+ * collecting results, and the pool's lifecycle.
+ *
+ * There is no helper thread. Progress happens inside the calls that wait
+ * (mproc__pool_wait): one thread at a time, the driver, runs the engine —
+ * dispatch input into per-worker TASK frames, write what the channels take,
+ * ppoll() on result pipes, pidfds and a wake eventfd, store what comes back
+ * — while other waiting threads sleep on the condition variable. The lock
+ * is dropped around ppoll() and around callbacks.
+ *
+ * Invariants: every task pulled from an input is in exactly one place — a
+ * chunk in flight on a worker, a chunk in the requeue, or stored as a
+ * result — so a dead worker loses nothing. Every descriptor the pool makes
+ * is in the process-wide registry, so each new child closes all of them
+ * (fork does not honour O_CLOEXEC, and a stray copy of a task channel
+ * would hide its EOF from the worker that reads it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+
+#include "config.h"
+#include "pool.h"
+
+#define FRAME_BUDGET (16u << 20)    /* a chunk's frame stops growing here */
+#define DEPTH_TARGET_NS 200000.0    /* queue ~200 us of work per worker */
+#define DEPTH_MIN 2
+#define DEPTH_MAX 512
+#define DEPTH_START 8
+
+/* ---- the descriptor registry ------------------------------------------ */
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static int *reg_fds;
+static size_t reg_len, reg_cap;
+
+/* reg_mu held. */
+static int reg_add_locked(int fd)
+{
+	if (reg_len == reg_cap) {
+		size_t cap = reg_cap ? reg_cap * 2 : 64;
+		int *p = reallocarray(reg_fds, cap, sizeof *p);
+		if (!p)
+			return -ENOMEM;
+		reg_fds = p;
+		reg_cap = cap;
+	}
+	reg_fds[reg_len++] = fd;
+	return 0;
+}
+
+static int reg_add(int fd)
+{
+	pthread_mutex_lock(&reg_mu);
+	int rc = reg_add_locked(fd);
+	pthread_mutex_unlock(&reg_mu);
+	return rc;
+}
+
+static void reg_close(int *fd)
+{
+	if (*fd < 0)
+		return;
+	pthread_mutex_lock(&reg_mu);
+	for (size_t i = 0; i < reg_len; i++) {
+		if (reg_fds[i] == *fd) {
+			reg_fds[i] = reg_fds[--reg_len];
+			break;
+		}
+	}
+	close(*fd);
+	pthread_mutex_unlock(&reg_mu);
+	*fd = -1;
+}
+
+void mproc__fdreg_child(void)
+{
+	/* In a fresh worker: the parent's lock state and list mean nothing. */
+	pthread_mutex_init(&reg_mu, NULL);
+	reg_len = 0;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+uint64_t mproc__deadline(double timeout)
+{
+	if (timeout < 0 || isnan(timeout) || timeout > 1e9)
+		return UINT64_MAX;
+	return mproc__now_ns() + (uint64_t)(timeout * 1e9);
+}
+
+/* ---- workers --------------------------------------------------------- */
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static int pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
+{
+	int sv[2] = {-1, -1}, pp[2] = {-1, -1};
+	int *closelist = NULL;
+	int rc;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	if (pipe2(pp, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* A bigger result pipe lets a batch of results go in one write. */
+	(void)fcntl(pp[1], F_SETPIPE_SZ, 256 * 1024);
+	if ((rc = set_nonblock(sv[0])) < 0 || (rc = set_nonblock(pp[0])) < 0)
+		goto fail;
+
+	struct mproc__child_plan plan = {
+		.task_fd = sv[1],
+		.result_fd = pp[1],
+		.manager = getpid(),
+		.number = w->number,
+		.maxtasks = pool->opts.maxtasksperchild,
+		.initializer = pool->opts.initializer,
+		.initarg = pool->opts.initarg,
+		.status = &pool->status[w->number],
+		.limits = pool->opts.limits,
+	};
+	atomic_store(&plan.status->task_id, 0);
+
+	/* The registry stays locked across fork so that no other thread adds
+	 * a descriptor the child would not know to close. */
+	pthread_mutex_lock(&reg_mu);
+	closelist = reallocarray(NULL, reg_len + 2, sizeof *closelist);
+	if (!closelist) {
+		pthread_mutex_unlock(&reg_mu);
+		rc = -ENOMEM;
+		goto fail;
+	}
+	memcpy(closelist, reg_fds, reg_len * sizeof *closelist);
+	closelist[reg_len] = sv[0];
+	closelist[reg_len + 1] = pp[0];
+	plan.close_fds = closelist;
+	plan.nclose = reg_len + 2;
+
+	/* Block every signal across fork: the child must not run a handler
+	 * of the host program before worker_setup() resets them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid_t pid = fork();
+	if (pid == 0) {
+		mproc__fdreg_child();
+		mproc__worker_main(&plan);
+	}
+	int fork_errno = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0) {
+		pthread_mutex_unlock(&reg_mu);
+		rc = -fork_errno;
+		goto fail;
+	}
+	(void)reg_add_locked(sv[0]);
+	(void)reg_add_locked(pp[0]);
+	pthread_mutex_unlock(&reg_mu);
+	free(closelist);
+	close(sv[1]);
+	close(pp[1]);
+
+	w->pid = pid;
+	w->task_fd = sv[0];
+	w->result_fd = pp[0];
+	w->pidfd = -1;
+#if HAVE_PIDFD_OPEN
+	w->pidfd = pidfd_open(pid, 0);
+	if (w->pidfd >= 0 && reg_add(w->pidfd) < 0) {
+		close(w->pidfd);
+		w->pidfd = -1;
+	}
+#endif
+	w->retiring = false;
+	w->chunks_sent = 0;
+	w->out.len = w->out_acked = w->out_sent = 0;
+	w->in.len = 0;
+	w->qhead = w->qlen = 0;
+	w->inflight_tasks = 0;
+	return 0;
+
+fail:
+	free(closelist);
+	for (int i = 0; i < 2; i++) {
+		if (sv[i] >= 0)
+			close(sv[i]);
+		if (pp[i] >= 0)
+			close(pp[i]);
+	}
+	return rc;
+}
+
+/* Wait for a worker that is known to be exiting (or killed). */
+static int worker_reap(struct mproc__worker *w)
+{
+	siginfo_t si = {0};
+	int rc;
+	do {
+		rc = waitid(P_PID, (id_t)w->pid, &si, WEXITED);
+	} while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return 0;
+	return si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
+	                                : (si.si_status & 0x7f);
+}
+
+static void worker_close(struct mproc__worker *w)
+{
+	reg_close(&w->task_fd);
+	reg_close(&w->result_fd);
+	reg_close(&w->pidfd);
+	w->pid = 0;
+}
+
+static void worker_kill(struct mproc__worker *w)
+{
+#if HAVE_PIDFD_OPEN
+	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0) == 0)
+		return;
+#endif
+	kill(w->pid, SIGKILL);
+}
+
+static size_t worker_depth(const struct mproc__worker *w)
+{
+	if (w->ns_per_task <= 0)
+		return DEPTH_START;
+	double d = DEPTH_TARGET_NS / w->ns_per_task;
+	if (d < DEPTH_MIN)
+		return DEPTH_MIN;
+	if (d > DEPTH_MAX)
+		return DEPTH_MAX;
+	return (size_t)d;
+}
+
+static int chunk_push(struct mproc__worker *w, const struct mproc__chunk *c)
+{
+	if (w->qlen == w->qcap) {
+		size_t cap = w->qcap ? w->qcap * 2 : 16;
+		struct mproc__chunk *q = reallocarray(NULL, cap, sizeof *q);
+		if (!q)
+			return -ENOMEM;
+		for (size_t i = 0; i < w->qlen; i++)
+			q[i] = w->q[(w->qhead + i) % w->qcap];
+		free(w->q);
+		w->q = q;
+		w->qcap = cap;
+		w->qhead = 0;
+	}
+	w->q[(w->qhead + w->qlen) % w->qcap] = *c;
+	w->qlen++;
+	return 0;
+}
+
+static int rq_push(struct mproc_pool *pool, const struct mproc__chunk *c)
+{
+	if (pool->rqlen == pool->rqcap) {
+		size_t cap = pool->rqcap ? pool->rqcap * 2 : 16;
+		struct mproc__chunk *q = reallocarray(NULL, cap, sizeof *q);
+		if (!q)
+			return -ENOMEM;
+		for (size_t i = 0; i < pool->rqlen; i++)
+			q[i] = pool->rq[(pool->rqhead + i) % pool->rqcap];
+		free(pool->rq);
+		pool->rq = q;
+		pool->rqcap = cap;
+		pool->rqhead = 0;
+	}
+	pool->rq[(pool->rqhead + pool->rqlen) % pool->rqcap] = *c;
+	pool->rqlen++;
+	return 0;
+}
+
+static void job_maybe_free(struct mproc__job *job)
+{
+	if (job->user_released && job->done && !job->inflight && !job->queued &&
+	    !job->cb_queued)
+		mproc__job_free(job);
+}
+
+static void job_dequeue(struct mproc_pool *pool, struct mproc__job *job)
+{
+	if (job->queued) {
+		TAILQ_REMOVE(&pool->pending, job, link);
+		job->queued = false;
+	}
+}
+
+/* A chunk is finished (all results, or cancelled): release its job. */
+static void chunk_finish(struct mproc__chunk *c)
+{
+	struct mproc__job *job = c->job;
+	job->inflight--;
+	mproc__job_check_done(job);
+	job_maybe_free(job);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static struct mproc__worker *pool_pick_worker(struct mproc_pool *pool)
+{
+	struct mproc__worker *best = NULL;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (!w->pid || w->retiring || w->inflight_tasks >= worker_depth(w))
+			continue;
+		if (!best || w->inflight_tasks < best->inflight_tasks)
+			best = w;
+	}
+	return best;
+}
+
+static void worker_sent_chunk(struct mproc_pool *pool, struct mproc__worker *w)
+{
+	w->chunks_sent++;
+	if (pool->opts.maxtasksperchild &&
+	    w->chunks_sent >= pool->opts.maxtasksperchild)
+		w->retiring = true;
+}
+
+/* Hand the oldest requeued chunk to w. */
+static int pool_dispatch_requeued(struct mproc_pool *pool,
+                                  struct mproc__worker *w)
+{
+	struct mproc__chunk c = pool->rq[pool->rqhead];
+	int rc = mproc__buf_append(&w->out, pool->requeue.data + pool->rq_off,
+	                           c.frame_len);
+	if (rc < 0)
+		return rc;
+	if ((rc = chunk_push(w, &c)) < 0) {
+		w->out.len -= c.frame_len;
+		return rc;
+	}
+	pool->rq_off += c.frame_len;
+	pool->rqhead = (pool->rqhead + 1) % pool->rqcap;
+	if (--pool->rqlen == 0)
+		pool->requeue.len = pool->rq_off = 0;
+	w->inflight_tasks += c.count;
+	worker_sent_chunk(pool, w);
+	return 0;
+}
+
+static struct mproc__job *pool_next_job(struct mproc_pool *pool)
+{
+	struct mproc__job *job, *tmp;
+	TAILQ_FOREACH_SAFE(job, &pool->pending, link, tmp) {
+		if (job->input_done) {
+			job_dequeue(pool, job);
+			mproc__job_check_done(job);
+			job_maybe_free(job);
+			continue;
+		}
+		if (mproc__job_room(job))
+			return job;
+	}
+	return NULL;
+}
+
+/* Pull one chunk of `job` into a TASK frame for w. */
+static int pool_dispatch_chunk(struct mproc_pool *pool,
+                               struct mproc__worker *w,
+                               struct mproc__job *job)
+{
+	size_t hdr;
+	int rc = mproc__wire_begin(&w->out, &hdr);
+	if (rc < 0)
+		return rc;
+	size_t room = mproc__job_room(job);
+	size_t want = job->chunksize < room ? job->chunksize : room;
+	size_t got = 0;
+	/* One item at a time so that a chunk of big items stays in budget. */
+	while (got < want && w->out.len - hdr < FRAME_BUDGET) {
+		size_t n = mproc__job_pull(job, &w->out, 1);
+		if (n == 0)
+			break;
+		got += n;
+	}
+	if (got == 0) {
+		w->out.len = hdr;
+		if (job->input_done) {
+			job_dequeue(pool, job);
+			mproc__job_check_done(job);
+		}
+		return 0;
+	}
+	mproc__wire_end(&w->out, hdr, MPROC__F_TASK, job->flags, (uint32_t)got,
+	                pool->next_id, (uint64_t)(uintptr_t)job->fn);
+	struct mproc__chunk c = {
+		.job = job,
+		.index = job->pulled - got,
+		.id = pool->next_id,
+		.count = (uint32_t)got,
+		.frame_len = w->out.len - hdr,
+	};
+	if ((rc = chunk_push(w, &c)) < 0) {
+		/* Cannot track it: it ends as an error rather than vanish. */
+		w->out.len = hdr;
+		for (size_t i = 0; i < got; i++)
+			mproc__job_store(job, c.index + i, MPROC_CANCELLED, 0, NULL, 0);
+		return rc;
+	}
+	pool->next_id += got;
+	job->inflight++;
+	w->inflight_tasks += got;
+	worker_sent_chunk(pool, w);
+	if (job->input_done)
+		job_dequeue(pool, job);
+	return 1;
+}
+
+static void pool_dispatch(struct mproc_pool *pool)
+{
+	if (pool->state == MPROC__TERMINATED)
+		return;
+	for (;;) {
+		struct mproc__worker *w = pool_pick_worker(pool);
+		if (!w)
+			return;
+		if (pool->rqlen) {
+			if (pool_dispatch_requeued(pool, w) < 0)
+				return;
+			continue;
+		}
+		struct mproc__job *job = pool_next_job(pool);
+		if (!job)
+			return;
+		if (pool_dispatch_chunk(pool, w, job) < 0)
+			return;
+	}
+}
+
+static void worker_flush(struct mproc__worker *w)
+{
+	if (w->pid && w->out_sent < w->out.len)
+		(void)mproc__wire_write(w->task_fd, &w->out, &w->out_sent, true);
+}
+
+/* ---- results --------------------------------------------------------- */
+
+/* Drop acknowledged frames from the front of w->out now and then. */
+static void worker_compact(struct mproc__worker *w)
+{
+	if (w->out_acked == w->out.len && w->out_sent == w->out.len) {
+		w->out.len = w->out_acked = w->out_sent = 0;
+	} else if (w->out_acked >= (64u << 10) && w->out_acked * 2 >= w->out.len) {
+		mproc__buf_consume(&w->out, w->out_acked);
+		w->out_sent -= w->out_acked;
+		w->out_acked = 0;
+	}
+}
+
+static int worker_result_frame(struct mproc__worker *w,
+                               const struct mproc__frame *f, const char *p)
+{
+	if (f->type != MPROC__F_RESULT || w->qlen == 0)
+		return MPROC_EPROTO;
+	struct mproc__chunk *c = &w->q[w->qhead];
+	if (f->id != c->id + c->done || f->count > c->count - c->done)
+		return MPROC_EPROTO;
+	const char *end = p + f->len;
+	struct mproc__job *job = c->job;
+	for (uint32_t k = 0; k < f->count; k++) {
+		uint32_t rec[2];
+		if ((size_t)(end - p) < MPROC__RESULT_REC)
+			return MPROC_EPROTO;
+		memcpy(rec, p, sizeof rec);
+		p += MPROC__RESULT_REC;
+		if ((size_t)(end - p) < rec[0] ||
+		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED))
+			return MPROC_EPROTO;
+		if (job->user_released && job->kind != MPROC__JOB_ALL)
+			job->completed++;
+		else
+			mproc__job_store(job, c->index + c->done, rec[1], 1, p, rec[0]);
+		p += rec[0];
+		c->done++;
+		w->inflight_tasks--;
+	}
+	if (f->count) {
+		double sample = (double)f->ref / f->count;
+		w->ns_per_task = w->ns_per_task > 0
+		                         ? 0.75 * w->ns_per_task + 0.25 * sample
+		                         : sample;
+	}
+	if (c->done == c->count) {
+		struct mproc__chunk done = *c;
+		w->out_acked += c->frame_len;
+		w->qhead = (w->qhead + 1) % w->qcap;
+		w->qlen--;
+		chunk_finish(&done);
+		worker_compact(w);
+	} else {
+		mproc__job_check_done(job);
+	}
+	return 0;
+}
+
+/* Read and store what w sent. 0, or 1 at end of file, or MPROC_EPROTO. */
+static int worker_read(struct mproc_pool *pool, struct mproc__worker *w,
+                       int max_reads)
+{
+	int eof = 0;
+	for (int i = 0; i < max_reads; i++) {
+		ssize_t n = mproc__wire_read(w->result_fd, &w->in);
+		if (n == -EAGAIN)
+			break;
+		if (n <= 0) {
+			eof = 1;
+			break;
+		}
+		size_t off = 0;
+		struct mproc__frame f;
+		const char *payload;
+		int rc;
+		while ((rc = mproc__wire_next(&w->in, &off, &f, &payload,
+		                              pool->max_frame)) == 1) {
+			if ((rc = worker_result_frame(w, &f, payload)) < 0)
+				break;
+		}
+		mproc__buf_consume(&w->in, off);
+		if (rc < 0)
+			return MPROC_EPROTO;
+	}
+	return eof;
+}
+
+/* ---- deaths -------------------------------------------------------------- */
+
+static void describe_death(int status, char *buf, size_t n)
+{
+	if (status & 0x7f) {
+		int sig = status & 0x7f;
+		const char *abbrev = sigabbrev_np(sig);
+		snprintf(buf, n, "worker killed by signal %d (SIG%s: %s)", sig,
+		         abbrev ? abbrev : "?", strsignal(sig));
+	} else {
+		snprintf(buf, n, "worker exited with status %d", status >> 8);
+	}
+}
+
+/* Store a result made by the manager itself: (type, message). */
+static void job_store_note(struct mproc_pool *pool, struct mproc__job *job,
+                           size_t index, enum mproc_status status,
+                           const char *type, const char *msg)
+{
+	struct mproc_writer *w = pool->w;
+	const void *data = NULL;
+	size_t len = 0;
+	mproc_writer_reset(w);
+	mproc_write_tuple_begin(w);
+	mproc_write_cstr(w, type);
+	mproc_write_cstr(w, msg);
+	mproc_write_tuple_end(w);
+	if (mproc_writer_finish(w, &data, &len) < 0)
+		len = 0;
+	mproc__job_store(job, index, status, 1, data, len);
+}
+
+/* Take the chunks still on w back: the running task is blamed, the rest
+ * (never started) go to the requeue to run elsewhere. */
+static void worker_salvage(struct mproc_pool *pool, struct mproc__worker *w,
+                           int status, bool blame)
+{
+	size_t off = w->out_acked;
+	char msg[160];
+	describe_death(status, msg, sizeof msg);
+	for (size_t qi = 0; qi < w->qlen; qi++) {
+		struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
+		struct mproc__frame f;
+		memcpy(&f, w->out.data + off, sizeof f);
+		const char *p = w->out.data + off + MPROC__FRAME_HDR;
+		off += c->frame_len;
+		uint32_t skip = c->done;
+		if (qi == 0 && blame && c->done < c->count) {
+			job_store_note(pool, c->job, c->index + c->done,
+			               MPROC_CRASHED, "WorkerCrashed", msg);
+			skip++;
+		}
+		w->inflight_tasks -= c->count - c->done;
+		if (skip == c->count) {
+			chunk_finish(c);
+			continue;
+		}
+		for (uint32_t k = 0; k < skip; k++) {
+			uint32_t len;
+			memcpy(&len, p, sizeof len);
+			p += MPROC__TASK_REC + len;
+		}
+		const char *end = w->out.data + off;
+		size_t hdr;
+		struct mproc__chunk nc = {
+			.job = c->job,
+			.index = c->index + skip,
+			.id = c->id + skip,
+			.count = c->count - skip,
+		};
+		if (mproc__wire_begin(&pool->requeue, &hdr) < 0 ||
+		    mproc__buf_append(&pool->requeue, p, (size_t)(end - p)) < 0 ||
+		    (nc.frame_len = pool->requeue.len - hdr,
+		     rq_push(pool, &nc) < 0)) {
+			/* No memory to keep them: they end, never vanish. */
+			for (uint32_t k = 0; k < nc.count; k++)
+				job_store_note(pool, c->job, nc.index + k, MPROC_CANCELLED,
+				               "MemoryError", "could not requeue task");
+			chunk_finish(c);
+			continue;
+		}
+		mproc__wire_end(&pool->requeue, hdr, MPROC__F_TASK, f.flags,
+		                nc.count, nc.id, f.ref);
+	}
+	w->qlen = 0;
+	w->qhead = 0;
+	w->inflight_tasks = 0;
+	w->out.len = w->out_acked = w->out_sent = 0;
+}
+
+/* w's process ended or broke its channel: reap, account, replace. */
+static void worker_died(struct mproc_pool *pool, struct mproc__worker *w)
+{
+	/* Whatever it wrote before it died still counts. */
+	int r = worker_read(pool, w, INT_MAX);
+	worker_kill(w); /* it may live on with a broken channel */
+	int status = worker_reap(w);
+	worker_close(w);
+	bool clean = w->retiring && w->qlen == 0 && status == 0 && r >= 0;
+	worker_salvage(pool, w, status, !clean);
+	if (pool->state != MPROC__TERMINATED)
+		(void)pool_spawn(pool, w);
+}
+
+/* ---- the engine ------------------------------------------------------ */
+
+static void pool_run_callbacks(struct mproc_pool *pool)
+{
+	struct mproc__job *job;
+	while ((job = TAILQ_FIRST(&pool->callbacks))) {
+		TAILQ_REMOVE(&pool->callbacks, job, cblink);
+		mproc_callback_fn fn = job->final_rc == 0 ? job->cb.callback
+		                                          : job->cb.error_callback;
+		if (fn) {
+			pthread_mutex_unlock(&pool->mu);
+			fn(job->cb.cookie, &job->results);
+			pthread_mutex_lock(&pool->mu);
+		}
+		job->cb_queued = false;
+		job_maybe_free(job);
+	}
+}
+
+static int pool_progress(struct mproc_pool *pool, uint64_t deadline)
+{
+	pool_dispatch(pool);
+	unsigned n = pool->nworkers;
+	struct pollfd pfd[3 * n + 1];
+	unsigned np = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		worker_flush(w);
+		if (!w->pid)
+			continue;
+		pfd[np++] = (struct pollfd){.fd = w->result_fd, .events = POLLIN};
+		pfd[np++] = (struct pollfd){
+			.fd = w->task_fd,
+			.events = w->out_sent < w->out.len ? POLLOUT : 0};
+		pfd[np++] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+	}
+	pfd[np++] = (struct pollfd){.fd = pool->wakefd, .events = POLLIN};
+
+	struct timespec ts, *tsp = NULL;
+	if (deadline != UINT64_MAX) {
+		uint64_t now = mproc__now_ns();
+		uint64_t left = deadline > now ? deadline - now : 0;
+		ts.tv_sec = (time_t)(left / 1000000000u);
+		ts.tv_nsec = (long)(left % 1000000000u);
+		tsp = &ts;
+	}
+	pool->polling = true;
+	pthread_mutex_unlock(&pool->mu);
+	int rc = ppoll(pfd, np, tsp, NULL);
+	int poll_errno = errno;
+	pthread_mutex_lock(&pool->mu);
+	pool->polling = false;
+	if (rc < 0)
+		return poll_errno == EINTR ? 0 : -poll_errno;
+	if (pfd[np - 1].revents) {
+		uint64_t v;
+		(void)read(pool->wakefd, &v, sizeof v);
+	}
+	if (pool->state == MPROC__TERMINATED)
+		return 0;
+
+	unsigned k = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (!w->pid)
+			continue;
+		struct pollfd *res = &pfd[k], *task = &pfd[k + 1], *pid = &pfd[k + 2];
+		k += 3;
+		bool dead = false;
+		if (res->revents) {
+			int r = worker_read(pool, w, 4);
+			if (r != 0)
+				dead = true;
+		}
+		if (pid->revents & POLLIN)
+			dead = true;
+		if (task->revents & (POLLERR | POLLHUP))
+			dead = true;
+		if (dead)
+			worker_died(pool, w);
+		else if (task->revents & POLLOUT)
+			worker_flush(w);
+	}
+	pool_dispatch(pool);
+	for (unsigned i = 0; i < n; i++)
+		worker_flush(&pool->workers[i]);
+	return 0;
+}
+
+int mproc__pool_wait(struct mproc_pool *pool, bool (*ready)(void *), void *arg,
+                     uint64_t deadline)
+{
+	while (!ready(arg)) {
+		if (mproc__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		if (pool->driving) {
+			if (deadline == UINT64_MAX) {
+				pthread_cond_wait(&pool->cv, &pool->mu);
+			} else {
+				struct timespec ts = {
+					.tv_sec = (time_t)(deadline / 1000000000u),
+					.tv_nsec = (long)(deadline % 1000000000u)};
+				pthread_cond_timedwait(&pool->cv, &pool->mu, &ts);
+			}
+			continue;
+		}
+		pool->driving = true;
+		int rc = pool_progress(pool, deadline);
+		pool_run_callbacks(pool);
+		pool->driving = false;
+		pthread_cond_broadcast(&pool->cv);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void mproc__pool_kick(struct mproc_pool *pool)
+{
+	if (pool->polling) {
+		uint64_t one = 1;
+		(void)write(pool->wakefd, &one, sizeof one);
+	} else if (!pool->driving) {
+		pool_dispatch(pool);
+		for (unsigned i = 0; i < pool->nworkers; i++)
+			worker_flush(&pool->workers[i]);
+	}
+}
+
+int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job)
+{
+	if (pool->state != MPROC__RUN)
+		return MPROC_ECLOSED;
+	if (job->kind != MPROC__JOB_ALL) {
+		size_t win = pool->opts.window;
+		if (!win) {
+			win = 8 * (size_t)pool->nworkers * job->chunksize;
+			if (win < 256)
+				win = 256;
+		}
+		if (win < job->chunksize)
+			win = job->chunksize;
+		job->window = win;
+		job->nslots = win + 1;
+		job->slots = calloc(job->nslots, sizeof *job->slots);
+		if (!job->slots)
+			return -ENOMEM;
+	}
+	TAILQ_INSERT_TAIL(&pool->pending, job, link);
+	job->queued = true;
+	pool->active++;
+	mproc__pool_kick(pool);
+	return 0;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static void pool_release(struct mproc_pool *pool)
+{
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		worker_close(w);
+		mproc__buf_free(&w->out);
+		mproc__buf_free(&w->in);
+		free(w->q);
+	}
+	free(pool->workers);
+	if (pool->status)
+		munmap(pool->status, pool->status_len);
+	reg_close(&pool->wakefd);
+	mproc_writer_free(pool->w);
+	mproc__buf_free(&pool->requeue);
+	free(pool->rq);
+	pthread_cond_destroy(&pool->cv);
+	pthread_mutex_destroy(&pool->mu);
+	free(pool);
+}
+
+int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
+{
+	static const struct mproc_pool_opts defaults;
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!opts)
+		opts = &defaults;
+	if (opts->processes > 4096 || opts->limits.max_size > (1ull << 31))
+		return -EINVAL;
+
+	struct mproc_pool *pool = calloc(1, sizeof *pool);
+	if (!pool)
+		return -ENOMEM;
+	pool->opts = *opts;
+	pool->wakefd = -1;
+	pool->nworkers = opts->processes ? opts->processes
+	                                 : (unsigned)mproc_process_cpu_count();
+	size_t max_size = opts->limits.max_size ? opts->limits.max_size : (1u << 30);
+	pool->max_frame = max_size + (64u << 20);
+	pool->next_id = 1;
+	TAILQ_INIT(&pool->pending);
+	TAILQ_INIT(&pool->callbacks);
+	pthread_mutex_init(&pool->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	int rc = -ENOMEM;
+	pool->workers = calloc(pool->nworkers, sizeof *pool->workers);
+	if (!pool->workers)
+		goto fail;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		w->number = i;
+		w->task_fd = w->result_fd = w->pidfd = -1;
+	}
+	pool->status_len = pool->nworkers * sizeof *pool->status;
+	pool->status = mmap(NULL, pool->status_len, PROT_READ | PROT_WRITE,
+	                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (pool->status == MAP_FAILED) {
+		pool->status = NULL;
+		rc = -errno;
+		goto fail;
+	}
+	if ((rc = mproc_writer_new(&pool->w, 5)) < 0)
+		goto fail;
+	pool->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (pool->wakefd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if ((rc = reg_add(pool->wakefd)) < 0) {
+		close(pool->wakefd);
+		pool->wakefd = -1;
+		goto fail;
+	}
+	pthread_mutex_lock(&pool->mu);
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		if ((rc = pool_spawn(pool, &pool->workers[i])) < 0) {
+			for (unsigned j = 0; j < i; j++) {
+				worker_kill(&pool->workers[j]);
+				worker_reap(&pool->workers[j]);
+				worker_close(&pool->workers[j]);
+			}
+			pthread_mutex_unlock(&pool->mu);
+			goto fail;
+		}
+	}
+	pthread_mutex_unlock(&pool->mu);
+	*out = pool;
+	return 0;
+fail:
+	pool_release(pool);
+	return rc;
+}
+
+int mproc_pool_close(struct mproc_pool *pool)
+{
+	if (!pool)
+		return -EINVAL;
+	pthread_mutex_lock(&pool->mu);
+	if (pool->state == MPROC__RUN)
+		pool->state = MPROC__CLOSED;
+	pthread_mutex_unlock(&pool->mu);
+	return 0;
+}
+
+/* Take the engine for ourselves (terminate, join): wait out the driver. */
+static void pool_take_engine(struct mproc_pool *pool)
+{
+	while (pool->driving) {
+		if (pool->polling) {
+			uint64_t one = 1;
+			(void)write(pool->wakefd, &one, sizeof one);
+		}
+		pthread_cond_wait(&pool->cv, &pool->mu);
+	}
+	pool->driving = true;
+}
+
+static void pool_give_engine(struct mproc_pool *pool)
+{
+	pool->driving = false;
+	pthread_cond_broadcast(&pool->cv);
+}
+
+int mproc_pool_terminate(struct mproc_pool *pool)
+{
+	if (!pool)
+		return -EINVAL;
+	pthread_mutex_lock(&pool->mu);
+	pool_take_engine(pool);
+	if (pool->state == MPROC__TERMINATED && !pool->active) {
+		pool_give_engine(pool);
+		pthread_mutex_unlock(&pool->mu);
+		return 0;
+	}
+	pool->state = MPROC__TERMINATED;
+	for (unsigned i = 0; i < pool->nworkers; i++)
+		if (pool->workers[i].pid)
+			worker_kill(&pool->workers[i]);
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (w->pid) {
+			worker_reap(w);
+			worker_close(w);
+		}
+		for (size_t qi = 0; qi < w->qlen; qi++) {
+			struct mproc__chunk c = w->q[(w->qhead + qi) % w->qcap];
+			mproc__job_cancel(c.job, c.index + c.done, c.count - c.done);
+			mproc__job_check_done(c.job);
+			job_maybe_free(c.job);
+		}
+		w->qlen = 0;
+		w->inflight_tasks = 0;
+		w->out.len = w->out_acked = w->out_sent = 0;
+	}
+	while (pool->rqlen) {
+		struct mproc__chunk c = pool->rq[pool->rqhead];
+		pool->rqhead = (pool->rqhead + 1) % pool->rqcap;
+		pool->rqlen--;
+		mproc__job_cancel(c.job, c.index, c.count);
+		mproc__job_check_done(c.job);
+		job_maybe_free(c.job);
+	}
+	pool->requeue.len = pool->rq_off = 0;
+	struct mproc__job *job, *tmp;
+	TAILQ_FOREACH_SAFE(job, &pool->pending, link, tmp) {
+		job_dequeue(pool, job);
+		job->input_done = true;
+		mproc__job_check_done(job);
+		job_maybe_free(job);
+	}
+	pool_run_callbacks(pool);
+	pool_give_engine(pool);
+	pthread_mutex_unlock(&pool->mu);
+	return 0;
+}
+
+static bool pool_idle(void *arg)
+{
+	struct mproc_pool *pool = arg;
+	return pool->active == 0;
+}
+
+int mproc_pool_join(struct mproc_pool *pool)
+{
+	if (!pool)
+		return -EINVAL;
+	pthread_mutex_lock(&pool->mu);
+	if (pool->state == MPROC__RUN) {
+		pthread_mutex_unlock(&pool->mu);
+		return MPROC_ERUNNING;
+	}
+	int rc = mproc__pool_wait(pool, pool_idle, pool, UINT64_MAX);
+	if (rc == 0) {
+		pool_take_engine(pool);
+		/* Idle workers read EOF and exit; reap them all. */
+		for (unsigned i = 0; i < pool->nworkers; i++) {
+			struct mproc__worker *w = &pool->workers[i];
+			if (w->pid)
+				shutdown(w->task_fd, SHUT_WR);
+		}
+		for (unsigned i = 0; i < pool->nworkers; i++) {
+			struct mproc__worker *w = &pool->workers[i];
+			if (w->pid) {
+				worker_reap(w);
+				worker_close(w);
+			}
+		}
+		pool->joined = true;
+		pool_give_engine(pool);
+	}
+	pthread_mutex_unlock(&pool->mu);
+	return rc;
+}
+
+void mproc_pool_free(struct mproc_pool *pool)
+{
+	if (!pool)
+		return;
+	if (!pool->joined) {
+		mproc_pool_terminate(pool);
+		mproc_pool_join(pool);
+	}
+	pool_release(pool);
+}

@@ -1,0 +1,196 @@
+/*
+ * pool.h - the manager's private structures, shared by pool.c (workers and
+ * the progress engine), job.c (inputs and results of one call), iter.c and
+ * async.c (the caller-facing handles), and worker.c (the child's plan).
+ */
+#ifndef MPROC_POOL_H
+#define MPROC_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/queue.h>
+
+#include "mproc.h"
+#include "buf.h"
+#include "pickle.h"
+#include "wire.h"
+
+/*
+ * Each worker's status record, in memory shared with the manager: which
+ * task it is running and since when, so that a death is attributed to the
+ * exact task without a syscall per task.
+ */
+struct mproc__status {
+	_Atomic uint64_t task_id; /* id of the running task, 0 when idle */
+	_Atomic uint64_t start_ns; /* CLOCK_MONOTONIC at its start */
+};
+
+/* Everything a child needs, prepared before fork as plain data. */
+struct mproc__child_plan {
+	int task_fd;              /* its end of the task channel (reads) */
+	int result_fd;            /* its end of the result pipe (writes) */
+	const int *close_fds;     /* every other mproc descriptor */
+	size_t nclose;
+	pid_t manager;            /* getppid() must answer this */
+	unsigned number;          /* worker number, for its title */
+	unsigned maxtasks;        /* chunks before it retires; 0 = never */
+	mproc_initializer_fn initializer;
+	void *initarg;
+	struct mproc__status *status;
+	struct mproc_limits limits;
+};
+
+/* Runs in the child after fork; never returns. */
+_Noreturn void mproc__worker_main(const struct mproc__child_plan *plan);
+
+/* In a new child: forget the parent's descriptor registry (pool.c). */
+void mproc__fdreg_child(void);
+
+/* Title support (worker.c). */
+extern bool mproc__title_ready;
+
+uint64_t mproc__now_ns(void);
+
+enum mproc__job_kind {
+	MPROC__JOB_ALL,       /* map, apply: every result kept, in order */
+	MPROC__JOB_ORDERED,   /* imap */
+	MPROC__JOB_UNORDERED, /* imap_unordered */
+};
+
+/* Where one result waits: in a job's slot (iterators) or its table. */
+struct mproc__slot {
+	size_t index;
+	enum mproc_status status;
+	unsigned attempts;
+	bool ready;
+	size_t off, len;        /* ALL: span of the job's payload buffer */
+	struct mproc__buf data; /* iterators: the result's pickle */
+};
+
+struct mproc__job {
+	struct mproc_pool *pool;
+	TAILQ_ENTRY(mproc__job) link; /* in pool->pending while input is left */
+	bool queued;
+	enum mproc__job_kind kind;
+	mproc_task_fn fn;
+	uint8_t flags;          /* MPROC__TF_* for its task frames */
+	size_t chunksize;
+
+	/* Input: a generator, or records read ahead (apply; map with no len). */
+	struct mproc_input in;
+	bool use_pre;
+	struct mproc__buf pre;  /* records: u32 len, pickle */
+	size_t pre_off;
+	size_t pulled;          /* items taken from the input so far */
+	bool input_done;
+	int input_err;
+
+	/* Results. */
+	size_t completed;       /* results stored */
+	size_t delivered;       /* iterators: results handed out */
+	size_t window;          /* iterators: most results pulled ahead */
+	struct mproc__slot *slots;
+	size_t nslots;
+	size_t uhead, ucount;   /* unordered: FIFO of ready slots */
+	struct mproc__buf payload; /* ALL: every result's pickle */
+	struct mproc_decoder *dec;
+	struct mproc_result cur;   /* iterators: the result handed out */
+	struct mproc_result *items;
+	struct mproc_results results; /* ALL: filled when done */
+	int final_rc;
+
+	unsigned inflight;      /* chunks of this job on workers */
+	bool done;              /* every pulled task has its result */
+	bool user_released;     /* the caller freed its handle */
+	struct mproc_callbacks cb;
+	TAILQ_ENTRY(mproc__job) cblink; /* in pool->callbacks when due */
+	bool cb_queued;
+};
+
+/* One chunk in flight on a worker. */
+struct mproc__chunk {
+	struct mproc__job *job;
+	size_t index;       /* input index of its first task */
+	uint64_t id;        /* id of its first task */
+	uint32_t count;     /* tasks in the chunk */
+	uint32_t done;      /* results received */
+	size_t frame_len;   /* bytes of its TASK frame in the worker's out */
+};
+
+struct mproc__worker {
+	unsigned number;
+	pid_t pid;          /* 0 when there is no process */
+	int pidfd;
+	int task_fd;        /* manager's end, non-blocking socket */
+	int result_fd;      /* manager's end, non-blocking pipe */
+	bool retiring;      /* sent its last chunk (maxtasksperchild) */
+	unsigned chunks_sent;
+	struct mproc__buf out; /* [acked | in flight, sent | unsent] frames */
+	size_t out_acked, out_sent;
+	struct mproc__buf in;
+	struct mproc__chunk *q; /* ring of chunks in flight, oldest first */
+	size_t qhead, qlen, qcap;
+	size_t inflight_tasks;
+	double ns_per_task;  /* running average reported by the worker */
+};
+
+TAILQ_HEAD(mproc__jobq, mproc__job);
+
+enum mproc__pool_state { MPROC__RUN, MPROC__CLOSED, MPROC__TERMINATED };
+
+struct mproc_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool driving;           /* one thread at a time runs the engine */
+	int wakefd;             /* eventfd: wakes the driver out of poll */
+	bool polling;
+	enum mproc__pool_state state;
+	bool joined;
+	struct mproc_pool_opts opts;
+	unsigned nworkers;
+	struct mproc__worker *workers;
+	struct mproc__status *status; /* shared mapping, one per worker */
+	size_t status_len;
+	uint64_t next_id;
+	struct mproc__jobq pending;   /* jobs with input left, FIFO */
+	struct mproc__jobq callbacks; /* jobs whose callbacks are due */
+	size_t active;                /* jobs not done */
+	/* Chunks taken back from dead workers, to run again first. */
+	struct mproc__buf requeue;    /* their TASK frames */
+	struct mproc__chunk *rq;
+	size_t rqhead, rqlen, rqcap;
+	size_t rq_off;                /* bytes of requeue already re-sent */
+	struct mproc_writer *w;       /* encodes inputs into frames */
+	size_t max_frame;
+};
+
+/* Engine (pool.c). All take pool->mu held. */
+uint64_t mproc__deadline(double timeout);
+int mproc__pool_wait(struct mproc_pool *pool, bool (*ready)(void *), void *arg,
+                     uint64_t deadline);
+void mproc__pool_kick(struct mproc_pool *pool);
+int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job);
+
+/* Jobs (job.c). */
+struct mproc__job *mproc__job_new(struct mproc_pool *pool,
+                                  enum mproc__job_kind kind, mproc_task_fn fn,
+                                  size_t chunksize, uint8_t flags);
+void mproc__job_free(struct mproc__job *job);
+int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in);
+int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len);
+int mproc__job_read_all(struct mproc__job *job);
+size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
+                       size_t n);
+size_t mproc__job_room(const struct mproc__job *job);
+int mproc__job_store(struct mproc__job *job, size_t index,
+                     enum mproc_status status, unsigned attempts,
+                     const void *payload, size_t len);
+void mproc__job_check_done(struct mproc__job *job);
+void mproc__job_cancel(struct mproc__job *job, size_t index, size_t count);
+int mproc__job_finalize(struct mproc__job *job);
+void mproc__job_release(struct mproc__job *job);
+int mproc__job_result(struct mproc__job *job, enum mproc_status status,
+                      unsigned attempts, size_t index, const void *p,
+                      size_t len, struct mproc_result *out);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * wire.h - framing of messages between the manager and its workers.
+ *
+ * A frame is a fixed 32-byte header followed by `len` payload bytes. The
+ * header is checked against the channel's maximum before anything is
+ * allocated for the payload (mproc__wire_next).
+ *
+ * TASK frame: a chunk of `count` consecutive tasks with ids id .. id+count-1,
+ * all running the function `ref`. Payload: count records of
+ *     u32 len, then `len` bytes of pickle (the argument).
+ * RESULT frame: `count` consecutive results, ids id .. id+count-1, of one
+ * chunk (a chunk may come back in several frames). `ref` carries the
+ * nanoseconds the worker spent running them. Payload: count records of
+ *     u32 len, u32 status (enum mproc_status), then `len` bytes of pickle
+ *     (the return value for OK, the tuple (type, message) for RAISED).
+ *
+ * Integers are in host byte order: both ends are the same binary on the
+ * same machine. A transport to another machine would fix little-endian and
+ * name `ref` by symbol instead of address (docs/architecture.md).
+ */
+#ifndef MPROC_WIRE_H
+#define MPROC_WIRE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+enum {
+	MPROC__F_TASK = 1,
+	MPROC__F_RESULT = 2,
+};
+
+/* TASK flags. */
+enum {
+	MPROC__TF_STAR = 1, /* starmap: every argument must be a tuple */
+};
+
+struct mproc__frame {
+	uint32_t len;   /* payload bytes after the header */
+	uint8_t type;   /* MPROC__F_* */
+	uint8_t flags;  /* MPROC__TF_* */
+	uint16_t zero;  /* reserved, 0 */
+	uint32_t count; /* records in the payload */
+	uint32_t zero2; /* reserved, 0 */
+	uint64_t id;    /* id of the first record */
+	uint64_t ref;   /* TASK: function; RESULT: run time in ns */
+};
+
+#define MPROC__FRAME_HDR ((size_t)sizeof(struct mproc__frame))
+#define MPROC__TASK_REC 4u
+#define MPROC__RESULT_REC 8u
+
+/*
+ * Parse the frame at in->data[*off]: 1 and *f, *payload set (and *off
+ * advanced past it) when complete, 0 when more bytes are needed,
+ * MPROC_EPROTO when the header is invalid or longer than `max`.
+ */
+int mproc__wire_next(const struct mproc__buf *in, size_t *off,
+                     struct mproc__frame *f, const char **payload,
+                     size_t max);
+
+/*
+ * Read what is available from fd into `in` (growing it, at most `max`
+ * beyond what it holds). >0 bytes read, 0 at end of file, -EAGAIN when
+ * nothing is there (non-blocking fd), another -errno on error. EINTR is
+ * retried inside.
+ */
+ssize_t mproc__wire_read(int fd, struct mproc__buf *in);
+
+/*
+ * Write out->data[*sent .. out->len) to fd. Returns 0 when all was written,
+ * -EAGAIN when the fd is full (non-blocking), another -errno (EPIPE) on
+ * error. `sock` selects send(MSG_NOSIGNAL) so that no SIGPIPE is raised.
+ */
+int mproc__wire_write(int fd, const struct mproc__buf *out, size_t *sent,
+                      bool sock);
+
+/* Append a header for a frame whose payload follows; returns its offset. */
+static inline int mproc__wire_begin(struct mproc__buf *b, size_t *hdr_off)
+{
+	int rc = mproc__buf_reserve(b, MPROC__FRAME_HDR);
+	if (rc < 0)
+		return rc;
+	*hdr_off = b->len;
+	b->len += MPROC__FRAME_HDR;
+	return 0;
+}
+
+/* Fill the header at hdr_off now that its payload ends at b->len. */
+static inline void mproc__wire_end(struct mproc__buf *b, size_t hdr_off,
+                                   uint8_t type, uint8_t flags,
+                                   uint32_t count, uint64_t id, uint64_t ref)
+{
+	struct mproc__frame f = {
+		.len = (uint32_t)(b->len - hdr_off - MPROC__FRAME_HDR),
+		.type = type,
+		.flags = flags,
+		.count = count,
+		.id = id,
+		.ref = ref,
+	};
+	memcpy(b->data + hdr_off, &f, sizeof f);
+}
+
+#endif
