@@ -252,7 +252,8 @@ void mproc__job_check_done(struct mproc__job *job)
 		return;
 	job->done = true;
 	job->pool->active--;
-	if (job->kind == MPROC__JOB_ALL && !job->user_released) {
+	if (job->kind == MPROC__JOB_ALL &&
+	    (!job->user_released || job->cb.callback || job->cb.error_callback)) {
 		job->final_rc = mproc__job_finalize(job);
 		if (job->cb.callback || job->cb.error_callback) {
 			TAILQ_INSERT_TAIL(&job->pool->callbacks, job, cblink);
@@ -276,8 +277,14 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 {
 	*out = (struct mproc_result){.index = index, .status = status,
 	                             .attempts = attempts};
-	if (status != MPROC_OK && status != MPROC_RAISED)
+	if (status != MPROC_OK && len == 0) {
+		/* Ended by the pool with nothing recorded (terminate). */
+		out->exc_type = status == MPROC_CANCELLED ? "Cancelled" : "Error";
+		out->exc_msg = status == MPROC_CANCELLED
+		                       ? "the pool was terminated before the task ended"
+		                       : mproc_status_name(status);
 		return 0;
+	}
 	if (!job->dec) {
 		int rc = mproc_decoder_new(&job->dec, &job->pool->opts.limits);
 		if (rc < 0)
@@ -300,7 +307,7 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 		out->value = v;
 		return 0;
 	}
-	/* RAISED carries (type, message). */
+	/* Every other status carries (type, message). */
 	const struct mproc_value *t = NULL, *m = NULL;
 	const char *s;
 	size_t n;

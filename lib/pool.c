@@ -578,11 +578,48 @@ static void job_store_note(struct mproc_pool *pool, struct mproc__job *job,
 	mproc__job_store(job, index, status, 1, data, len);
 }
 
-/* Take the chunks still on w back: the running task is blamed, the rest
- * (never started) go to the requeue to run elsewhere. */
+/* Requeue records [from, to) of chunk c, whose frame header is f. */
+static void requeue_records(struct mproc_pool *pool, struct mproc__chunk *c,
+                            const struct mproc__frame *f, const char *p,
+                            const char *end, uint32_t from, uint32_t to)
+{
+	if (from >= to)
+		return;
+	size_t hdr;
+	struct mproc__chunk nc = {
+		.job = c->job,
+		.index = c->index + from,
+		.id = c->id + from,
+		.count = to - from,
+	};
+	c->job->inflight++;
+	if (mproc__wire_begin(&pool->requeue, &hdr) == 0 &&
+	    mproc__buf_append(&pool->requeue, p, (size_t)(end - p)) == 0) {
+		nc.frame_len = pool->requeue.len - hdr;
+		if (rq_push(pool, &nc) == 0) {
+			mproc__wire_end(&pool->requeue, hdr, MPROC__F_TASK, f->flags,
+			                nc.count, nc.id, f->ref);
+			return;
+		}
+		pool->requeue.len = hdr;
+	}
+	/* No memory to keep them: they end, never vanish. */
+	for (uint32_t k = 0; k < nc.count; k++)
+		job_store_note(pool, c->job, nc.index + k, MPROC_CANCELLED,
+		               "MemoryError", "could not requeue the task");
+	chunk_finish(&nc);
+}
+
+/*
+ * Take the chunks still on w back. The task the worker was running (its
+ * status record says which) is blamed; every other task without a result
+ * goes to the requeue to run on another worker, in order.
+ */
 static void worker_salvage(struct mproc_pool *pool, struct mproc__worker *w,
                            int status, bool blame)
 {
+	uint64_t running = atomic_load_explicit(
+	        &pool->status[w->number].task_id, memory_order_acquire);
 	size_t off = w->out_acked;
 	char msg[160];
 	describe_death(status, msg, sizeof msg);
@@ -592,43 +629,30 @@ static void worker_salvage(struct mproc_pool *pool, struct mproc__worker *w,
 		memcpy(&f, w->out.data + off, sizeof f);
 		const char *p = w->out.data + off + MPROC__FRAME_HDR;
 		off += c->frame_len;
-		uint32_t skip = c->done;
-		if (qi == 0 && blame && c->done < c->count) {
-			job_store_note(pool, c->job, c->index + c->done,
-			               MPROC_CRASHED, "WorkerCrashed", msg);
-			skip++;
-		}
-		w->inflight_tasks -= c->count - c->done;
-		if (skip == c->count) {
-			chunk_finish(c);
-			continue;
-		}
-		for (uint32_t k = 0; k < skip; k++) {
+		const char *end = w->out.data + off;
+		/* Walk to the first record without a result. */
+		for (uint32_t k = 0; k < c->done; k++) {
 			uint32_t len;
 			memcpy(&len, p, sizeof len);
 			p += MPROC__TASK_REC + len;
 		}
-		const char *end = w->out.data + off;
-		size_t hdr;
-		struct mproc__chunk nc = {
-			.job = c->job,
-			.index = c->index + skip,
-			.id = c->id + skip,
-			.count = c->count - skip,
-		};
-		if (mproc__wire_begin(&pool->requeue, &hdr) < 0 ||
-		    mproc__buf_append(&pool->requeue, p, (size_t)(end - p)) < 0 ||
-		    (nc.frame_len = pool->requeue.len - hdr,
-		     rq_push(pool, &nc) < 0)) {
-			/* No memory to keep them: they end, never vanish. */
-			for (uint32_t k = 0; k < nc.count; k++)
-				job_store_note(pool, c->job, nc.index + k, MPROC_CANCELLED,
-				               "MemoryError", "could not requeue task");
-			chunk_finish(c);
-			continue;
+		uint32_t from = c->done;
+		const char *from_p = p;
+		for (uint32_t k = c->done; k < c->count; k++) {
+			uint32_t len;
+			memcpy(&len, p, sizeof len);
+			const char *next = p + MPROC__TASK_REC + len;
+			if (blame && c->id + k == running) {
+				requeue_records(pool, c, &f, from_p, p, from, k);
+				job_store_note(pool, c->job, c->index + k,
+				               MPROC_CRASHED, "WorkerCrashed", msg);
+				from = k + 1;
+				from_p = next;
+			}
+			p = next;
 		}
-		mproc__wire_end(&pool->requeue, hdr, MPROC__F_TASK, f.flags,
-		                nc.count, nc.id, f.ref);
+		requeue_records(pool, c, &f, from_p, end, from, c->count);
+		chunk_finish(c);
 	}
 	w->qlen = 0;
 	w->qhead = 0;

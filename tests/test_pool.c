@@ -1,0 +1,1034 @@
+/*
+ * test_pool.c - the process pool's Python API: apply, map, starmap, imap,
+ * imap_unordered, async results, callbacks and the lifecycle, including
+ * the cases of CPython's _TestPool that apply to C.
+ *
+ * Tasks run in forked workers; every assertion is made in the test process.
+ * Each test ends with its pool joined or freed, so no worker outlives it.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mproc.h"
+
+/* ---- tasks (run in workers) ---------------------------------------- */
+
+static int t_identity(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	return mproc_write_value(ret, arg);
+}
+
+static int t_square(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t x;
+	if (mproc_value_int(arg, &x) < 0)
+		return mproc_raise(ret, "TypeError", "expected int, got %s",
+		                   mproc_type_name(mproc_value_type(arg)));
+	return mproc_write_int(ret, x * x);
+}
+
+static int t_fail_on_5(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t x = 0;
+	mproc_value_int(arg, &x);
+	if (x == 5)
+		return mproc_raise(ret, "ValueError", "bad input %lld", (long long)x);
+	return mproc_write_int(ret, x);
+}
+
+static int t_errno(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg, (void)ret;
+	return -ENOENT;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Sleeps `arg` milliseconds, returns arg. */
+static int t_sleep(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t ms = 0;
+	mproc_value_int(arg, &ms);
+	sleep_ms(ms);
+	return mproc_write_int(ret, ms);
+}
+
+/* Index-dependent delay so that completion order differs from input order. */
+static int t_jitter(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t x = 0;
+	mproc_value_int(arg, &x);
+	sleep_ms((x * 7) % 5);
+	return mproc_write_int(ret, x);
+}
+
+static int t_getpid(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg;
+	return mproc_write_int(ret, getpid());
+}
+
+static int init_value;
+static void init_set(void *arg)
+{
+	init_value = *(int *)arg;
+}
+
+static int t_init_value(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg;
+	return mproc_write_int(ret, init_value);
+}
+
+static int t_sigint_ignored(const struct mproc_value *arg,
+                            struct mproc_writer *ret)
+{
+	(void)arg;
+	struct sigaction sa;
+	sigaction(SIGINT, NULL, &sa);
+	return mproc_write_bool(ret, sa.sa_handler == SIG_IGN);
+}
+
+static int t_comm(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg;
+	char buf[64] = "";
+	FILE *f = fopen("/proc/self/comm", "r");
+	if (f) {
+		if (!fgets(buf, sizeof buf, f))
+			buf[0] = '\0';
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+	return mproc_write_cstr(ret, buf);
+}
+
+static int t_add(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	const struct mproc_value *a, *b;
+	int64_t x, y;
+	if (mproc_value_item(arg, 0, &a) < 0 || mproc_value_item(arg, 1, &b) < 0 ||
+	    mproc_value_int(a, &x) < 0 || mproc_value_int(b, &y) < 0)
+		return mproc_raise(ret, "TypeError", "expected (int, int)");
+	return mproc_write_int(ret, x + y);
+}
+
+static int t_segv_on_3(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t x = 0;
+	mproc_value_int(arg, &x);
+	if (x == 3)
+		raise(SIGSEGV);
+	return mproc_write_int(ret, x);
+}
+
+static int t_nothing(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg, (void)ret;
+	return 0;
+}
+
+/* ---- helpers (test process) --------------------------------------- */
+
+static struct mproc_pool *open_pool(unsigned n)
+{
+	struct mproc_pool_opts o = {.processes = n};
+	struct mproc_pool *p = NULL;
+	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	return p;
+}
+
+static void finish_pool(struct mproc_pool *p)
+{
+	ck_assert_int_eq(mproc_pool_close(p), 0);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	mproc_pool_free(p);
+}
+
+static int64_t int_of(const struct mproc_value *v)
+{
+	int64_t x = -999;
+	ck_assert_int_eq(mproc_value_int(v, &x), 0);
+	return x;
+}
+
+/* Pickle of one int in a static writer (valid until the next call). */
+static const void *pickle_int(int64_t x, size_t *len)
+{
+	static struct mproc_writer *w;
+	if (!w)
+		ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	mproc_writer_reset(w);
+	ck_assert_int_eq(mproc_write_int(w, x), 0);
+	const void *p;
+	ck_assert_int_eq(mproc_writer_finish(w, &p, len), 0);
+	return p;
+}
+
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static bool no_children(void)
+{
+	return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+}
+
+/* ---- apply ------------------------------------------------------------ */
+
+START_TEST(test_pool_apply_returns_task_value)
+{
+	struct mproc_pool *p = open_pool(2);
+	size_t n;
+	const void *arg = pickle_int(7, &n);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_square, arg, n, &r), 0);
+	ck_assert_uint_eq(r->count, 1);
+	ck_assert_int_eq(r->items[0].status, MPROC_OK);
+	ck_assert_int_eq(int_of(r->items[0].value), 49);
+	ck_assert_uint_eq(r->items[0].attempts, 1);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_apply_null_arg_passes_none)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_identity, NULL, 0, &r), 0);
+	ck_assert(mproc_value_is_none(r->items[0].value));
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_apply_reads_python_pickle)
+{
+	/* pickle.dumps((1, 'a'), protocol=2) */
+	static const char py2[] = "\x80\x02K\x01X\x01\x00\x00\x00" "a\x86q\x00.";
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_identity, py2, sizeof py2 - 1, &r), 0);
+	const struct mproc_value *v = r->items[0].value, *s;
+	size_t len;
+	const char *str;
+	ck_assert_int_eq(mproc_value_type(v), MPROC_TUPLE);
+	ck_assert_int_eq(mproc_value_item(v, 1, &s), 0);
+	ck_assert_int_eq(mproc_value_str(s, &str, &len), 0);
+	ck_assert_uint_eq(len, 1);
+	ck_assert_int_eq(str[0], 'a');
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_apply_raise_gives_type_and_message)
+{
+	struct mproc_pool *p = open_pool(1);
+	size_t n;
+	const void *arg = pickle_int(5, &n);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_fail_on_5, arg, n, &r), MPROC_ERAISED);
+	ck_assert_int_eq(r->items[0].status, MPROC_RAISED);
+	ck_assert_str_eq(r->items[0].exc_type, "ValueError");
+	ck_assert_str_eq(r->items[0].exc_msg, "bad input 5");
+	ck_assert_ptr_null(r->items[0].value);
+	ck_assert_uint_eq(r->failed, 1);
+	mproc_results_free(r);
+	/* The worker goes on. */
+	arg = pickle_int(4, &n);
+	ck_assert_int_eq(mproc_apply(p, t_fail_on_5, arg, n, &r), 0);
+	ck_assert_int_eq(int_of(r->items[0].value), 4);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_task_error_code_raises_oserror)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_errno, NULL, 0, &r), MPROC_ERAISED);
+	ck_assert_str_eq(r->items[0].exc_type, "OSError");
+	ck_assert_ptr_nonnull(strstr(r->items[0].exc_msg, "ENOENT"));
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_task_writing_nothing_returns_none)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_nothing, NULL, 0, &r), 0);
+	ck_assert(mproc_value_is_none(r->items[0].value));
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_malformed_argument_raises_unpickling_error)
+{
+	static const char bad[] = "\x80\x05\x63os\nsystem\n.";
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_identity, bad, sizeof bad - 1, &r),
+	                 MPROC_ERAISED);
+	ck_assert_str_eq(r->items[0].exc_type, "UnpicklingError");
+	ck_assert_ptr_nonnull(strstr(r->items[0].exc_msg, "GLOBAL"));
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+/* ---- map and starmap ------------------------------------------------ */
+
+START_TEST(test_pool_map_returns_every_result_in_order)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 1000, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_square, &in, 0, &r), 0);
+	ck_assert_uint_eq(r->count, 1000);
+	ck_assert_uint_eq(r->failed, 0);
+	for (size_t i = 0; i < 1000; i++) {
+		ck_assert_uint_eq(r->items[i].index, i);
+		ck_assert_int_eq(int_of(r->items[i].value), (int64_t)(i * i));
+	}
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_map_with_chunksize_matches_without)
+{
+	struct mproc_pool *p = open_pool(3);
+	struct mproc_input in;
+	for (size_t cs = 1; cs <= 64; cs *= 4) {
+		mproc_input_range(&in, -50, 50, 3);
+		struct mproc_results *r;
+		ck_assert_int_eq(mproc_map(p, t_square, &in, cs, &r), 0);
+		ck_assert_uint_eq(r->count, 34);
+		for (size_t i = 0; i < r->count; i++) {
+			int64_t x = -50 + 3 * (int64_t)i;
+			ck_assert_int_eq(int_of(r->items[i].value), x * x);
+		}
+		mproc_results_free(r);
+	}
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_map_no_failfast_returns_all_results)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 10, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_fail_on_5, &in, 1, &r), MPROC_ERAISED);
+	ck_assert_uint_eq(r->count, 10);
+	ck_assert_uint_eq(r->failed, 1);
+	for (size_t i = 0; i < 10; i++)
+		ck_assert_int_eq(r->items[i].status, i == 5 ? MPROC_RAISED : MPROC_OK);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_map_empty_input_gives_no_results)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 0, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_square, &in, 0, &r), 0);
+	ck_assert_uint_eq(r->count, 0);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+static int gen_squares_then_stop(void *cookie, size_t index,
+                                 struct mproc_writer *w)
+{
+	size_t *limit = cookie;
+	if (index >= *limit)
+		return 0;
+	return mproc_write_int(w, (int64_t)index) < 0 ? -1 : 1;
+}
+
+START_TEST(test_pool_map_reads_generator_of_unknown_length)
+{
+	struct mproc_pool *p = open_pool(2);
+	size_t limit = 321;
+	struct mproc_input in;
+	mproc_input_fn_init(&in, gen_squares_then_stop, &limit);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
+	ck_assert_uint_eq(r->count, 321);
+	ck_assert_int_eq(int_of(r->items[320].value), 320);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+static int gen_fail_at_7(void *cookie, size_t index, struct mproc_writer *w)
+{
+	(void)cookie;
+	if (index == 7)
+		return -EIO;
+	return mproc_write_int(w, (int64_t)index) < 0 ? -1 : 1;
+}
+
+START_TEST(test_pool_map_generator_failure_is_einput)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_fn_init(&in, gen_fail_at_7, NULL);
+	struct mproc_results *r = (void *)1;
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), MPROC_EINPUT);
+	ck_assert_ptr_null(r);
+	finish_pool(p);
+}
+END_TEST
+
+static int write_pair(struct mproc_writer *w, const void *el)
+{
+	const int64_t *pair = el;
+	mproc_write_tuple_begin(w);
+	mproc_write_int(w, pair[0]);
+	mproc_write_int(w, pair[1]);
+	return mproc_write_tuple_end(w);
+}
+
+START_TEST(test_pool_starmap_passes_tuples)
+{
+	struct mproc_pool *p = open_pool(2);
+	int64_t pairs[10][2];
+	for (int i = 0; i < 10; i++) {
+		pairs[i][0] = i;
+		pairs[i][1] = 100 * i;
+	}
+	struct mproc_input in;
+	mproc_input_array(&in, pairs, 10, sizeof pairs[0], write_pair);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_starmap(p, t_add, &in, 3, &r), 0);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(int_of(r->items[i].value), 101 * i);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_starmap_non_tuple_item_raises_type_error)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 2, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_starmap(p, t_add, &in, 0, &r), MPROC_ERAISED);
+	ck_assert_str_eq(r->items[0].exc_type, "TypeError");
+	ck_assert_uint_eq(r->failed, 2);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+/* ---- async results -------------------------------------------------- */
+
+START_TEST(test_pool_async_get_timeout_then_result)
+{
+	struct mproc_pool *p = open_pool(1);
+	size_t n;
+	const void *arg = pickle_int(300, &n);
+	struct mproc_async *a;
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply_async(p, t_sleep, arg, n, NULL, &a), 0);
+	ck_assert(!mproc_async_ready(a));
+	ck_assert_int_eq(mproc_async_successful(a), MPROC_ENOTREADY);
+	ck_assert_int_eq(mproc_async_get(a, 0.05, &r), -ETIMEDOUT);
+	ck_assert_int_eq(mproc_async_wait(a, 0.01), -ETIMEDOUT);
+	ck_assert_int_eq(mproc_async_get(a, 10, &r), 0);
+	ck_assert(mproc_async_ready(a));
+	ck_assert_int_eq(mproc_async_successful(a), 1);
+	ck_assert_int_eq(int_of(r->items[0].value), 300);
+	mproc_async_free(a);
+	finish_pool(p);
+}
+END_TEST
+
+struct cb_record {
+	int calls, error_calls;
+	size_t count, failed;
+	int64_t first;
+};
+
+static void on_done(void *cookie, const struct mproc_results *res)
+{
+	struct cb_record *rec = cookie;
+	rec->calls++;
+	rec->count = res->count;
+	rec->failed = res->failed;
+	if (res->count && res->items[0].value)
+		mproc_value_int(res->items[0].value, &rec->first);
+}
+
+static void on_error(void *cookie, const struct mproc_results *res)
+{
+	struct cb_record *rec = cookie;
+	rec->error_calls++;
+	rec->count = res->count;
+	rec->failed = res->failed;
+}
+
+START_TEST(test_pool_map_async_runs_callback_once)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct cb_record rec = {0};
+	struct mproc_callbacks cb = {on_done, on_error, &rec};
+	struct mproc_input in;
+	mproc_input_range(&in, 3, 13, 1);
+	struct mproc_async *a;
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_map_async(p, t_square, &in, 0, &cb, &a), 0);
+	ck_assert_int_eq(mproc_async_get(a, -1, &r), 0);
+	ck_assert_int_eq(rec.calls, 1);
+	ck_assert_int_eq(rec.error_calls, 0);
+	ck_assert_uint_eq(rec.count, 10);
+	ck_assert_int_eq(rec.first, 9);
+	mproc_async_free(a);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_async_error_callback_on_raise)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct cb_record rec = {0};
+	struct mproc_callbacks cb = {on_done, on_error, &rec};
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 8, 1);
+	struct mproc_async *a;
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_map_async(p, t_fail_on_5, &in, 2, &cb, &a), 0);
+	ck_assert_int_eq(mproc_async_get(a, -1, &r), MPROC_ERAISED);
+	ck_assert_int_eq(rec.calls, 0);
+	ck_assert_int_eq(rec.error_calls, 1);
+	ck_assert_uint_eq(rec.failed, 1);
+	ck_assert_int_eq(mproc_async_successful(a), 0);
+	mproc_async_free(a);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_async_freed_early_still_runs_callback)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct cb_record rec = {0};
+	struct mproc_callbacks cb = {on_done, on_error, &rec};
+	size_t n;
+	const void *arg = pickle_int(20, &n);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_apply_async(p, t_sleep, arg, n, &cb, &a), 0);
+	mproc_async_free(a);
+	mproc_pool_close(p);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	ck_assert_int_eq(rec.calls, 1);
+	mproc_pool_free(p);
+}
+END_TEST
+
+/* ---- imap --------------------------------------------------------------- */
+
+START_TEST(test_pool_imap_yields_in_input_order)
+{
+	struct mproc_pool *p = open_pool(3);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 200, 1);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_jitter, &in, 1, &it), 0);
+	int64_t expect = 0;
+	int rc;
+	while ((rc = mproc_iter_next(it, -1, &r)) == 1) {
+		ck_assert_uint_eq(r->index, (size_t)expect);
+		ck_assert_int_eq(int_of(r->value), expect);
+		expect++;
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(expect, 200);
+	ck_assert_int_eq(mproc_iter_next(it, -1, &r), 0);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_imap_chunked_yields_in_input_order)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 1000, 1);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_square, &in, 37, &it), 0);
+	int64_t expect = 0;
+	while (mproc_iter_next(it, -1, &r) == 1) {
+		ck_assert_int_eq(int_of(r->value), expect * expect);
+		expect++;
+	}
+	ck_assert_int_eq(expect, 1000);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_imap_unordered_yields_each_index_once)
+{
+	struct mproc_pool *p = open_pool(3);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 500, 1);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	static char seen[500];
+	memset(seen, 0, sizeof seen);
+	ck_assert_int_eq(mproc_imap_unordered(p, t_jitter, &in, 4, &it), 0);
+	int count = 0;
+	while (mproc_iter_next(it, -1, &r) == 1) {
+		ck_assert_uint_lt(r->index, 500);
+		ck_assert_int_eq(seen[r->index], 0);
+		ck_assert_int_eq(int_of(r->value), (int64_t)r->index);
+		seen[r->index] = 1;
+		count++;
+	}
+	ck_assert_int_eq(count, 500);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_imap_next_timeout_then_continues)
+{
+	struct mproc_pool *p = open_pool(1);
+	int64_t ms[] = {300, 1};
+	struct mproc_input in;
+	mproc_input_int64s(&in, ms, 2);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_sleep, &in, 1, &it), 0);
+	ck_assert_int_eq(mproc_iter_next(it, 0.02, &r), -ETIMEDOUT);
+	ck_assert_int_eq(mproc_iter_next(it, 10, &r), 1);
+	ck_assert_int_eq(int_of(r->value), 300);
+	ck_assert_int_eq(mproc_iter_next(it, 10, &r), 1);
+	ck_assert_int_eq(int_of(r->value), 1);
+	ck_assert_int_eq(mproc_iter_next(it, 10, &r), 0);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_imap_generator_failure_after_results)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_fn_init(&in, gen_fail_at_7, NULL);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 1, &it), 0);
+	int got = 0, rc;
+	while ((rc = mproc_iter_next(it, -1, &r)) == 1)
+		ck_assert_int_eq(int_of(r->value), got++);
+	ck_assert_int_eq(got, 7);
+	ck_assert_int_eq(rc, MPROC_EINPUT);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_imap_empty_input_is_done_at_once)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_input in;
+	mproc_input_range(&in, 5, 5, 1);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap_unordered(p, t_identity, &in, 1, &it), 0);
+	ck_assert_int_eq(mproc_iter_next(it, 1, &r), 0);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_imap_freed_early_leaves_pool_usable)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, INT64_MAX, 1);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 1, &it), 0);
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(mproc_iter_next(it, -1, &r), 1);
+	mproc_iter_free(it);
+	struct mproc_results *res;
+	ck_assert_int_eq(mproc_apply(p, t_identity, NULL, 0, &res), 0);
+	mproc_results_free(res);
+	finish_pool(p);
+}
+END_TEST
+
+/* ---- workers ----------------------------------------------------------- */
+
+START_TEST(test_pool_initializer_runs_in_each_worker)
+{
+	static int value = 42;
+	struct mproc_pool_opts o = {.processes = 2, .initializer = init_set,
+	                            .initarg = &value};
+	struct mproc_pool *p;
+	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 20, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_init_value, &in, 1, &r), 0);
+	for (size_t i = 0; i < r->count; i++)
+		ck_assert_int_eq(int_of(r->items[i].value), 42);
+	mproc_results_free(r);
+	ck_assert_int_eq(init_value, 0); /* never ran in the caller */
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_maxtasksperchild_replaces_workers)
+{
+	struct mproc_pool_opts o = {.processes = 2, .maxtasksperchild = 2};
+	struct mproc_pool *p;
+	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 20, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_getpid, &in, 1, &r), 0);
+	/* Each pid served at most 2 chunks: at least 10 distinct workers. */
+	int distinct = 0;
+	for (size_t i = 0; i < r->count; i++) {
+		int64_t pid = int_of(r->items[i].value), uses = 0;
+		bool first = true;
+		for (size_t j = 0; j < r->count; j++) {
+			if (int_of(r->items[j].value) == pid) {
+				uses++;
+				if (j < i)
+					first = false;
+			}
+		}
+		ck_assert_int_le(uses, 2);
+		distinct += first;
+	}
+	ck_assert_int_ge(distinct, 10);
+	mproc_results_free(r);
+	finish_pool(p);
+	ck_assert(no_children());
+}
+END_TEST
+
+START_TEST(test_pool_workers_ignore_sigint_and_are_named)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_sigint_ignored, NULL, 0, &r), 0);
+	bool b = false;
+	ck_assert_int_eq(mproc_value_bool(r->items[0].value, &b), 0);
+	ck_assert(b);
+	mproc_results_free(r);
+	ck_assert_int_eq(mproc_apply(p, t_comm, NULL, 0, &r), 0);
+	const char *s;
+	size_t len;
+	ck_assert_int_eq(mproc_value_str(r->items[0].value, &s, &len), 0);
+	ck_assert_int_eq(strncmp(s, "mproc-worker0", len), 0);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_crashed_worker_is_replaced)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 8, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_segv_on_3, &in, 4, &r), MPROC_ERAISED);
+	ck_assert_uint_eq(r->failed, 1);
+	ck_assert_int_eq(r->items[3].status, MPROC_CRASHED);
+	ck_assert_ptr_nonnull(strstr(r->items[3].exc_msg, "SIGSEGV"));
+	for (int i = 0; i < 8; i++)
+		if (i != 3)
+			ck_assert_int_eq(int_of(r->items[i].value), i);
+	mproc_results_free(r);
+	finish_pool(p);
+	ck_assert(no_children());
+}
+END_TEST
+
+/* ---- lifecycle ------------------------------------------------------ */
+
+START_TEST(test_pool_join_before_close_is_erunning)
+{
+	struct mproc_pool *p = open_pool(1);
+	ck_assert_int_eq(mproc_pool_join(p), MPROC_ERUNNING);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_submit_after_close_is_eclosed)
+{
+	struct mproc_pool *p = open_pool(1);
+	mproc_pool_close(p);
+	struct mproc_results *r = (void *)1;
+	ck_assert_int_eq(mproc_apply(p, t_identity, NULL, 0, &r), MPROC_ECLOSED);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	mproc_pool_free(p);
+}
+END_TEST
+
+START_TEST(test_pool_terminate_cancels_pending_promptly)
+{
+	struct mproc_pool *p = open_pool(2);
+	int64_t ms[6] = {5000, 5000, 5000, 5000, 5000, 5000};
+	struct mproc_input in;
+	mproc_input_int64s(&in, ms, 6);
+	struct mproc_async *a;
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_map_async(p, t_sleep, &in, 1, NULL, &a), 0);
+	ck_assert_int_eq(mproc_async_wait(a, 0.1), -ETIMEDOUT);
+	uint64_t t0 = (uint64_t)time(NULL);
+	ck_assert_int_eq(mproc_pool_terminate(p), 0);
+	ck_assert_int_eq(mproc_async_get(a, 1, &r), MPROC_ERAISED);
+	ck_assert_uint_eq(r->count, 6);
+	for (int i = 0; i < 6; i++)
+		ck_assert_int_eq(r->items[i].status, MPROC_CANCELLED);
+	ck_assert_uint_le((uint64_t)time(NULL) - t0, 2);
+	mproc_async_free(a);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	mproc_pool_free(p);
+	ck_assert(no_children());
+}
+END_TEST
+
+START_TEST(test_pool_free_without_join_terminates)
+{
+	struct mproc_pool *p = open_pool(2);
+	size_t n;
+	const void *arg = pickle_int(10000, &n);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_apply_async(p, t_sleep, arg, n, NULL, &a), 0);
+	mproc_async_free(a);
+	mproc_pool_free(p);
+	ck_assert(no_children());
+}
+END_TEST
+
+START_TEST(test_pool_bad_arguments_are_einval)
+{
+	struct mproc_pool *p = NULL;
+	struct mproc_pool_opts o = {.processes = 100000};
+	ck_assert_int_eq(mproc_pool_open(NULL, NULL), -EINVAL);
+	ck_assert_int_eq(mproc_pool_open(&p, &o), -EINVAL);
+	ck_assert_ptr_null(p);
+	p = open_pool(1);
+	struct mproc_results *r;
+	struct mproc_input in = {0};
+	ck_assert_int_eq(mproc_apply(p, NULL, NULL, 0, &r), -EINVAL);
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), -EINVAL);
+	ck_assert_int_eq(mproc_map(p, t_identity, NULL, 0, &r), -EINVAL);
+	ck_assert_int_eq(mproc_input_range(&in, 0, 1, 0), -EINVAL);
+	ck_assert_int_eq(mproc_pool_close(NULL), -EINVAL);
+	ck_assert_int_eq(mproc_pool_join(NULL), -EINVAL);
+	ck_assert_int_eq(mproc_pool_terminate(NULL), -EINVAL);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_input_range_matches_python)
+{
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_range(&in, 0, 10, 3), 0);
+	ck_assert_uint_eq(in.len, 4); /* 0 3 6 9 */
+	ck_assert_int_eq(mproc_input_range(&in, 10, 0, -3), 0);
+	ck_assert_uint_eq(in.len, 4); /* 10 7 4 1 */
+	ck_assert_int_eq(mproc_input_range(&in, 0, -5, 1), 0);
+	ck_assert_uint_eq(in.len, 0);
+	ck_assert_int_eq(mproc_input_range(&in, INT64_MIN, INT64_MAX, INT64_MAX), 0);
+	ck_assert_uint_eq(in.len, 3);
+}
+END_TEST
+
+START_TEST(test_pool_cpu_counts_are_sane)
+{
+	int all = mproc_cpu_count(), mine = mproc_process_cpu_count();
+	ck_assert_int_ge(all, 1);
+	ck_assert_int_ge(mine, 1);
+	ck_assert_int_le(mine, all);
+}
+END_TEST
+
+START_TEST(test_pool_open_use_free_1000_pools_leaks_nothing)
+{
+	int fds = count_fds();
+	for (int i = 0; i < 1000; i++) {
+		struct mproc_pool *p = open_pool(2);
+		struct mproc_results *r;
+		ck_assert_int_eq(mproc_apply(p, t_identity, NULL, 0, &r), 0);
+		mproc_results_free(r);
+		if (i % 2)
+			finish_pool(p);
+		else
+			mproc_pool_free(p); /* terminate path */
+	}
+	ck_assert_int_eq(count_fds(), fds);
+	ck_assert(no_children());
+}
+END_TEST
+
+/* ---- threads ------------------------------------------------------------ */
+
+struct thread_arg {
+	struct mproc_pool *pool;
+	int which;
+	int ok;
+};
+
+static void *thread_body(void *p)
+{
+	struct thread_arg *ta = p;
+	ta->ok = 0;
+	if (ta->which % 2 == 0) {
+		struct mproc_async *a[50];
+		for (int i = 0; i < 50; i++) {
+			size_t n;
+			struct mproc_writer *w;
+			const void *d;
+			mproc_writer_new(&w, 5);
+			mproc_write_int(w, i + 1000 * ta->which);
+			mproc_writer_finish(w, &d, &n);
+			if (mproc_apply_async(ta->pool, t_square, d, n, NULL, &a[i]) < 0)
+				a[i] = NULL;
+			mproc_writer_free(w);
+		}
+		for (int i = 0; i < 50; i++) {
+			const struct mproc_results *r;
+			int64_t v, x = i + 1000 * ta->which;
+			if (a[i] && mproc_async_get(a[i], -1, &r) == 0 &&
+			    mproc_value_int(r->items[0].value, &v) == 0 && v == x * x)
+				ta->ok++;
+			mproc_async_free(a[i]);
+		}
+	} else {
+		struct mproc_input in;
+		mproc_input_range(&in, 0, 300, 1);
+		struct mproc_iter *it;
+		const struct mproc_result *r;
+		if (mproc_imap(ta->pool, t_identity, &in, 1, &it) == 0) {
+			int64_t v;
+			while (mproc_iter_next(it, -1, &r) == 1)
+				if (mproc_value_int(r->value, &v) == 0 &&
+				    v == (int64_t)r->index && v == ta->ok)
+					ta->ok++;
+			mproc_iter_free(it);
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_pool_four_threads_get_every_result_once)
+{
+	struct mproc_pool *p = open_pool(2);
+	pthread_t th[4];
+	struct thread_arg ta[4];
+	for (int i = 0; i < 4; i++) {
+		ta[i] = (struct thread_arg){p, i, 0};
+		ck_assert_int_eq(pthread_create(&th[i], NULL, thread_body, &ta[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(ta[i].ok, i % 2 == 0 ? 50 : 300);
+	}
+	finish_pool(p);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("pool");
+	TCase *tc = tcase_create("api");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_pool_apply_returns_task_value);
+	tcase_add_test(tc, test_pool_apply_null_arg_passes_none);
+	tcase_add_test(tc, test_pool_apply_reads_python_pickle);
+	tcase_add_test(tc, test_pool_apply_raise_gives_type_and_message);
+	tcase_add_test(tc, test_pool_task_error_code_raises_oserror);
+	tcase_add_test(tc, test_pool_task_writing_nothing_returns_none);
+	tcase_add_test(tc, test_pool_malformed_argument_raises_unpickling_error);
+	tcase_add_test(tc, test_pool_map_returns_every_result_in_order);
+	tcase_add_test(tc, test_pool_map_with_chunksize_matches_without);
+	tcase_add_test(tc, test_pool_map_no_failfast_returns_all_results);
+	tcase_add_test(tc, test_pool_map_empty_input_gives_no_results);
+	tcase_add_test(tc, test_pool_map_reads_generator_of_unknown_length);
+	tcase_add_test(tc, test_pool_map_generator_failure_is_einput);
+	tcase_add_test(tc, test_pool_starmap_passes_tuples);
+	tcase_add_test(tc, test_pool_starmap_non_tuple_item_raises_type_error);
+	tcase_add_test(tc, test_pool_async_get_timeout_then_result);
+	tcase_add_test(tc, test_pool_map_async_runs_callback_once);
+	tcase_add_test(tc, test_pool_async_error_callback_on_raise);
+	tcase_add_test(tc, test_pool_async_freed_early_still_runs_callback);
+	tcase_add_test(tc, test_pool_imap_yields_in_input_order);
+	tcase_add_test(tc, test_pool_imap_chunked_yields_in_input_order);
+	tcase_add_test(tc, test_pool_imap_unordered_yields_each_index_once);
+	tcase_add_test(tc, test_pool_imap_next_timeout_then_continues);
+	tcase_add_test(tc, test_pool_imap_generator_failure_after_results);
+	tcase_add_test(tc, test_pool_imap_empty_input_is_done_at_once);
+	tcase_add_test(tc, test_pool_imap_freed_early_leaves_pool_usable);
+	tcase_add_test(tc, test_pool_initializer_runs_in_each_worker);
+	tcase_add_test(tc, test_pool_maxtasksperchild_replaces_workers);
+	tcase_add_test(tc, test_pool_workers_ignore_sigint_and_are_named);
+	tcase_add_test(tc, test_pool_crashed_worker_is_replaced);
+	tcase_add_test(tc, test_pool_join_before_close_is_erunning);
+	tcase_add_test(tc, test_pool_submit_after_close_is_eclosed);
+	tcase_add_test(tc, test_pool_terminate_cancels_pending_promptly);
+	tcase_add_test(tc, test_pool_free_without_join_terminates);
+	tcase_add_test(tc, test_pool_bad_arguments_are_einval);
+	tcase_add_test(tc, test_pool_input_range_matches_python);
+	tcase_add_test(tc, test_pool_cpu_counts_are_sane);
+	tcase_add_test(tc, test_pool_four_threads_get_every_result_once);
+	suite_add_tcase(s, tc);
+	TCase *tr = tcase_create("resources");
+	tcase_set_timeout(tr, 240);
+	tcase_add_test(tr, test_pool_open_use_free_1000_pools_leaks_nothing);
+	suite_add_tcase(s, tr);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
