@@ -241,7 +241,32 @@ static inline uint64_t pickle_sat_add(uint64_t a, uint64_t b)
 	return r < a ? UINT64_MAX : r;
 }
 
-/* Bytes the writer takes for v (an upper bound for ints). */
+/* Bytes the writer takes for the int i (see mproc_write_int). */
+static inline unsigned pickle_int_size(int64_t i)
+{
+	if ((uint64_t)i < 256)
+		return 2;
+	if ((uint64_t)i < 65536)
+		return 3;
+	if (i >= INT32_MIN && i <= INT32_MAX)
+		return 5;
+	unsigned n = 5;
+	while (n < 8 && (i < -(INT64_C(1) << (8 * n - 1)) ||
+	                 i >= (INT64_C(1) << (8 * n - 1))))
+		n++;
+	return 2 + n;
+}
+
+/* Bytes the writer takes for a str or bytes of len bytes. */
+static inline uint64_t pickle_blob_size(size_t len)
+{
+	return (uint64_t)len + (len < 256 ? 2 : len <= UINT32_MAX ? 5 : 9);
+}
+
+/*
+ * Bytes the writer takes for v: exact for scalars, at most one byte over
+ * per container. Lets the decoder bound what mproc_write_value() writes.
+ */
 static inline uint64_t pickle_weight(const struct mproc_value *v)
 {
 	switch (v->type) {
@@ -249,12 +274,12 @@ static inline uint64_t pickle_weight(const struct mproc_value *v)
 	case MPROC_BOOL:
 		return 1;
 	case MPROC_INT:
-		return 10;
+		return pickle_int_size(v->u.i);
 	case MPROC_FLOAT:
 		return 9;
 	case MPROC_STR:
 	case MPROC_BYTES:
-		return pickle_sat_add(v->u.s.len, 9);
+		return pickle_blob_size(v->u.s.len);
 	case PICKLE_T_GLOBAL:
 		return 0;
 	default:
@@ -548,13 +573,7 @@ int mproc_write_int(struct mproc_writer *w, int64_t i)
 		w->b->len += 5;
 	} else {
 		/* LONG1 with the fewest two's complement bytes that hold i. */
-		int n = 5;
-		while (n < 8) {
-			int64_t lim = INT64_C(1) << (8 * n - 1);
-			if (i >= -lim && i < lim)
-				break;
-			n++;
-		}
+		int n = (int)pickle_int_size(i) - 2;
 		p[0] = (char)OP_LONG1;
 		p[1] = (char)n;
 		wr_le(p + 2, (uint64_t)i, n);
@@ -1195,7 +1214,10 @@ static struct mproc_value *dec_container(struct mproc_decoder *d, int type)
 		v->height = 1;
 		v->u.c.items = NULL;
 		v->u.c.n = 0;
-		v->u.c.weight = 3;
+		/* What the writer adds around the items: EMPTY_LIST MARK ...
+		 * APPENDS, or MARK ... TUPLE. */
+		v->u.c.weight = type == MPROC_TUPLE || type == MPROC_FROZENSET
+		                        ? 2 : 3;
 	}
 	return v;
 }
@@ -1877,6 +1899,7 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 				return dec_fail(d, MPROC_EPICKLE_INVALID, off,
 				                "%zu bytes after STOP at offset "
 				                "%zu", (size_t)(end - p), off);
+			/* PROTO and STOP around the value. */
 			uint64_t wgt = pickle_sat_add(pickle_weight(root), 3);
 			if (wgt > d->lim.max_size)
 				return dec_fail(d, MPROC_EPICKLE_TOOBIG, off,
