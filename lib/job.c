@@ -35,10 +35,10 @@ void mproc__job_free(struct mproc__job *job)
 		return;
 	mproc__buf_free(&job->pre);
 	mproc__buf_free(&job->payload);
-	if (job->slots && job->kind != MPROC__JOB_ALL)
-		for (size_t i = 0; i < job->nslots; i++)
-			mproc__buf_free(&job->slots[i].data);
+	for (size_t i = 0; i < job->nslots; i++)
+		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
+	free(job->recs);
 	free(job->items);
 	mproc_decoder_free(job->dec);
 	free(job);
@@ -140,19 +140,19 @@ size_t mproc__job_room(const struct mproc__job *job)
 	return ahead >= job->window ? 0 : job->window - ahead;
 }
 
-static int job_grow_slots(struct mproc__job *job, size_t need)
+static int job_grow_recs(struct mproc__job *job, size_t need)
 {
-	if (need <= job->nslots)
+	if (need <= job->nrecs)
 		return 0;
-	size_t n = job->nslots ? job->nslots : 64;
+	size_t n = job->nrecs ? job->nrecs : 64;
 	while (n < need)
 		n *= 2;
-	struct mproc__slot *s = reallocarray(job->slots, n, sizeof *s);
-	if (!s)
+	struct mproc__rec *r = reallocarray(job->recs, n, sizeof *r);
+	if (!r)
 		return -ENOMEM;
-	memset(s + job->nslots, 0, (n - job->nslots) * sizeof *s);
-	job->slots = s;
-	job->nslots = n;
+	memset(r + job->nrecs, 0, (n - job->nrecs) * sizeof *r);
+	job->recs = r;
+	job->nrecs = n;
 	return 0;
 }
 
@@ -161,7 +161,7 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 {
 	size_t got = 0;
 	if (job->kind == MPROC__JOB_ALL && job->in.has_len &&
-	    job_grow_slots(job, job->in.len) < 0) {
+	    job_grow_recs(job, job->in.len) < 0) {
 		job->input_err = -ENOMEM;
 		job->input_done = true;
 		return 0;
@@ -193,7 +193,7 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 			break;
 		}
 		if (job->kind == MPROC__JOB_ALL &&
-		    job_grow_slots(job, job->pulled + 1) < 0) {
+		    job_grow_recs(job, job->pulled + 1) < 0) {
 			job->input_err = -ENOMEM;
 			job->input_done = true;
 			break;
@@ -212,13 +212,22 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 {
 	struct mproc__slot *s;
 	int rc = 0;
+	if (job->kind == MPROC__JOB_ALL) {
+		struct mproc__rec *r = &job->recs[index];
+		r->off = job->payload.len;
+		r->len = (uint32_t)len;
+		if (mproc__buf_append(&job->payload, payload, len) < 0) {
+			r->len = 0;
+			status = MPROC_RAISED;
+			rc = -ENOMEM;
+		}
+		r->status = (uint8_t)status;
+		r->attempts = (uint16_t)attempts;
+		r->ready = 1;
+		job->completed++;
+		return rc;
+	}
 	switch (job->kind) {
-	case MPROC__JOB_ALL:
-		s = &job->slots[index];
-		s->off = job->payload.len;
-		s->len = len;
-		rc = mproc__buf_append(&job->payload, payload, len);
-		break;
 	case MPROC__JOB_ORDERED:
 		s = &job->slots[index % job->nslots];
 		s->data.len = 0;
@@ -333,7 +342,7 @@ int mproc__job_finalize(struct mproc__job *job)
 	size_t failed = 0;
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct mproc__slot *s = &job->slots[i];
+		const struct mproc__rec *s = &job->recs[i];
 		int r = mproc__job_result(job, s->status, s->attempts, i,
 		                          job->payload.data + s->off, s->len,
 		                          &job->items[i]);

@@ -67,6 +67,16 @@ struct mproc__slot {
 	struct mproc__buf data; /* iterators: the result's pickle */
 };
 
+/* ALL jobs: where each result's pickle sits in the job's payload buffer.
+ * Kept small: map over a million inputs has a million of these. */
+struct mproc__rec {
+	size_t off;
+	uint32_t len;
+	uint8_t status;
+	uint8_t ready;
+	uint16_t attempts;
+};
+
 struct mproc__job {
 	struct mproc_pool *pool;
 	TAILQ_ENTRY(mproc__job) link; /* in pool->pending while input is left */
@@ -89,8 +99,10 @@ struct mproc__job {
 	size_t completed;       /* results stored */
 	size_t delivered;       /* iterators: results handed out */
 	size_t window;          /* iterators: most results pulled ahead */
-	struct mproc__slot *slots;
+	struct mproc__slot *slots; /* iterators: window + 1 of them */
 	size_t nslots;
+	struct mproc__rec *recs;   /* ALL: one per input */
+	size_t nrecs;
 	size_t uhead, ucount;   /* unordered: FIFO of ready slots */
 	struct mproc__buf payload; /* ALL: every result's pickle */
 	struct mproc_decoder *dec;

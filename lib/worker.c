@@ -105,8 +105,12 @@ struct worker {
 	size_t hdr_off;         /* open RESULT frame in out */
 	uint64_t frame_id;      /* id of its first record */
 	uint32_t frame_count;
-	uint64_t frame_ns;
+	uint64_t frame_start_ns;
 	uint64_t first_unflushed_ns;
+	/* Read the clock only every `check_every` tasks: short tasks would
+	 * otherwise spend a fair part of their time reading the timer. */
+	uint32_t check_every, since_check;
+	uint64_t last_check_ns;
 };
 
 static void worker_flush(struct worker *wk)
@@ -124,7 +128,9 @@ static void worker_frame_open(struct worker *wk, uint64_t id)
 		_exit(70);
 	wk->frame_id = id;
 	wk->frame_count = 0;
-	wk->frame_ns = 0;
+	wk->frame_start_ns = mproc__now_ns();
+	if (!wk->first_unflushed_ns)
+		wk->first_unflushed_ns = wk->frame_start_ns;
 }
 
 static void worker_frame_close(struct worker *wk)
@@ -134,7 +140,8 @@ static void worker_frame_close(struct worker *wk)
 		return;
 	}
 	mproc__wire_end(&wk->out, wk->hdr_off, MPROC__F_RESULT, 0,
-	                wk->frame_count, wk->frame_id, wk->frame_ns);
+	                wk->frame_count, wk->frame_id,
+	                mproc__now_ns() - wk->frame_start_ns);
 }
 
 /* Write the result of a task that did not return normally as an exception. */
@@ -160,8 +167,12 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	out->len += MPROC__RESULT_REC;
 	mproc__writer_attach(wk->w, out);
 
-	uint64_t t0 = mproc__now_ns();
-	atomic_store_explicit(&wk->plan->status->start_ns, t0,
+	/* The coarse clock costs no timer read; timeouts are far coarser. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	atomic_store_explicit(&wk->plan->status->start_ns,
+	                      (uint64_t)ts.tv_sec * 1000000000u +
+	                              (uint64_t)ts.tv_nsec,
 	                      memory_order_relaxed);
 	atomic_store_explicit(&wk->plan->status->task_id, id,
 	                      memory_order_release);
@@ -195,16 +206,30 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	}
 	mproc__writer_attach(wk->w, NULL);
 
-	uint64_t t1 = mproc__now_ns();
 	atomic_store_explicit(&wk->plan->status->task_id, 0,
 	                      memory_order_release);
 	uint32_t hdr[2] = {(uint32_t)(out->len - rec - MPROC__RESULT_REC),
 	                   (uint32_t)status};
 	memcpy(out->data + rec, hdr, sizeof hdr);
 	wk->frame_count++;
-	wk->frame_ns += t1 - t0;
-	if (!wk->first_unflushed_ns)
-		wk->first_unflushed_ns = t0;
+}
+
+static bool worker_should_flush(struct worker *wk)
+{
+	if (wk->out.len >= RESULT_FLUSH_BYTES)
+		return true;
+	if (++wk->since_check < wk->check_every)
+		return false;
+	wk->since_check = 0;
+	uint64_t now = mproc__now_ns();
+	uint64_t span = now - wk->last_check_ns;
+	wk->last_check_ns = now;
+	/* Aim at one clock read per ~20 us of work. */
+	if (span < 20000 && wk->check_every < 256)
+		wk->check_every *= 2;
+	else if (span > 100000)
+		wk->check_every = 1;
+	return now - wk->first_unflushed_ns >= RESULT_LATENCY_NS;
 }
 
 static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
@@ -224,9 +249,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 		worker_run(wk, fn, f->flags, f->id + k, p, len);
 		p += len;
 		/* Long tasks report as they finish, not at the end of the batch. */
-		if (k + 1 < f->count &&
-		    (wk->out.len >= RESULT_FLUSH_BYTES ||
-		     mproc__now_ns() - wk->first_unflushed_ns >= RESULT_LATENCY_NS)) {
+		if (k + 1 < f->count && worker_should_flush(wk)) {
 			worker_frame_close(wk);
 			worker_flush(wk);
 			worker_frame_open(wk, f->id + k + 1);
@@ -239,7 +262,7 @@ _Noreturn void mproc__worker_main(const struct mproc__child_plan *plan)
 {
 	worker_setup(plan);
 
-	struct worker wk = {.plan = plan};
+	struct worker wk = {.plan = plan, .check_every = 1};
 	if (mproc_decoder_new(&wk.dec, &plan->limits) < 0 ||
 	    mproc_writer_new(&wk.w, 5) < 0)
 		_exit(70);
