@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""Interop of mproc's pickle codec with CPython's pickle module.
+
+Usage: interop_pickle.py PATH/TO/pickle_roundtrip [COUNT]
+
+1. COUNT (default 3000) seeded random nested values are pickled by Python
+   at each protocol 2-5, decoded and re-encoded by C, loaded back by Python
+   and compared type-exactly (NaN-aware, sign of -0.0 checked). A value
+   holding an int beyond 64 bits must come back as an INTRANGE error.
+2. Values written by C's writer calls are loaded by Python and compared.
+3. Pickles of things outside the safe subset must come back as errors
+   naming the opcode and its offset.
+
+Prints a TAP stream (one test per check group); exits nonzero on failure.
+Deterministic: a fixed seed.
+"""
+import collections
+import math
+import os
+import pickle
+import random
+import struct
+import subprocess
+import sys
+
+SEED = 20240611
+
+INT_EDGES = [0, 1, -1, 2, 255, 256, 65535, 65536, 2**31 - 1, 2**31,
+             -2**31, -2**31 - 1, 2**32, 2**40, -2**40, 2**62, 2**63 - 1,
+             -2**63, -2**63 + 1]
+BIG_INTS = [2**63, -2**63 - 1, 2**64, -2**64, 2**100, -2**200]
+FLOAT_EDGES = [0.0, -0.0, 1.0, -1.5, 1e300, -1e-300, 5e-324,
+               float("inf"), float("-inf"), float("nan"), math.pi]
+STR_EDGES = ["", "a", "h\u00e9llo", "\u20ac", "\U0001F600", "\x00",
+             "x" * 300, "\u00ff\u0100", "line\nbreak"]
+BYTES_EDGES = [b"", b"\x00", b"\xff" * 3, bytes(range(256)), b"z" * 300]
+
+
+class Gen:
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+        self.shared = []
+
+    def scalar(self, allow_big):
+        r = self.r
+        k = r.randrange(10)
+        if k == 0:
+            return None
+        if k == 1:
+            return r.random() < 0.5
+        if k == 2:
+            if allow_big and r.random() < 0.1:
+                return r.choice(BIG_INTS)
+            return r.choice(INT_EDGES)
+        if k == 3:
+            return r.randrange(-2**63, 2**63)
+        if k == 4:
+            return r.randrange(-1000, 70000)
+        if k == 5:
+            return r.choice(FLOAT_EDGES)
+        if k == 6:
+            return r.uniform(-1e6, 1e6)
+        if k == 7:
+            return r.choice(STR_EDGES)
+        if k == 8:
+            return "".join(chr(r.choice([r.randrange(32, 127),
+                                         r.randrange(0xa0, 0xd7ff),
+                                         r.randrange(0xe000, 0x10ffff)]))
+                           for _ in range(r.randrange(0, 12)))
+        return r.choice(BYTES_EDGES)
+
+    def hashable(self, depth):
+        """Dict keys and set items: no float/bool (1 == 1.0 == True would
+        merge items and make type-exact comparison meaningless)."""
+        r = self.r
+        k = r.randrange(6)
+        if k == 0:
+            return r.choice(INT_EDGES)
+        if k == 1:
+            return r.choice(STR_EDGES) + str(r.randrange(100))
+        if k == 2:
+            return r.choice(BYTES_EDGES)[:5] + bytes([r.randrange(256)])
+        if k == 3 and depth > 0:
+            return tuple(self.hashable(depth - 1)
+                         for _ in range(r.randrange(0, 4)))
+        if k == 4 and depth > 0:
+            return frozenset(self.hashable(depth - 1)
+                             for _ in range(r.randrange(0, 3)))
+        return None
+
+    def value(self, depth, allow_big=True):
+        r = self.r
+        if depth <= 0 or r.random() < 0.35:
+            return self.scalar(allow_big)
+        k = r.randrange(8)
+        if k == 0:
+            return tuple(self.value(depth - 1, allow_big)
+                         for _ in range(r.randrange(0, 6)))
+        if k == 1:
+            return [self.value(depth - 1, allow_big)
+                    for _ in range(r.randrange(0, 8))]
+        if k == 2:
+            d = {}
+            for _ in range(r.randrange(0, 6)):
+                d[self.hashable(2)] = self.value(depth - 1, allow_big)
+            return d
+        if k == 3:
+            return {self.hashable(2) for _ in range(r.randrange(0, 6))}
+        if k == 4:
+            return frozenset(self.hashable(2)
+                             for _ in range(r.randrange(0, 6)))
+        if k == 5:
+            # shared sub-objects: Python writes memo references to them
+            if self.shared and r.random() < 0.7:
+                return r.choice(self.shared)
+            s = r.choice([[self.scalar(False), "shared"],
+                          (self.scalar(False), [1, 2]),
+                          {"s": [None]}])
+            self.shared.append(s)
+            if len(self.shared) > 20:
+                self.shared.pop(0)
+            return s
+        if k == 6:
+            # a list of many items: several APPENDS batches
+            return [r.randrange(1000) for _ in range(r.randrange(0, 2500))]
+        return [self.scalar(allow_big) for _ in range(r.randrange(1, 4))]
+
+
+def has_big(v):
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return not -2**63 <= v < 2**63
+    if isinstance(v, dict):
+        return any(has_big(k) or has_big(x) for k, x in v.items())
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return any(has_big(x) for x in v)
+    return False
+
+
+def same(a, b):
+    """Type-exact deep equality; NaN equals NaN; -0.0 differs from 0.0."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        if math.isnan(a):
+            return math.isnan(b)
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(
+            same(k1, k2) and same(v1, v2)
+            for (k1, v1), (k2, v2) in zip(a.items(), b.items()))
+    if isinstance(a, (set, frozenset)):
+        return sorted(map(canon, a)) == sorted(map(canon, b))
+    return a == b
+
+
+def canon(x):
+    """A type-exact text for a hashable value, the same whatever order
+    its (nested) sets were built in."""
+    if isinstance(x, tuple):
+        return "(" + ",".join(map(canon, x)) + ")"
+    if isinstance(x, frozenset):
+        return "frozenset{" + ",".join(sorted(map(canon, x))) + "}"
+    return type(x).__name__ + ":" + repr(x)
+
+
+def short(x, n=300):
+    r = repr(x)
+    return r if len(r) <= n else r[:n] + "..."
+
+
+def frames_in(data):
+    out = []
+    i = 0
+    while i < len(data):
+        (n,) = struct.unpack_from("<I", data, i)
+        i += 4
+        out.append((data[i:i + 1], data[i + 1:i + n]))
+        i += n
+    return out
+
+
+def run(prog, args, frames):
+    payload = b"".join(struct.pack("<I", len(f)) + f for f in frames)
+    p = subprocess.run([prog] + args, input=payload, stdout=subprocess.PIPE,
+                       check=True)
+    return frames_in(p.stdout)
+
+
+class Tap:
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def check(self, ok, name, detail=""):
+        self.n += 1
+        if not ok:
+            self.failed += 1
+        print("%s %d - %s" % ("ok" if ok else "not ok", self.n, name))
+        if not ok and detail:
+            for line in detail.splitlines():
+                print("# " + line)
+        sys.stdout.flush()
+
+
+def random_roundtrips(tap, prog, count):
+    gen = Gen(SEED)
+    values = [gen.value(4) for _ in range(count)]
+    # edge cases that must be there whatever the seed does
+    values += [[], (), {}, set(), frozenset(), "", b"", -0.0,
+               float("nan"), 2**63, -2**63 - 1, [[], [[]]], (1, 2, 3, 4, 5),
+               {(1, "a"): 1, 2: (3,)}, 2**63 - 1, -2**63]
+    for proto in (2, 3, 4, 5):
+        frames = [pickle.dumps(v, proto) for v in values]
+        back = run(prog, [], frames)
+        bad = []
+        memo_refs = 0
+        for v, f, (st, body) in zip(values, frames, back):
+            if b"h" in f or b"j" in f:
+                memo_refs += 1
+            if has_big(v):
+                if st != b"E" or b"MPROC_EPICKLE_INTRANGE" not in body:
+                    bad.append("%r: want INTRANGE, got %r %r" %
+                               (v, st, body[:100]))
+                continue
+            if st != b"P":
+                bad.append("%s: %s" % (short(v),
+                                       body.decode(errors="replace")))
+                continue
+            got = pickle.loads(body)
+            if not same(v, got):
+                bad.append("%s\n  came back as %s" % (short(v), short(got)))
+        ok = len(back) == len(values) and not bad
+        tap.check(ok, "protocol %d: %d random values round-trip through C"
+                  % (proto, len(values)), "\n".join(bad[:5]))
+        tap.check(memo_refs > 0, "protocol %d: some values used memo "
+                  "references (%d)" % (proto, memo_refs))
+
+
+NAN = float("nan")
+C_WRITTEN = [
+    [0, 1, -1, 255, 256, 65535, 65536, 2**31 - 1, -2**31, 2**31,
+     -2**31 - 1, 2**40, 2**63 - 1, -2**63, None, True, False, 1.5, -0.0,
+     float("inf"), float("-inf"), NAN],
+    ("", "h\u00e9\u20ac\U0001F600", b"", b"\x00\xff", "q" * 300,
+     b"q" * 70000),
+    [(), (0,), (0, 1), (0, 1, 2), (0, 1, 2, 3), (0, 1, 2, 3, 4),
+     (b"b" * 1000,)],
+    {"a": 1, 2: [], (3, "c", frozenset({4})): {}, None: {5, "x", (6,)}},
+    ([], {}, set(), frozenset(), ()),
+    None,  # 500 nested lists around 7, built below
+    list(range(100000)),
+    ("ValueError", "bad value 42: ?!"),
+]
+deep = 7
+for _ in range(500):
+    deep = [deep]
+C_WRITTEN[5] = deep
+
+
+def c_written(tap, prog):
+    out = run(prog, ["--write"], [])
+    tap.check(len(out) == len(C_WRITTEN), "C writer made %d values"
+              % len(C_WRITTEN))
+    for i, (want, (st, body)) in enumerate(zip(C_WRITTEN, out)):
+        if st != b"P":
+            tap.check(False, "C-written value %d" % i, body.decode())
+            continue
+        got = pickle.loads(body)
+        tap.check(same(want, got), "C-written value %d loads in Python "
+                  "(protocol %d)" % (i, body[1]),
+                  "%s\n  vs %s" % (short(got), short(want))
+                  if not same(want, got) else "")
+
+
+class Thing:
+    pass
+
+
+class Reducer:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def refused(tap, prog):
+    cases = []
+    for proto in (2, 3, 4, 5):
+        want_global = "GLOBAL" if proto < 4 else "STACK_GLOBAL"
+        cases += [
+            (pickle.dumps(Thing(), proto), want_global, proto, "instance"),
+            (pickle.dumps(os.system, proto), want_global, proto,
+             "os.system"),
+            (pickle.dumps(Reducer(), proto), want_global, proto,
+             "os.system reducer"),
+            (pickle.dumps(collections.OrderedDict(a=1), proto), want_global,
+             proto, "OrderedDict"),
+            (pickle.dumps(complex(1, 2), proto), want_global, proto,
+             "complex"),
+        ]
+    cases += [
+        (pickle.dumps(bytearray(b"ab"), 5), "BYTEARRAY8", 5, "bytearray"),
+        (pickle.dumps(bytearray(b"ab"), 2), "GLOBAL", 2, "bytearray"),
+        (pickle.dumps([1, "a"], 0), "LIST", 0, "protocol 0"),
+        (pickle.dumps(1, 0), "INT", 0, "protocol 0 int"),
+        (pickle.dumps(3.5, 1), None, 1, "protocol 1 float (BINFLOAT ok)"),
+        (pickle.dumps(pickle.PickleBuffer(b"ab"), 5,
+                      buffer_callback=lambda b: False),
+         "NEXT_BUFFER", 5, "out-of-band buffer"),
+        (b"\x80\x04\x82\x01.", "EXT1", 4, "EXT1"),
+        (b"\x80\x04N\x81.", "NEWOBJ", 4, "NEWOBJ"),
+        (b"\x80\x02Pabc\n.", "PERSID", 2, "PERSID"),
+    ]
+    out = run(prog, [], [c[0] for c in cases])
+    for (data, opname, proto, what), (st, body) in zip(cases, out):
+        text = body.decode(errors="replace")
+        if opname is None:
+            tap.check(st == b"P", "%s decodes" % what, text)
+            continue
+        if opname == "LIST":
+            # protocol 0 starts with MARK, then text opcodes: refused at
+            # the first of them
+            ok = st == b"E" and "MPROC_EPICKLE_OPCODE" in text
+        else:
+            ok = (st == b"E" and "MPROC_EPICKLE_OPCODE" in text and
+                  ("opcode %s " % opname) in text and "offset" in text)
+        tap.check(ok, "protocol %d %s refused: %s" % (proto, what, text))
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    prog = sys.argv[1]
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
+    sys.setrecursionlimit(20000)  # same() on the 500-deep C value
+    tap = Tap()
+    random_roundtrips(tap, prog, count)
+    c_written(tap, prog)
+    refused(tap, prog)
+    print("1..%d" % tap.n)
+    return 1 if tap.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
