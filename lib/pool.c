@@ -542,6 +542,12 @@ static int worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 		mproc__buf_consume(&w->in, off);
 		if (rc < 0)
 			return MPROC_EPROTO;
+		/* A read that did not fill the buffer drained the pipe: save
+		 * the syscall that would only answer EAGAIN (each read offers at
+		 * least 64 KiB, see mproc__wire_read). At death we read
+		 * on to the end of file. */
+		if (max_reads != INT_MAX && (size_t)n < 64 * 1024)
+			break;
 	}
 	return eof;
 }
