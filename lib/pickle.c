@@ -1309,13 +1309,25 @@ static int dec_add(struct mproc_decoder *d, struct mproc_value *c,
 	size_t used = dict ? 2 * c->u.c.n : c->u.c.n;
 	if (dec_reserve(d, c, used + k) < 0)
 		return dec_nomem(d, off);
+	struct mproc_value **dst = c->u.c.items + used;
+	uint64_t weight = c->u.c.weight;
 	for (size_t i = 0; i < k; i++) {
-		int rc = dec_place(d, c, items[i], hash && (!dict || !(i & 1)),
-		                   off);
-		if (rc)
-			return rc;
-		c->u.c.items[used + i] = items[i];
+		struct mproc_value *it = items[i];
+		/* Scalars (the common case) are hashable, have no height and
+		 * cannot be frozen: only their weight counts. */
+		if (__builtin_expect(it->type <= MPROC_BYTES, 1)) {
+			weight = pickle_sat_add(weight, pickle_weight(it));
+		} else {
+			c->u.c.weight = weight;
+			int rc = dec_place(d, c, it,
+			                   hash && (!dict || !(i & 1)), off);
+			if (rc)
+				return rc;
+			weight = c->u.c.weight;
+		}
+		dst[i] = it;
 	}
+	c->u.c.weight = weight;
 	c->u.c.n += dict ? k / 2 : k;
 	return 0;
 }
@@ -1350,13 +1362,32 @@ static int dec_build(struct mproc_decoder *d, int type,
 	return 0;
 }
 
-/* Read a little-endian unsigned integer of n bytes. */
+/* Read a little-endian unsigned integer of n bytes (one load for the
+ * fixed sizes opcodes use). */
 static inline uint64_t dec_le(const unsigned char *p, int n)
 {
-	uint64_t v = 0;
-	for (int i = n - 1; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	uint16_t u16;
+	uint32_t u32;
+	uint64_t u64;
+	switch (n) {
+	case 1:
+		return p[0];
+	case 2:
+		memcpy(&u16, p, 2);
+		return le16toh(u16);
+	case 4:
+		memcpy(&u32, p, 4);
+		return le32toh(u32);
+	case 8:
+		memcpy(&u64, p, 8);
+		return le64toh(u64);
+	default: {
+		uint64_t v = 0;
+		for (int i = n - 1; i >= 0; i--)
+			v = (v << 8) | p[i];
+		return v;
+	}
+	}
 }
 
 /* LONG1/LONG4 payload: little-endian two's complement, any length. */
