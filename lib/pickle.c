@@ -1306,6 +1306,8 @@ static int dec_add(struct mproc_decoder *d, struct mproc_value *c,
 		return dec_fail(d, MPROC_EPICKLE_INVALID, off,
 		                "%s (0x%02x) at offset %zu: odd number of items "
 		                "for a dict", dec_opname(op), op, off);
+	if (!k)
+		return 0; /* and an empty container may have no array yet */
 	size_t used = dict ? 2 * c->u.c.n : c->u.c.n;
 	if (dec_reserve(d, c, used + k) < 0)
 		return dec_nomem(d, off);

@@ -664,6 +664,20 @@ START_TEST(test_pickle_stack_and_stop_errors)
 	expect_err(S("\x80\x04}K\x01u."), MPROC_EPICKLE_INVALID, "MARK", 5);
 	expect_err(S("\x80\x04}(K\x01u."), MPROC_EPICKLE_INVALID, "odd", 6);
 	expect_err(S("\x80\x04](K\x01u."), MPROC_EPICKLE_INVALID, "list", 6);
+	/* APPENDS, SETITEMS, ADDITEMS with no items (found by the fuzzer:
+	 * arithmetic on the empty container's NULL item array). */
+	struct mproc_decoder *d0 = dec_new(0, 0);
+	const struct mproc_value *v0;
+	ck_assert_int_eq(mproc_decode(d0, S("\x80\x04](e."), &v0), 0);
+	ck_assert_int_eq(mproc_decode(d0, S("\x80\x04}(u."), &v0), 0);
+	ck_assert_int_eq(mproc_decode(d0, S("\x80\x04\x8f(\x90."), &v0), 0);
+	ck_assert_int_eq(mproc_decode(d0, S("\x80\x05\x95\x13\x00\x00\x00"
+	                                    "\x00\x00\x00\x00]\x94(]\x94("
+	                                    "eKh\x01h\x02\x01K\x01\x84\x94"
+	                                    "e\xe5"), &v0),
+	                 MPROC_EPICKLE_OPCODE); /* 0x01 at offset 20 */
+	ck_assert_uint_eq(mproc_decoder_error_offset(d0), 20);
+	mproc_decoder_free(d0);
 	/* POP right after MARK drops the MARK, as in CPython. */
 	struct mproc_decoder *d = dec_new(0, 0);
 	const struct mproc_value *v;
