@@ -1017,6 +1017,8 @@ static void arena_reset(struct mproc_decoder *d)
 /* The decoder                                                              */
 /* ------------------------------------------------------------------------ */
 
+static int dec_grow_stack(struct mproc_decoder *d);
+
 int mproc_decoder_new(struct mproc_decoder **out,
                       const struct mproc_limits *limits)
 {
@@ -1029,6 +1031,12 @@ int mproc_decoder_new(struct mproc_decoder **out,
 		d->lim.max_size = PICKLE_DEFAULT_MAX_SIZE;
 	if (!d->lim.max_depth)
 		d->lim.max_depth = PICKLE_DEFAULT_MAX_DEPTH;
+	/* A stack from the start: container opcodes take their items as
+	 * d->stack + mark, which must never be NULL + 0. */
+	if (dec_grow_stack(d) < 0) {
+		free(d);
+		return -ENOMEM;
+	}
 	*out = d;
 	return 0;
 }
@@ -1746,8 +1754,9 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 				return rc;
 			d->nmarks--;
 			d->sp = m;
-			/* No growth needed: m <= the old sp. */
-			d->stack[d->sp++] = c;
+			/* m may equal the capacity (a MARK on a full stack and
+			 * no items): push with the growth check. */
+			DEC_PUSH(c);
 			break;
 		}
 		case OP_APPENDS:

@@ -2,7 +2,8 @@
  * fuzz_pickle.c - libFuzzer target for the pickle decoder.
  *
  * Every input must decode or fail with a code, never crash, hang or read
- * out of bounds (ASan and UBSan are linked in). A value that decodes is
+ * out of bounds (ASan and UBSan are linked in), and give the same answer
+ * from a fresh decoder as from one reused across inputs. A value that decodes is
  * walked through every accessor, re-encoded, and decoded again: the root
  * type must survive and a second re-encoding must give the same bytes.
  * Built by tests/meson.build with -Dfuzz and clang; run by tests/run-fuzz.sh.
@@ -16,6 +17,9 @@
 
 static struct mproc_decoder *fz_dec, *fz_dec2;
 static struct mproc_writer *fz_w, *fz_w2;
+/* Small limits keep every iteration fast. */
+static const struct mproc_limits fz_lim = {.max_size = 1 << 20,
+                                           .max_depth = 200};
 
 static void fz_die(const char *what, int rc)
 {
@@ -71,11 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!fz_dec) {
-		/* Small limits keep every iteration fast. */
-		struct mproc_limits lim = {.max_size = 1 << 20,
-		                           .max_depth = 200};
-		if (mproc_decoder_new(&fz_dec, &lim) ||
-		    mproc_decoder_new(&fz_dec2, &lim) ||
+		if (mproc_decoder_new(&fz_dec, &fz_lim) ||
+		    mproc_decoder_new(&fz_dec2, &fz_lim) ||
 		    mproc_writer_new(&fz_w, 5) || mproc_writer_new(&fz_w2, 4))
 			abort();
 	}
@@ -86,14 +87,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size)
 		memcpy(msg, data, size);
 
-	const struct mproc_value *v;
-	int rc = mproc_decode(fz_dec, msg, size, &v);
+	/* A fresh decoder (nothing grown yet) and a long-lived one (arena,
+	 * stack and memo reused) must agree: decoding may not depend on
+	 * what the decoder saw before. */
+	struct mproc_decoder *fresh;
+	if (mproc_decoder_new(&fresh, &fz_lim))
+		abort();
+	const struct mproc_value *v, *vl;
+	int rc = mproc_decode(fresh, msg, size, &v);
+	int rcl = mproc_decode(fz_dec, msg, size, &vl);
+	if (rc != rcl || (rc == 0) != (v != NULL))
+		fz_die("fresh and reused decoders disagree", rc);
 	if (rc) {
-		if (rc >= 0 || !mproc_decoder_error(fz_dec)[0])
-			fz_die("error without text", rc);
+		if (rc >= 0 || !mproc_decoder_error(fresh)[0] ||
+		    strcmp(mproc_decoder_error(fresh),
+		           mproc_decoder_error(fz_dec)))
+			fz_die("error without text, or texts differ", rc);
+		mproc_decoder_free(fresh);
 		free(msg);
 		return 0;
 	}
+	(void)fz_walk(vl);
 	(void)fz_walk(v);
 
 	mproc_writer_reset(fz_w);
@@ -123,6 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (outlen2 != outlen || memcmp((const char *)out + 2,
 	                                (const char *)out2 + 2, outlen - 2))
 		fz_die("re-encoding is not stable", 0);
+	mproc_decoder_free(fresh);
 	free(msg);
 	return 0;
 }

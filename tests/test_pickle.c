@@ -678,6 +678,27 @@ START_TEST(test_pickle_stack_and_stop_errors)
 	                 MPROC_EPICKLE_OPCODE); /* 0x01 at offset 20 */
 	ck_assert_uint_eq(mproc_decoder_error_offset(d0), 20);
 	mproc_decoder_free(d0);
+	/* Container opcodes on a fresh decoder (no stack grown yet) and with
+	 * a MARK on a full stack: the result still needs a free slot. */
+	for (size_t fill = 0; fill < 1100; fill++) {
+		char *m = malloc(fill + 8);
+		size_t n = 0;
+		m[n++] = '\x80';
+		m[n++] = 4;
+		m[n++] = '(';
+		memset(m + n, 'N', fill);
+		n += fill;
+		m[n++] = '(';
+		m[n++] = 't';
+		m[n++] = 't';
+		m[n++] = '.';
+		struct mproc_decoder *df = dec_new(0, 0);
+		ck_assert_int_eq(mproc_decode(df, m, n, &v0), 0);
+		ck_assert_int_eq(mproc_value_len(v0, &n), 0);
+		ck_assert_uint_eq(n, fill + 1);
+		mproc_decoder_free(df);
+		free(m);
+	}
 	/* POP right after MARK drops the MARK, as in CPython. */
 	struct mproc_decoder *d = dec_new(0, 0);
 	const struct mproc_value *v;
