@@ -276,6 +276,20 @@ MPROC_EXPORT int mproc_process_cpu_count(void);
 /* ------------------------------------------------------------------------ */
 
 /*
+ * Threads: every pool call below may be made from several threads at once
+ * on the same pool. There is no helper thread: results are collected, and
+ * callbacks run, inside the calls that wait (get, wait, ready, next, map,
+ * apply, join), by one of the waiting threads at a time. A callback must not
+ * wait on its own pool: such a call answers -EDEADLK.
+ *
+ * Fork: workers are forked from the calling program; a worker started to
+ * replace one that died or retired is forked from the program as it is at
+ * that moment. Workers ignore SIGINT (Ctrl-C is the program's to handle),
+ * die with the manager (PR_SET_PDEATHSIG), and never return into the
+ * caller's code: they end with _exit().
+ */
+
+/*
  * Name workers in ps(1) with libbsd's setproctitle(). Call it first thing in
  * main() with main's arguments; without it workers fall back to
  * prctl(PR_SET_NAME), which ps shows as the command name. Optional;
@@ -289,7 +303,9 @@ struct mproc_pool;
  * A task: runs in a worker, reads `arg` (owned by the worker, valid during
  * the call) and writes its return value with `ret` (writing nothing returns
  * None). Returns 0, or the value of mproc_raise() to raise; any other
- * negative code is raised as OSError with that code's description.
+ * negative code is raised as OSError naming the code. A return value the
+ * writer refused (an open container, invalid UTF-8, too deep) is raised as
+ * ValueError.
  * The same function pointer is valid in the worker because workers are
  * forked from the program that submits the task.
  */
@@ -315,7 +331,10 @@ struct mproc_pool_opts {
 	mproc_initializer_fn initializer;
 	/** Passed to `initializer`; inherited by fork, never copied. */
 	void *initarg;
-	/** Replace a worker after this many tasks; 0 means never. */
+	/**
+	 * Replace a worker after this many tasks; 0 means never. As in Python,
+	 * a chunk of map/imap counts as one task.
+	 */
 	unsigned maxtasksperchild;
 	/**
 	 * Most results an iterator keeps waiting for the consumer (its window of
@@ -328,27 +347,34 @@ struct mproc_pool_opts {
 
 /*
  * Open a pool and fork its workers (Pool(processes, initializer, initargs,
- * maxtasksperchild)). Returns 0 and sets *out; -EINVAL for bad options;
- * -ENOMEM, -EMFILE, -EAGAIN (fork) and the like when resources run out,
- * in which case nothing is left behind. Thread-safe.
+ * maxtasksperchild)). `opts` NULL means all defaults. Returns 0 and sets
+ * *out; -EINVAL for bad options (more than 4096 processes, max_size above
+ * 2 GiB); -ENOMEM, -EMFILE, -EAGAIN (fork) and the like when resources run
+ * out, in which case nothing is left behind. Thread-safe.
  */
 MPROC_EXPORT int mproc_pool_open(struct mproc_pool **out,
                                  const struct mproc_pool_opts *opts);
 
-/* Stop accepting new work (Pool.close()). Idempotent. Returns 0. */
+/* Stop accepting new work (Pool.close()). Idempotent. Returns 0, or
+ * -EINVAL for a NULL pool. */
 MPROC_EXPORT int mproc_pool_close(struct mproc_pool *pool);
 
 /*
  * Stop the workers at once (Pool.terminate()): running tasks are killed,
  * unfinished results end with status MPROC_CANCELLED, and every worker is
- * reaped before it returns. Idempotent.
+ * reaped before it returns. Idempotent. Returns 0, -EINVAL for a NULL pool,
+ * -EDEADLK from a callback of this pool.
  */
 MPROC_EXPORT int mproc_pool_terminate(struct mproc_pool *pool);
 
 /*
  * Wait for every submitted task to finish and the workers to exit
  * (Pool.join()). MPROC_ERUNNING if the pool was neither closed nor
- * terminated. Runs callbacks of async results as they complete.
+ * terminated; -EDEADLK from a callback of this pool; a negated errno if
+ * waiting itself failed. Runs callbacks of async results as they complete.
+ * An imap iterator whose consumer has not read far enough for more input
+ * to be pulled is ended: its results so far are still delivered, then
+ * mproc_iter_next() answers MPROC_ECLOSED.
  */
 MPROC_EXPORT int mproc_pool_join(struct mproc_pool *pool);
 
@@ -381,9 +407,13 @@ struct mproc_result {
 	enum mproc_status status;
 	/** The returned value when status is MPROC_OK, NULL otherwise. */
 	const struct mproc_value *value;
-	/** Python exception type name when RAISED ("ValueError"), else NULL. */
+	/**
+	 * For every status but OK: a Python-style exception type name
+	 * ("ValueError" from the task; "WorkerCrashed", "Cancelled",
+	 * "UnpicklingError" from the pool) and a one-line message (for a crash:
+	 * the signal or exit status). NULL when status is OK.
+	 */
 	const char *exc_type;
-	/** Exception message when RAISED, else NULL. */
 	const char *exc_msg;
 	/** Times the task was started (1 unless it was retried). */
 	unsigned attempts;
@@ -447,9 +477,10 @@ MPROC_EXPORT int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
 
 /*
  * Run fn on one argument and wait (Pool.apply(f, args)). `arg`/`arglen` is
- * a complete pickle (from mproc_writer_finish(), or Python's pickle.dumps);
- * NULL passes None. Returns 0 when the task returned, MPROC_ERAISED when it
- * did not (the result says how), or another negative code with *out NULL.
+ * a complete pickle (from mproc_writer_finish(), or Python's pickle.dumps),
+ * copied before the call returns; NULL passes None. Returns 0 when the task
+ * returned, MPROC_ERAISED when it did not (the result says how: raised,
+ * crashed, cancelled), or another negative code with *out NULL.
  * The caller frees *out with mproc_results_free().
  */
 MPROC_EXPORT int mproc_apply(struct mproc_pool *pool, mproc_task_fn fn,
@@ -460,7 +491,10 @@ MPROC_EXPORT int mproc_apply(struct mproc_pool *pool, mproc_task_fn fn,
  * fn over every input item, results in input order (Pool.map). chunksize 0
  * means Python's: ceil(n / (4 * processes)). Returns 0 when every task
  * returned, MPROC_ERAISED when some did not (every result is in *out
- * all the same), or another code with *out NULL.
+ * all the same), MPROC_EINPUT when the input generator failed (an input of
+ * unknown length is read whole first, as Python does, so then nothing ran
+ * and *out is NULL; with a known length *out holds the results of the items
+ * read before the failure), or another code with *out NULL.
  */
 MPROC_EXPORT int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
                            const struct mproc_input *in, size_t chunksize,
@@ -510,7 +544,9 @@ MPROC_EXPORT int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
  * Wait up to `timeout` seconds (negative: forever) and set *out to the
  * results, owned by `a` (AsyncResult.get). Returns 0 when every task
  * returned, MPROC_ERAISED when some did not, -ETIMEDOUT when not ready yet
- * (the results can still be fetched later).
+ * (the results can still be fetched later), MPROC_EINPUT when the input
+ * generator failed (*out holds the results of the items read before it),
+ * -EDEADLK from a callback of the same pool.
  */
 MPROC_EXPORT int mproc_async_get(struct mproc_async *a, double timeout,
                                  const struct mproc_results **out);
@@ -547,7 +583,9 @@ MPROC_EXPORT int mproc_imap_unordered(struct mproc_pool *pool,
  * next(it, timeout): wait up to `timeout` seconds (negative: forever) for
  * the next result. Returns 1 and sets *out (valid until the next call on
  * `it`), 0 when every result was handed out, -ETIMEDOUT, MPROC_EINPUT when
- * the input generator failed (results before it were delivered).
+ * the input generator failed (results before it were delivered),
+ * MPROC_ECLOSED when the pool was joined or terminated before the input was
+ * read to its end, -EDEADLK from a callback of the same pool.
  */
 MPROC_EXPORT int mproc_iter_next(struct mproc_iter *it, double timeout,
                                  const struct mproc_result **out);

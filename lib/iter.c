@@ -90,7 +90,9 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 		job->ucount--;
 	} else {
 		/* Every result was handed out. */
-		rc = job->input_err ? MPROC_EINPUT : 0;
+		rc = job->input_err == MPROC_ECLOSED ? MPROC_ECLOSED
+		     : job->input_err                 ? MPROC_EINPUT
+		                                      : 0;
 		goto out;
 	}
 	s->ready = false;

@@ -28,7 +28,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,7 +118,10 @@ static int pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	int *closelist = NULL;
 	int rc;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+	/* sv: the task pipe, worker reads sv[0], manager writes sv[1] and
+	 * keeps sv[0] open too, so that a write to a dead worker's pipe never
+	 * raises SIGPIPE in the host program: there is always a reader. */
+	if (pipe2(sv, O_CLOEXEC) < 0)
 		return -errno;
 	if (pipe2(pp, O_CLOEXEC) < 0) {
 		rc = -errno;
@@ -127,11 +129,11 @@ static int pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	}
 	/* A bigger result pipe lets a batch of results go in one write. */
 	(void)fcntl(pp[1], F_SETPIPE_SZ, 256 * 1024);
-	if ((rc = set_nonblock(sv[0])) < 0 || (rc = set_nonblock(pp[0])) < 0)
+	if ((rc = set_nonblock(sv[1])) < 0 || (rc = set_nonblock(pp[0])) < 0)
 		goto fail;
 
 	struct mproc__child_plan plan = {
-		.task_fd = sv[1],
+		.task_fd = sv[0],
 		.result_fd = pp[1],
 		.manager = getpid(),
 		.number = w->number,
@@ -146,14 +148,14 @@ static int pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	/* The registry stays locked across fork so that no other thread adds
 	 * a descriptor the child would not know to close. */
 	pthread_mutex_lock(&reg_mu);
-	closelist = reallocarray(NULL, reg_len + 2, sizeof *closelist);
+	closelist = reallocarray(NULL, reg_len + 3, sizeof *closelist);
 	if (!closelist) {
 		pthread_mutex_unlock(&reg_mu);
 		rc = -ENOMEM;
 		goto fail;
 	}
 	memcpy(closelist, reg_fds, reg_len * sizeof *closelist);
-	closelist[reg_len] = sv[0];
+	closelist[reg_len] = sv[1];
 	closelist[reg_len + 1] = pp[0];
 	plan.close_fds = closelist;
 	plan.nclose = reg_len + 2;
@@ -176,14 +178,15 @@ static int pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 		goto fail;
 	}
 	(void)reg_add_locked(sv[0]);
+	(void)reg_add_locked(sv[1]);
 	(void)reg_add_locked(pp[0]);
 	pthread_mutex_unlock(&reg_mu);
 	free(closelist);
-	close(sv[1]);
 	close(pp[1]);
 
 	w->pid = pid;
-	w->task_fd = sv[0];
+	w->task_fd = sv[1];
+	w->task_guard_fd = sv[0];
 	w->result_fd = pp[0];
 	w->pidfd = -1;
 #if HAVE_PIDFD_OPEN
@@ -229,6 +232,7 @@ static int worker_reap(struct mproc__worker *w)
 static void worker_close(struct mproc__worker *w)
 {
 	reg_close(&w->task_fd);
+	reg_close(&w->task_guard_fd);
 	reg_close(&w->result_fd);
 	reg_close(&w->pidfd);
 	w->pid = 0;
@@ -454,7 +458,7 @@ static void pool_dispatch(struct mproc_pool *pool)
 static void worker_flush(struct mproc__worker *w)
 {
 	if (w->pid && w->out_sent < w->out.len)
-		(void)mproc__wire_write(w->task_fd, &w->out, &w->out_sent, true);
+		(void)mproc__wire_write(w->task_fd, &w->out, &w->out_sent);
 }
 
 /* ---- results --------------------------------------------------------- */
@@ -690,9 +694,12 @@ static void pool_run_callbacks(struct mproc_pool *pool)
 		mproc_callback_fn fn = job->final_rc == 0 ? job->cb.callback
 		                                          : job->cb.error_callback;
 		if (fn) {
+			pool->cb_running = true;
+			pool->cb_thread = pthread_self();
 			pthread_mutex_unlock(&pool->mu);
 			fn(job->cb.cookie, &job->results);
 			pthread_mutex_lock(&pool->mu);
+			pool->cb_running = false;
 		}
 		job->cb_queued = false;
 		job_maybe_free(job);
@@ -769,9 +776,17 @@ static int pool_progress(struct mproc_pool *pool, uint64_t deadline)
 	return 0;
 }
 
+/* A callback that waits on its own pool would wait for itself. */
+static bool pool_in_callback(const struct mproc_pool *pool)
+{
+	return pool->cb_running && pthread_equal(pool->cb_thread, pthread_self());
+}
+
 int mproc__pool_wait(struct mproc_pool *pool, bool (*ready)(void *), void *arg,
                      uint64_t deadline)
 {
+	if (!ready(arg) && pool_in_callback(pool))
+		return -EDEADLK;
 	while (!ready(arg)) {
 		if (mproc__now_ns() >= deadline)
 			return -ETIMEDOUT;
@@ -895,7 +910,7 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
 		w->number = i;
-		w->task_fd = w->result_fd = w->pidfd = -1;
+		w->task_fd = w->task_guard_fd = w->result_fd = w->pidfd = -1;
 	}
 	pool->status_len = pool->nworkers * sizeof *pool->status;
 	pool->status = mmap(NULL, pool->status_len, PROT_READ | PROT_WRITE,
@@ -972,6 +987,10 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 	if (!pool)
 		return -EINVAL;
 	pthread_mutex_lock(&pool->mu);
+	if (pool_in_callback(pool)) {
+		pthread_mutex_unlock(&pool->mu);
+		return -EDEADLK;
+	}
 	pool_take_engine(pool);
 	if (pool->state == MPROC__TERMINATED && !pool->active) {
 		pool_give_engine(pool);
@@ -1020,10 +1039,44 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 	return 0;
 }
 
+/* An iterator that waits for its consumer to make room in its window. */
+static bool job_stalled(const struct mproc__job *job)
+{
+	return job->kind != MPROC__JOB_ALL && !job->done && job->queued &&
+	       !job->inflight && job->completed == job->pulled &&
+	       mproc__job_room(job) == 0;
+}
+
+/*
+ * Nothing left to run: every job is done, or is an iterator stalled on its
+ * window (its consumer has not read far enough for more input to be
+ * pulled). Python's imap reads its whole input at once, so there join
+ * never waits for a consumer; here join ends such iterators instead.
+ */
 static bool pool_idle(void *arg)
 {
 	struct mproc_pool *pool = arg;
-	return pool->active == 0;
+	if (pool->active == 0)
+		return true;
+	size_t stalled = 0;
+	struct mproc__job *job;
+	TAILQ_FOREACH(job, &pool->pending, link)
+		stalled += job_stalled(job);
+	return stalled == pool->active && pool->rqlen == 0;
+}
+
+static void pool_end_stalled(struct mproc_pool *pool)
+{
+	struct mproc__job *job, *tmp;
+	TAILQ_FOREACH_SAFE(job, &pool->pending, link, tmp) {
+		if (!job_stalled(job))
+			continue;
+		job_dequeue(pool, job);
+		job->input_done = true;
+		job->input_err = MPROC_ECLOSED;
+		mproc__job_check_done(job);
+		job_maybe_free(job);
+	}
 }
 
 int mproc_pool_join(struct mproc_pool *pool)
@@ -1036,13 +1089,16 @@ int mproc_pool_join(struct mproc_pool *pool)
 		return MPROC_ERUNNING;
 	}
 	int rc = mproc__pool_wait(pool, pool_idle, pool, UINT64_MAX);
+	if (rc == 0 && pool_in_callback(pool))
+		rc = -EDEADLK;
 	if (rc == 0) {
 		pool_take_engine(pool);
+		pool_end_stalled(pool);
 		/* Idle workers read EOF and exit; reap them all. */
 		for (unsigned i = 0; i < pool->nworkers; i++) {
 			struct mproc__worker *w = &pool->workers[i];
 			if (w->pid)
-				shutdown(w->task_fd, SHUT_WR);
+				reg_close(&w->task_fd);
 		}
 		for (unsigned i = 0; i < pool->nworkers; i++) {
 			struct mproc__worker *w = &pool->workers[i];

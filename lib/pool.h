@@ -133,7 +133,8 @@ struct mproc__worker {
 	unsigned number;
 	pid_t pid;          /* 0 when there is no process */
 	int pidfd;
-	int task_fd;        /* manager's end, non-blocking socket */
+	int task_fd;        /* manager's end, non-blocking pipe */
+	int task_guard_fd;  /* the read end, kept so writes never SIGPIPE */
 	int result_fd;      /* manager's end, non-blocking pipe */
 	bool retiring;      /* sent its last chunk (maxtasksperchild) */
 	unsigned chunks_sent;
@@ -154,6 +155,8 @@ struct mproc_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool driving;           /* one thread at a time runs the engine */
+	bool cb_running;        /* a callback runs, in thread cb_thread */
+	pthread_t cb_thread;
 	int wakefd;             /* eventfd: wakes the driver out of poll */
 	bool polling;
 	enum mproc__pool_state state;

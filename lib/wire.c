@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <stdbool.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "mproc.h"
@@ -51,13 +50,12 @@ ssize_t mproc__wire_read(int fd, struct mproc__buf *in)
 	}
 }
 
-int mproc__wire_write(int fd, const struct mproc__buf *out, size_t *sent,
-                      bool sock)
+int mproc__wire_write(int fd, const struct mproc__buf *out, size_t *sent)
 {
 	while (*sent < out->len) {
 		const char *p = out->data + *sent;
 		size_t n = out->len - *sent;
-		ssize_t w = sock ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
+		ssize_t w = write(fd, p, n);
 		if (w >= 0) {
 			*sent += (size_t)w;
 			continue;

@@ -71,11 +71,10 @@ ssize_t mproc__wire_read(int fd, struct mproc__buf *in);
 
 /*
  * Write out->data[*sent .. out->len) to fd. Returns 0 when all was written,
- * -EAGAIN when the fd is full (non-blocking), another -errno (EPIPE) on
- * error. `sock` selects send(MSG_NOSIGNAL) so that no SIGPIPE is raised.
+ * -EAGAIN when the fd is full (non-blocking), another -errno on error.
+ * EINTR is retried inside.
  */
-int mproc__wire_write(int fd, const struct mproc__buf *out, size_t *sent,
-                      bool sock);
+int mproc__wire_write(int fd, const struct mproc__buf *out, size_t *sent);
 
 /* Append a header for a frame whose payload follows; returns its offset. */
 static inline int mproc__wire_begin(struct mproc__buf *b, size_t *hdr_off)

@@ -116,7 +116,7 @@ struct worker {
 static void worker_flush(struct worker *wk)
 {
 	size_t sent = 0;
-	if (mproc__wire_write(wk->plan->result_fd, &wk->out, &sent, false) < 0)
+	if (mproc__wire_write(wk->plan->result_fd, &wk->out, &sent) < 0)
 		_exit(0); /* the manager is gone: nothing to report to */
 	wk->out.len = 0;
 	wk->first_unflushed_ns = 0;

@@ -404,12 +404,38 @@ static int gen_fail_at_7(void *cookie, size_t index, struct mproc_writer *w)
 	return mproc_write_int(w, (int64_t)index) < 0 ? -1 : 1;
 }
 
+static int gen_known_len_fail_at_7(void *cookie, size_t index,
+                                   struct mproc_writer *w)
+{
+	return gen_fail_at_7(cookie, index, w);
+}
+
+START_TEST(test_pool_map_known_length_failure_keeps_earlier_results)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_fn_init(&in, gen_known_len_fail_at_7, NULL);
+	in.has_len = true;
+	in.len = 20;
+	struct mproc_results *r = NULL;
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 2, &r), MPROC_EINPUT);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->count, 7);
+	for (size_t i = 0; i < 7; i++)
+		ck_assert_int_eq(int_of(r->items[i].value), (int64_t)i);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
 START_TEST(test_pool_map_generator_failure_is_einput)
 {
 	struct mproc_pool *p = open_pool(2);
 	struct mproc_input in;
 	mproc_input_fn_init(&in, gen_fail_at_7, NULL);
 	struct mproc_results *r = (void *)1;
+	/* map reads an input of unknown length whole before it starts, as
+	 * Python does: the failure stops it before any task ran. */
 	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), MPROC_EINPUT);
 	ck_assert_ptr_null(r);
 	finish_pool(p);
@@ -696,6 +722,65 @@ START_TEST(test_pool_imap_freed_early_leaves_pool_usable)
 	struct mproc_results *res;
 	ck_assert_int_eq(mproc_apply(p, t_identity, NULL, 0, &res), 0);
 	mproc_results_free(res);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_join_ends_iterator_waiting_for_its_consumer)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 100000, 1);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 1, &it), 0);
+	ck_assert_int_eq(mproc_iter_next(it, -1, &r), 1);
+	mproc_pool_close(p);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	/* What was run is still delivered, in order, then the end is told. */
+	int64_t expect = 1;
+	int rc;
+	while ((rc = mproc_iter_next(it, -1, &r)) == 1)
+		ck_assert_int_eq(int_of(r->value), expect++);
+	ck_assert_int_eq(rc, MPROC_ECLOSED);
+	ck_assert_int_gt(expect, 1);
+	ck_assert_int_lt(expect, 100000);
+	mproc_iter_free(it);
+	mproc_pool_free(p);
+	ck_assert(no_children());
+}
+END_TEST
+
+struct deadlock_probe {
+	struct mproc_pool *pool;
+	int wait_rc, join_rc, terminate_rc, apply_rc;
+};
+
+static void on_done_waits(void *cookie, const struct mproc_results *res)
+{
+	(void)res;
+	struct deadlock_probe *d = cookie;
+	struct mproc_async *a = NULL;
+	d->apply_rc = mproc_apply_async(d->pool, t_sleep, NULL, 0, NULL, &a);
+	d->wait_rc = a ? mproc_async_wait(a, -1) : -1;
+	mproc_async_free(a);
+	d->join_rc = mproc_pool_join(d->pool);
+	d->terminate_rc = mproc_pool_terminate(d->pool);
+}
+
+START_TEST(test_pool_callback_waiting_on_its_pool_is_edeadlk)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct deadlock_probe d = {p, 1, 1, 1, 1};
+	struct mproc_callbacks cb = {on_done_waits, NULL, &d};
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_apply_async(p, t_identity, NULL, 0, &cb, &a), 0);
+	ck_assert_int_eq(mproc_async_wait(a, -1), 0);
+	ck_assert_int_eq(d.apply_rc, 0);
+	ck_assert_int_eq(d.wait_rc, -EDEADLK);
+	ck_assert_int_eq(d.join_rc, MPROC_ERUNNING);
+	ck_assert_int_eq(d.terminate_rc, -EDEADLK);
+	mproc_async_free(a);
 	finish_pool(p);
 }
 END_TEST
@@ -996,6 +1081,7 @@ int main(void)
 	tcase_add_test(tc, test_pool_map_empty_input_gives_no_results);
 	tcase_add_test(tc, test_pool_map_reads_generator_of_unknown_length);
 	tcase_add_test(tc, test_pool_map_generator_failure_is_einput);
+	tcase_add_test(tc, test_pool_map_known_length_failure_keeps_earlier_results);
 	tcase_add_test(tc, test_pool_starmap_passes_tuples);
 	tcase_add_test(tc, test_pool_starmap_non_tuple_item_raises_type_error);
 	tcase_add_test(tc, test_pool_async_get_timeout_then_result);
@@ -1009,6 +1095,8 @@ int main(void)
 	tcase_add_test(tc, test_pool_imap_generator_failure_after_results);
 	tcase_add_test(tc, test_pool_imap_empty_input_is_done_at_once);
 	tcase_add_test(tc, test_pool_imap_freed_early_leaves_pool_usable);
+	tcase_add_test(tc, test_pool_join_ends_iterator_waiting_for_its_consumer);
+	tcase_add_test(tc, test_pool_callback_waiting_on_its_pool_is_edeadlk);
 	tcase_add_test(tc, test_pool_initializer_runs_in_each_worker);
 	tcase_add_test(tc, test_pool_maxtasksperchild_replaces_workers);
 	tcase_add_test(tc, test_pool_workers_ignore_sigint_and_are_named);
