@@ -34,11 +34,14 @@ void mproc__job_free(struct mproc__job *job)
 	if (!job)
 		return;
 	mproc__buf_free(&job->pre);
-	mproc__buf_free(&job->payload);
+	while (job->blocks) {
+		struct mproc__block *b = job->blocks;
+		job->blocks = b->next;
+		free(b);
+	}
 	for (size_t i = 0; i < job->nslots; i++)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
-	free(job->recs);
 	free(job->items);
 	mproc_decoder_free(job->dec);
 	free(job);
@@ -140,19 +143,19 @@ size_t mproc__job_room(const struct mproc__job *job)
 	return ahead >= job->window ? 0 : job->window - ahead;
 }
 
-static int job_grow_recs(struct mproc__job *job, size_t need)
+static int job_grow_items(struct mproc__job *job, size_t need)
 {
-	if (need <= job->nrecs)
+	if (need <= job->nitems)
 		return 0;
-	size_t n = job->nrecs ? job->nrecs : 64;
+	size_t n = job->nitems ? job->nitems : 64;
 	while (n < need)
 		n *= 2;
-	struct mproc__rec *r = reallocarray(job->recs, n, sizeof *r);
+	struct mproc_result *r = reallocarray(job->items, n, sizeof *r);
 	if (!r)
 		return -ENOMEM;
-	memset(r + job->nrecs, 0, (n - job->nrecs) * sizeof *r);
-	job->recs = r;
-	job->nrecs = n;
+	memset(r + job->nitems, 0, (n - job->nitems) * sizeof *r);
+	job->items = r;
+	job->nitems = n;
 	return 0;
 }
 
@@ -161,7 +164,7 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 {
 	size_t got = 0;
 	if (job->kind == MPROC__JOB_ALL && job->in.has_len &&
-	    job_grow_recs(job, job->in.len) < 0) {
+	    job_grow_items(job, job->in.len) < 0) {
 		job->input_err = -ENOMEM;
 		job->input_done = true;
 		return 0;
@@ -193,7 +196,7 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 			break;
 		}
 		if (job->kind == MPROC__JOB_ALL &&
-		    job_grow_recs(job, job->pulled + 1) < 0) {
+		    job_grow_items(job, job->pulled + 1) < 0) {
 			job->input_err = -ENOMEM;
 			job->input_done = true;
 			break;
@@ -206,27 +209,67 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 	return got;
 }
 
+/* A stable copy of a result pickle, in the job's blocks. */
+static const char *job_keep(struct mproc__job *job, const void *p, size_t len)
+{
+	struct mproc__block *b = job->blocks;
+	if (!b || b->cap - b->len < len) {
+		size_t cap = len > (1u << 20) ? len : (1u << 20);
+		b = malloc(sizeof *b + cap);
+		if (!b)
+			return NULL;
+		b->len = 0;
+		b->cap = cap;
+		b->next = job->blocks;
+		job->blocks = b;
+	}
+	char *dst = b->data + b->len;
+	memcpy(dst, p, len);
+	b->len += len;
+	return dst;
+}
+
+/* map/apply: decode each result as it arrives, while the workers go on. */
+static int job_store_all(struct mproc__job *job, size_t index,
+                         enum mproc_status status, unsigned attempts,
+                         const void *payload, size_t len)
+{
+	struct mproc_result *it = &job->items[index];
+	int rc = 0;
+	job->completed++;
+	if (job->user_released && !job->cb.callback && !job->cb.error_callback) {
+		it->status = status; /* nobody will read it: skip decoding */
+		return 0;
+	}
+	const char *kept = len ? job_keep(job, payload, len) : NULL;
+	if (len && !kept) {
+		*it = (struct mproc_result){.index = index, .status = MPROC_RAISED,
+		                            .exc_type = "MemoryError",
+		                            .exc_msg = "no memory to keep the result",
+		                            .attempts = attempts};
+		rc = -ENOMEM;
+	} else {
+		rc = mproc__job_result(job, status, attempts, index, kept, len, it);
+		if (rc < 0) {
+			it->status = MPROC_RAISED;
+			it->value = NULL;
+			it->exc_type = "MemoryError";
+			it->exc_msg = "no memory to decode the result";
+		}
+	}
+	if (it->status != MPROC_OK)
+		job->failed++;
+	return rc;
+}
+
 int mproc__job_store(struct mproc__job *job, size_t index,
                      enum mproc_status status, unsigned attempts,
                      const void *payload, size_t len)
 {
 	struct mproc__slot *s;
 	int rc = 0;
-	if (job->kind == MPROC__JOB_ALL) {
-		struct mproc__rec *r = &job->recs[index];
-		r->off = job->payload.len;
-		r->len = (uint32_t)len;
-		if (mproc__buf_append(&job->payload, payload, len) < 0) {
-			r->len = 0;
-			status = MPROC_RAISED;
-			rc = -ENOMEM;
-		}
-		r->status = (uint8_t)status;
-		r->attempts = (uint16_t)attempts;
-		r->ready = 1;
-		job->completed++;
-		return rc;
-	}
+	if (job->kind == MPROC__JOB_ALL)
+		return job_store_all(job, index, status, attempts, payload, len);
 	switch (job->kind) {
 	case MPROC__JOB_ORDERED:
 		s = &job->slots[index % job->nslots];
@@ -242,7 +285,6 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	}
 	if (rc < 0) {
 		/* Out of memory for this result: it still ends, as an error. */
-		s->len = 0;
 		s->data.len = 0;
 		status = MPROC_RAISED;
 	}
@@ -333,32 +375,13 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 
 int mproc__job_finalize(struct mproc__job *job)
 {
-	size_t n = job->pulled;
-	job->items = calloc(n ? n : 1, sizeof *job->items);
-	if (!job->items)
-		return -ENOMEM;
-	if (job->dec)
-		mproc__decoder_reset(job->dec);
-	size_t failed = 0;
-	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct mproc__rec *s = &job->recs[i];
-		int r = mproc__job_result(job, s->status, s->attempts, i,
-		                          job->payload.data + s->off, s->len,
-		                          &job->items[i]);
-		if (r < 0 && rc == 0)
-			rc = r;
-		if (job->items[i].status != MPROC_OK)
-			failed++;
-	}
-	job->results.count = n;
+	/* Every result was decoded as it arrived: only the totals are left. */
+	job->results.count = job->pulled;
 	job->results.items = job->items;
-	job->results.failed = failed;
-	if (rc < 0)
-		return rc;
+	job->results.failed = job->failed;
 	if (job->input_err)
 		return job->input_err;
-	return failed ? MPROC_ERAISED : 0;
+	return job->failed ? MPROC_ERAISED : 0;
 }
 
 void mproc__job_release(struct mproc__job *job)

@@ -328,7 +328,11 @@ static struct mproc__worker *pool_pick_worker(struct mproc_pool *pool)
 	struct mproc__worker *best = NULL;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
-		if (!w->pid || w->retiring || w->inflight_tasks >= worker_depth(w))
+		/* Below its depth, or with fewer than two chunks: with big
+		 * chunks the next one is then written while the worker runs
+		 * the current one, instead of after. */
+		if (!w->pid || w->retiring ||
+		    (w->inflight_tasks >= worker_depth(w) && w->qlen >= 2))
 			continue;
 		if (!best || w->inflight_tasks < best->inflight_tasks)
 			best = w;

@@ -63,18 +63,15 @@ struct mproc__slot {
 	enum mproc_status status;
 	unsigned attempts;
 	bool ready;
-	size_t off, len;        /* ALL: span of the job's payload buffer */
 	struct mproc__buf data; /* iterators: the result's pickle */
 };
 
-/* ALL jobs: where each result's pickle sits in the job's payload buffer.
- * Kept small: map over a million inputs has a million of these. */
-struct mproc__rec {
-	size_t off;
-	uint32_t len;
-	uint8_t status;
-	uint8_t ready;
-	uint16_t attempts;
+/* ALL jobs: result pickles live in blocks that never move, because each
+ * is decoded as it arrives and its tree points into it. */
+struct mproc__block {
+	struct mproc__block *next;
+	size_t len, cap;
+	char data[];
 };
 
 struct mproc__job {
@@ -101,13 +98,13 @@ struct mproc__job {
 	size_t window;          /* iterators: most results pulled ahead */
 	struct mproc__slot *slots; /* iterators: window + 1 of them */
 	size_t nslots;
-	struct mproc__rec *recs;   /* ALL: one per input */
-	size_t nrecs;
+	struct mproc_result *items; /* ALL: one per input, filled on arrival */
+	size_t nitems;
+	size_t failed;
 	size_t uhead, ucount;   /* unordered: FIFO of ready slots */
-	struct mproc__buf payload; /* ALL: every result's pickle */
+	struct mproc__block *blocks; /* ALL: result pickles, newest first */
 	struct mproc_decoder *dec;
 	struct mproc_result cur;   /* iterators: the result handed out */
-	struct mproc_result *items;
 	struct mproc_results results; /* ALL: filled when done */
 	int final_rc;
 
