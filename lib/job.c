@@ -43,7 +43,13 @@ void mproc__job_free(struct mproc__job *job)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
 	free(job->items);
-	mproc_decoder_free(job->dec);
+	/* Keep one small decoder for the next call; a big map's arena goes. */
+	if (job->dec && !job->pool->spare_dec && job->pulled <= 1024) {
+		mproc__decoder_reset(job->dec);
+		job->pool->spare_dec = job->dec;
+	} else {
+		mproc_decoder_free(job->dec);
+	}
 	free(job);
 }
 
@@ -337,9 +343,15 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 		return 0;
 	}
 	if (!job->dec) {
-		int rc = mproc_decoder_new(&job->dec, &job->pool->opts.limits);
-		if (rc < 0)
-			return rc;
+		/* apply() in a loop should not build a decoder per call. */
+		if (job->pool->spare_dec) {
+			job->dec = job->pool->spare_dec;
+			job->pool->spare_dec = NULL;
+		} else {
+			int rc = mproc_decoder_new(&job->dec, &job->pool->opts.limits);
+			if (rc < 0)
+				return rc;
+		}
 	}
 	const struct mproc_value *v = NULL;
 	int rc = len ? mproc__decode_keep(job->dec, p, len, &v) : MPROC_EPICKLE_TRUNCATED;

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "mproc.h"
 #include "buf.h"
@@ -949,6 +950,45 @@ struct mproc_decoder {
 	char err[200];
 };
 
+/*
+ * Big chunks come straight from mmap, asking for transparent huge pages:
+ * a tree of millions of nodes is walked once while it is built, and with
+ * 4 KiB pages the TLB misses cost as much as the decoding. Small chunks
+ * stay with malloc.
+ */
+#define PICKLE_CHUNK_MMAP ((size_t)2 << 20)
+
+static struct pickle_chunk *chunk_new(size_t size)
+{
+	size_t bytes = sizeof(struct pickle_chunk) + size;
+	struct pickle_chunk *c;
+	if (bytes >= PICKLE_CHUNK_MMAP) {
+		void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		/* Advice only: without THP the chunk works the same. */
+		(void)madvise(p, bytes, MADV_HUGEPAGE);
+		c = p;
+	} else {
+		c = malloc(bytes);
+		if (!c)
+			return NULL;
+	}
+	c->size = size;
+	c->next = NULL;
+	return c;
+}
+
+static void chunk_free(struct pickle_chunk *c)
+{
+	size_t bytes = sizeof(struct pickle_chunk) + c->size;
+	if (bytes >= PICKLE_CHUNK_MMAP)
+		munmap(c, bytes);
+	else
+		free(c);
+}
+
 static void *arena_slow(struct mproc_decoder *d, size_t n)
 {
 	size_t last = d->chunks ? d->chunks->size : 0;
@@ -958,10 +998,9 @@ static void *arena_slow(struct mproc_decoder *d, size_t n)
 		size = n;
 	if (size > SIZE_MAX - sizeof(struct pickle_chunk))
 		return NULL;
-	struct pickle_chunk *c = malloc(sizeof *c + size);
+	struct pickle_chunk *c = chunk_new(size);
 	if (!c)
 		return NULL;
-	c->size = size;
 	c->next = d->chunks;
 	d->chunks = c;
 	d->bump = c->data + n;
@@ -994,16 +1033,11 @@ static void arena_reset(struct mproc_decoder *d)
 		while (c) {
 			struct pickle_chunk *next = c->next;
 			total += c->size;
-			free(c);
+			chunk_free(c);
 			c = next;
 		}
-		d->chunks = NULL;
-		c = malloc(sizeof *c + total);
-		if (c) {
-			c->size = total;
-			c->next = NULL;
-			d->chunks = c;
-		}
+		c = chunk_new(total);
+		d->chunks = c;
 	}
 	if (c) {
 		d->bump = c->data;
@@ -1048,7 +1082,7 @@ void mproc_decoder_free(struct mproc_decoder *d)
 	struct pickle_chunk *c = d->chunks;
 	while (c) {
 		struct pickle_chunk *next = c->next;
-		free(c);
+		chunk_free(c);
 		c = next;
 	}
 	free(d->stack);

@@ -870,6 +870,7 @@ static void pool_release(struct mproc_pool *pool)
 		munmap(pool->status, pool->status_len);
 	reg_close(&pool->wakefd);
 	mproc_writer_free(pool->w);
+	mproc_decoder_free(pool->spare_dec);
 	mproc__buf_free(&pool->requeue);
 	free(pool->rq);
 	pthread_cond_destroy(&pool->cv);

@@ -173,6 +173,7 @@ struct mproc_pool {
 	size_t rqhead, rqlen, rqcap;
 	size_t rq_off;                /* bytes of requeue already re-sent */
 	struct mproc_writer *w;       /* encodes inputs into frames */
+	struct mproc_decoder *spare_dec; /* kept from a finished small job */
 	size_t max_frame;
 };
 
