@@ -21,7 +21,7 @@ static struct mproc_writer *fz_w, *fz_w2;
 static const struct mproc_limits fz_lim = {.max_size = 1 << 20,
                                            .max_depth = 200};
 
-static void fz_die(const char *what, int rc)
+__attribute__((noreturn)) static void fz_die(const char *what, int rc)
 {
 	fprintf(stderr, "fuzz_pickle: %s: %s\n", what, mproc_err_name(rc));
 	abort();
