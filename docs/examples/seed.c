@@ -59,12 +59,12 @@ int main(int argc, char *argv[], char *envp[])
 {
 	mproc_init(argc, argv, envp);
 	int ncpu = mproc_cpu_count();
-	printf("cpu_count: %d\n", ncpu);
-	printf("imap, %d processes:\n", ncpu);
+	printf("cpu_count\n%d\n", ncpu);
+	printf("imap, %d processes\n", ncpu);
 	fflush(stdout);
 	int rc = run((unsigned)ncpu, true);
 	if (rc == 0) {
-		printf("imap_unordered, 4 processes:\n");
+		printf("imap_unordered, 4 processes\n");
 		fflush(stdout);
 		rc = run(4, false);
 	}
