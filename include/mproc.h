@@ -74,7 +74,8 @@ extern "C" {
 	XX(ENOTREADY, -4014, "result is not ready")                              \
 	XX(EPROTO, -4015, "broken channel between manager and worker")          \
 	XX(ECRASHED, -4016, "a worker died while running the task")              \
-	XX(EINPUT, -4017, "an input generator failed")
+	XX(EINPUT, -4017, "an input generator failed")                         \
+	XX(EHALTED, -4018, "the pool halted: too many tasks failed")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
@@ -343,6 +344,46 @@ struct mproc_pool_opts {
 	size_t window;
 	/** Decoder limits for arguments and results; zero means the defaults. */
 	struct mproc_limits limits;
+
+	/* Fault isolation (docs/faults.md). */
+
+	/**
+	 * Seconds a task may run; past it, the task ends TIMEOUT and its worker
+	 * gets SIGTERM, then SIGKILL after `kill_grace`, and is replaced.
+	 * 0 means no limit. Enforced while some thread waits on the pool.
+	 */
+	double task_timeout;
+	/** Seconds between SIGTERM and SIGKILL; 0 means 1 second. */
+	double kill_grace;
+	/**
+	 * A crashed, timed-out or out-of-memory task is run again, on another
+	 * worker, up to this many times before its result is final; the result's
+	 * `attempts` says how many runs it took. 0: never (the default).
+	 */
+	unsigned retries;
+	/**
+	 * Resident memory, in bytes, past which a worker is retired after the
+	 * task that grew it (checked after each task); 0 means no limit.
+	 */
+	size_t max_rss;
+	/**
+	 * Hard address-space limit (RLIMIT_AS) of each worker, in bytes; an
+	 * allocation past it fails inside the task. 0 means none.
+	 */
+	size_t max_vm;
+	/**
+	 * Halt (GNU parallel's --halt): after this many failed tasks (any
+	 * status but OK and CANCELLED), stop pulling input; tasks already
+	 * dispatched finish and are delivered, the calls end with
+	 * MPROC_EHALTED. 0: never.
+	 */
+	unsigned halt_failures;
+	/**
+	 * Halt when this fraction (0 to 1) of finished tasks failed, once at
+	 * least `halt_min_tasks` (0 means 10) have finished. 0: never.
+	 */
+	double halt_fraction;
+	unsigned halt_min_tasks;
 };
 
 /*
@@ -417,6 +458,36 @@ struct mproc_result {
 	const char *exc_msg;
 	/** Times the task was started (1 unless it was retried). */
 	unsigned attempts;
+	/**
+	 * For CRASHED, TIMEOUT and MEMORY: how the worker ended, owned like
+	 * the result. NULL for the other statuses.
+	 */
+	const struct mproc_crash *crash;
+};
+
+/* How a worker running a task ended. */
+struct mproc_crash {
+	/** The signal that ended the worker (SIGSEGV...), 0 when it exited. */
+	int signal;
+	/** si_code of that signal, from the worker's crash handler (SEGV_MAPERR,
+	 *  BUS_ADRALN, FPE_INTDIV...); 0 when unknown. */
+	int si_code;
+	/** Faulting address of SIGSEGV, SIGBUS, SIGFPE or SIGILL; 0 if none. */
+	uintptr_t addr;
+	/** The kernel wrote a core dump. */
+	bool core_dumped;
+	/** The exit status when the worker exited (exit(), _exit()); -1 if
+	 *  it was killed by a signal. */
+	int exit_status;
+	/** Resident memory of the worker when it died, in bytes; 0 unknown. */
+	size_t rss;
+	/**
+	 * The backtrace taken in the worker's crash handler, one frame a line
+	 * ("#0 0x... function+0x1f (object)"), symbolized where the binary
+	 * allows; NULL when the worker had no chance to take one (SIGKILL,
+	 * exit).
+	 */
+	const char *report;
 };
 
 /* Every result of one call, in input order. Read-only. */
@@ -505,6 +576,24 @@ MPROC_EXPORT int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
 MPROC_EXPORT int mproc_starmap(struct mproc_pool *pool, mproc_task_fn fn,
                                const struct mproc_input *in, size_t chunksize,
                                struct mproc_results **out);
+
+/* What the pool has done so far. */
+struct mproc_pool_stats {
+	uint64_t tasks_done;       /* results made, every status */
+	uint64_t ok, raised, crashed, timed_out, memory, cancelled;
+	uint64_t retried;          /* runs started again after a failure */
+	uint64_t workers_started;  /* every fork, the first ones included */
+	uint64_t workers_replaced; /* after a death (not retirement) */
+	uint64_t workers_retired;  /* maxtasksperchild or max_rss */
+	/** Seconds from a worker's death being seen to its replacement being
+	 *  ready (initializer done): the last, the mean and the largest. */
+	double replace_last, replace_mean, replace_max;
+	bool halted;
+};
+
+/* Copy the pool's statistics into *out. 0, or -EINVAL. Thread-safe. */
+MPROC_EXPORT int mproc_pool_stats(struct mproc_pool *pool,
+                                  struct mproc_pool_stats *out);
 
 /* An async result (Pool's AsyncResult / MapResult). */
 struct mproc_async;

@@ -90,9 +90,7 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 		job->ucount--;
 	} else {
 		/* Every result was handed out. */
-		rc = job->input_err == MPROC_ECLOSED ? MPROC_ECLOSED
-		     : job->input_err                 ? MPROC_EINPUT
-		                                      : 0;
+		rc = job->input_err; /* 0, MPROC_EINPUT, _ECLOSED or _EHALTED */
 		goto out;
 	}
 	s->ready = false;

@@ -43,6 +43,11 @@ void mproc__job_free(struct mproc__job *job)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
 	free(job->items);
+	while (job->crashes) {
+		struct mproc__crashes *b = job->crashes;
+		job->crashes = b->next;
+		free(b);
+	}
 	/* Keep one small decoder for the next call; a big map's arena goes. */
 	if (job->dec && !job->pool->spare_dec && job->pulled <= 1024) {
 		mproc__decoder_reset(job->dec);
@@ -274,6 +279,7 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 {
 	struct mproc__slot *s;
 	int rc = 0;
+	mproc__fault_count(job->pool, status);
 	if (job->kind == MPROC__JOB_ALL)
 		return job_store_all(job, index, status, attempts, payload, len);
 	switch (job->kind) {
@@ -326,6 +332,58 @@ void mproc__job_cancel(struct mproc__job *job, size_t index, size_t count)
 	for (size_t i = 0; i < count; i++)
 		mproc__job_store(job, index + i, MPROC_CANCELLED, 0, NULL, 0);
 	job->inflight--;
+}
+
+/* Item i of tuple v as an int, or 0. */
+static int64_t item_int(const struct mproc_value *v, size_t i)
+{
+	const struct mproc_value *x;
+	int64_t n = 0;
+	bool b;
+	if (mproc_value_item(v, i, &x) == 0 && mproc_value_int(x, &n) < 0 &&
+	    mproc_value_bool(x, &b) == 0)
+		n = b;
+	return n;
+}
+
+/* The crash record of a result the manager wrote (fault.c's store_note):
+ * (type, message, signal, si_code, address, core, exit status, rss,
+ * report). Iterators keep it in the job; maps in blocks of records. */
+static int job_crash(struct mproc__job *job, const struct mproc_value *v,
+                     struct mproc_result *out)
+{
+	size_t n = 0;
+	if (mproc_value_len(v, &n) < 0 || n < 9)
+		return 0;
+	struct mproc_crash *c;
+	if (job->kind == MPROC__JOB_ALL) {
+		struct mproc__crashes *b = job->crashes;
+		if (!b || b->n == sizeof b->c / sizeof b->c[0]) {
+			b = calloc(1, sizeof *b);
+			if (!b)
+				return -ENOMEM;
+			b->next = job->crashes;
+			job->crashes = b;
+		}
+		c = &b->c[b->n++];
+	} else {
+		c = &job->curcrash;
+	}
+	*c = (struct mproc_crash){
+		.signal = (int)item_int(v, 2),
+		.si_code = (int)item_int(v, 3),
+		.addr = (uintptr_t)item_int(v, 4),
+		.core_dumped = item_int(v, 5) != 0,
+		.exit_status = (int)item_int(v, 6),
+		.rss = (size_t)item_int(v, 7),
+	};
+	const struct mproc_value *r;
+	const char *s;
+	size_t len;
+	if (mproc_value_item(v, 8, &r) == 0 && mproc_value_str(r, &s, &len) == 0)
+		c->report = mproc__decoder_strdup(job->dec, s, len);
+	out->crash = c;
+	return 0;
 }
 
 int mproc__job_result(struct mproc__job *job, enum mproc_status status,
@@ -382,6 +440,9 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 		out->exc_msg = mproc__decoder_strdup(job->dec, s, n);
 	if (!out->exc_type || !out->exc_msg)
 		return -ENOMEM;
+	if (status == MPROC_CRASHED || status == MPROC_TIMEOUT ||
+	    status == MPROC_MEMORY)
+		return job_crash(job, v, out);
 	return 0;
 }
 

@@ -181,7 +181,8 @@ struct mproc_value {
 	uint8_t type;     /* enum mproc_type, or PICKLE_T_GLOBAL */
 	uint8_t flags;    /* PICKLE_F_* */
 	uint8_t capl2;    /* mutable containers: log2 of slots allocated, 0: none */
-	uint8_t global;   /* PICKLE_T_GLOBAL: enum pickle_global */
+	uint8_t aux;      /* None, bool, int, float: bytes the writer takes
+	                   * for it; PICKLE_T_GLOBAL: enum pickle_global */
 	uint32_t height;  /* 0 for scalars, 1 + tallest item for containers */
 	union {
 		bool b;
@@ -208,13 +209,14 @@ struct mproc_value {
 
 /* Shared, never-written nodes for the commonest scalars. */
 static const struct mproc_value pickle_none = {.type = MPROC_NONE,
-	.flags = PICKLE_F_HASHABLE};
+	.flags = PICKLE_F_HASHABLE, .aux = 1};
 static const struct mproc_value pickle_true = {.type = MPROC_BOOL,
-	.flags = PICKLE_F_HASHABLE, .u.b = true};
+	.flags = PICKLE_F_HASHABLE, .aux = 1, .u.b = true};
 static const struct mproc_value pickle_false = {.type = MPROC_BOOL,
-	.flags = PICKLE_F_HASHABLE, .u.b = false};
+	.flags = PICKLE_F_HASHABLE, .aux = 1, .u.b = false};
 
-#define PICKLE_SI1(n) {.type = MPROC_INT, .flags = PICKLE_F_HASHABLE, .u.i = (n)}
+#define PICKLE_SI1(n) {.type = MPROC_INT, .flags = PICKLE_F_HASHABLE, \
+	.aux = 2, .u.i = (n)}
 #define PICKLE_SI4(n) PICKLE_SI1(n), PICKLE_SI1(n + 1), PICKLE_SI1(n + 2), \
 	PICKLE_SI1(n + 3)
 #define PICKLE_SI16(n) PICKLE_SI4(n), PICKLE_SI4(n + 4), PICKLE_SI4(n + 8), \
@@ -267,25 +269,18 @@ static inline uint64_t pickle_blob_size(size_t len)
 /*
  * Bytes the writer takes for v: exact for scalars, at most one byte over
  * per container. Lets the decoder bound what mproc_write_value() writes.
+ * The fixed-size scalars carry theirs in aux, so that summing the items
+ * of a big list costs one load each.
  */
 static inline uint64_t pickle_weight(const struct mproc_value *v)
 {
-	switch (v->type) {
-	case MPROC_NONE:
-	case MPROC_BOOL:
-		return 1;
-	case MPROC_INT:
-		return pickle_int_size(v->u.i);
-	case MPROC_FLOAT:
-		return 9;
-	case MPROC_STR:
-	case MPROC_BYTES:
+	if (v->type < MPROC_STR)
+		return v->aux;
+	if (v->type <= MPROC_BYTES)
 		return pickle_blob_size(v->u.s.len);
-	case PICKLE_T_GLOBAL:
+	if (v->type == PICKLE_T_GLOBAL)
 		return 0;
-	default:
-		return v->u.c.weight;
-	}
+	return v->u.c.weight;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -329,9 +324,37 @@ static size_t pickle_utf8_seq(const unsigned char *s, size_t n)
 	return k;
 }
 
+/* Is s[0..n) all ASCII? A few overlapping word loads, no byte loop. */
+static inline bool pickle_ascii(const unsigned char *s, size_t n)
+{
+	uint64_t a, b;
+	uint32_t c, e;
+	if (n >= 8) {
+		uint64_t acc = 0;
+		size_t i = 0;
+		for (; i + 8 <= n; i += 8) {
+			memcpy(&a, s + i, 8);
+			acc |= a;
+		}
+		memcpy(&b, s + n - 8, 8); /* the tail, overlapping */
+		return !((acc | b) & UINT64_C(0x8080808080808080));
+	}
+	if (n >= 4) {
+		memcpy(&c, s, 4);
+		memcpy(&e, s + n - 4, 4);
+		return !((c | e) & 0x80808080u);
+	}
+	unsigned x = 0;
+	for (size_t i = 0; i < n; i++)
+		x |= s[i];
+	return !(x & 0x80);
+}
+
 static bool pickle_utf8_valid(const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;
+	if (pickle_ascii(s, n))
+		return true;
 	size_t i = 0;
 	while (i < n) {
 		/* Most text is ASCII: test eight bytes at a time. */
@@ -1189,7 +1212,7 @@ static int dec_not_value(struct mproc_decoder *d, const struct mproc_value *v,
 	return dec_fail(d, MPROC_EPICKLE_OPCODE, v->u.offset,
 	                "global %s (GLOBAL at offset %zu) used as a value at "
 	                "offset %zu; only calls to it are accepted",
-	                dec_global_name(v->global), v->u.offset, off);
+	                dec_global_name(v->aux), v->u.offset, off);
 }
 
 static int dec_grow_stack(struct mproc_decoder *d)
@@ -1221,14 +1244,15 @@ static inline size_t dec_fence(const struct mproc_decoder *d)
 }
 
 static inline struct mproc_value *dec_scalar(struct mproc_decoder *d,
-                                             int type, size_t size)
+                                             int type, size_t size,
+                                             unsigned aux)
 {
 	struct mproc_value *v = arena_alloc(d, size);
 	if (v) {
 		v->type = (uint8_t)type;
 		v->flags = PICKLE_F_HASHABLE;
 		v->capl2 = 0;
-		v->global = 0;
+		v->aux = (uint8_t)aux;
 		v->height = 0;
 	}
 	return v;
@@ -1238,7 +1262,8 @@ static inline struct mproc_value *dec_int(struct mproc_decoder *d, int64_t i)
 {
 	if ((uint64_t)i < 256)
 		return (struct mproc_value *)&pickle_small_ints[i];
-	struct mproc_value *v = dec_scalar(d, MPROC_INT, PICKLE_NODE_8);
+	struct mproc_value *v = dec_scalar(d, MPROC_INT, PICKLE_NODE_8,
+	                                   pickle_int_size(i));
 	if (v)
 		v->u.i = i;
 	return v;
@@ -1252,7 +1277,7 @@ static struct mproc_value *dec_container(struct mproc_decoder *d, int type)
 		v->flags = type == MPROC_TUPLE || type == MPROC_FROZENSET
 		                   ? PICKLE_F_HASHABLE : 0;
 		v->capl2 = 0;
-		v->global = 0;
+		v->aux = 0;
 		v->height = 1;
 		v->u.c.items = NULL;
 		v->u.c.n = 0;
@@ -1381,27 +1406,49 @@ static int dec_build(struct mproc_decoder *d, int type,
                      struct mproc_value **items, size_t k, unsigned op,
                      size_t off, struct mproc_value **out)
 {
-	struct mproc_value *c = dec_container(d, type);
-	if (!c)
-		return dec_nomem(d, off);
-	if (k && pickle_is_mutable(c)) {
-		/* Mutable ones may still grow: give them a capl2 capacity. */
-		int rc = dec_add(d, c, items, k, op, off);
-		if (rc)
-			return rc;
-	} else if (k) {
-		c->u.c.items = arena_alloc(d, k * sizeof *items);
-		if (!c->u.c.items)
+	if (!k || type == MPROC_LIST || type == MPROC_DICT ||
+	    type == MPROC_SET) {
+		struct mproc_value *c = dec_container(d, type);
+		if (!c)
 			return dec_nomem(d, off);
-		bool hash = type == MPROC_FROZENSET;
-		for (size_t i = 0; i < k; i++) {
-			int rc = dec_place(d, c, items[i], hash, off);
+		/* Mutable ones may still grow: dec_add gives them a capl2
+		 * capacity. */
+		if (k) {
+			int rc = dec_add(d, c, items, k, op, off);
 			if (rc)
 				return rc;
-			c->u.c.items[i] = items[i];
 		}
-		c->u.c.n = k;
+		*out = c;
+		return 0;
 	}
+	/* A tuple or frozenset never grows: its items follow the node in
+	 * one allocation. */
+	struct mproc_value *c = arena_alloc(d, PICKLE_NODE_C + k * sizeof *items);
+	if (!c)
+		return dec_nomem(d, off);
+	c->type = (uint8_t)type;
+	c->flags = PICKLE_F_HASHABLE;
+	c->capl2 = 0;
+	c->aux = 0;
+	c->height = 1;
+	c->u.c.items = (struct mproc_value **)(c + 1);
+	c->u.c.n = k;
+	uint64_t weight = 2;
+	bool hash = type == MPROC_FROZENSET;
+	for (size_t i = 0; i < k; i++) {
+		struct mproc_value *it = items[i];
+		if (__builtin_expect(it->type <= MPROC_BYTES, 1)) {
+			weight = pickle_sat_add(weight, pickle_weight(it));
+		} else {
+			c->u.c.weight = weight;
+			int rc = dec_place(d, c, it, hash, off);
+			if (rc)
+				return rc;
+			weight = c->u.c.weight;
+		}
+		c->u.c.items[i] = it;
+	}
+	c->u.c.weight = weight;
 	*out = c;
 	return 0;
 }
@@ -1500,7 +1547,7 @@ static int dec_reduce(struct mproc_decoder *d, struct mproc_value *fn,
 		return dec_refuse(d, OP_REDUCE, off);
 	size_t n = args->u.c.n;
 	struct mproc_value **a = args->u.c.items;
-	switch (fn->global) {
+	switch (fn->aux) {
 	case PICKLE_G_ENCODE: {
 		if (n != 2 || a[0]->type != MPROC_STR ||
 		    a[1]->type != MPROC_STR || a[1]->u.s.len != 6 ||
@@ -1529,7 +1576,7 @@ static int dec_reduce(struct mproc_decoder *d, struct mproc_value *fn,
 			}
 		}
 		struct mproc_value *v = dec_scalar(d, MPROC_BYTES,
-		                                   PICKLE_NODE_16);
+		                                   PICKLE_NODE_16, 0);
 		if (!v)
 			return dec_nomem(d, off);
 		v->u.s.p = len ? (const char *)dst : "";
@@ -1541,7 +1588,7 @@ static int dec_reduce(struct mproc_decoder *d, struct mproc_value *fn,
 		if (n != 0)
 			break;
 		struct mproc_value *v = dec_scalar(d, MPROC_BYTES,
-		                                   PICKLE_NODE_16);
+		                                   PICKLE_NODE_16, 0);
 		if (!v)
 			return dec_nomem(d, off);
 		v->u.s.p = "";
@@ -1550,7 +1597,7 @@ static int dec_reduce(struct mproc_decoder *d, struct mproc_value *fn,
 		return 0;
 	case PICKLE_G_SET:
 	case PICKLE_G_FROZENSET: {
-		int type = fn->global == PICKLE_G_SET ? MPROC_SET
+		int type = fn->aux == PICKLE_G_SET ? MPROC_SET
 		                                      : MPROC_FROZENSET;
 		if (n == 0)
 			return dec_build(d, type, NULL, 0, OP_REDUCE, off, out);
@@ -1565,7 +1612,7 @@ static int dec_reduce(struct mproc_decoder *d, struct mproc_value *fn,
 	return dec_fail(d, MPROC_EPICKLE_OPCODE, off,
 	                "opcode REDUCE (0x52) refused at offset %zu: %s called "
 	                "with other arguments than pickle writes",
-	                off, dec_global_name(fn->global));
+	                off, dec_global_name(fn->aux));
 }
 
 static int dec_memo_put(struct mproc_decoder *d, uint64_t idx,
@@ -1678,7 +1725,7 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 			memcpy(&u, p, 8);
 			u = be64toh(u);
 			struct mproc_value *v = dec_scalar(d, MPROC_FLOAT,
-			                                   PICKLE_NODE_8);
+			                                   PICKLE_NODE_8, 9);
 			if (v)
 				memcpy(&v->u.f, &u, 8);
 			DEC_PUSH(v);
@@ -1716,7 +1763,7 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 				                "invalid UTF-8",
 				                dec_opname(op), op, off);
 			struct mproc_value *v = dec_scalar(
-				d, str ? MPROC_STR : MPROC_BYTES, PICKLE_NODE_16);
+				d, str ? MPROC_STR : MPROC_BYTES, PICKLE_NODE_16, 0);
 			if (v) {
 				v->u.s.p = (const char *)p;
 				v->u.s.len = (size_t)n;
@@ -1862,13 +1909,24 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 			POPN(1);
 			DEC_PUSH(d->stack[d->sp - 1]);
 			break;
-		case OP_MEMOIZE:
+		case OP_MEMOIZE: {
 			POPN(1);
-			rc = dec_memo_put(d, d->memo_len, d->stack[d->sp - 1],
-			                  op, off);
+			/* memo_len counts earlier memo opcodes, so it is below
+			 * the message length; only growth needs the slow path. */
+			size_t idx = d->memo_len;
+			if (__builtin_expect(idx < d->memo_cap && !d->memo[idx],
+			                     1)) {
+				d->memo[idx] = d->stack[d->sp - 1];
+				d->memo_len++;
+				if (idx >= d->memo_hi)
+					d->memo_hi = idx + 1;
+				break;
+			}
+			rc = dec_memo_put(d, idx, d->stack[d->sp - 1], op, off);
 			if (rc)
 				return rc;
 			break;
+		}
 		case OP_BINPUT:
 		case OP_LONG_BINPUT: {
 			int hl = op == OP_BINPUT ? 1 : 4;
@@ -1943,7 +2001,7 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 				v->type = PICKLE_T_GLOBAL;
 				v->flags = 0;
 				v->capl2 = 0;
-				v->global = (uint8_t)kind;
+				v->aux = (uint8_t)kind;
 				v->height = 0;
 				v->u.offset = off;
 			}

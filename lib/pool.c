@@ -112,7 +112,7 @@ static int set_nonblock(int fd)
 	return 0;
 }
 
-static int pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
+int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 {
 	int sv[2] = {-1, -1}, pp[2] = {-1, -1};
 	int *closelist = NULL;
@@ -138,6 +138,8 @@ static int pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 		.manager = getpid(),
 		.number = w->number,
 		.maxtasks = pool->opts.maxtasksperchild,
+		.max_rss = pool->opts.max_rss,
+		.max_vm = pool->opts.max_vm,
 		.initializer = pool->opts.initializer,
 		.initarg = pool->opts.initarg,
 		.status = &pool->status[w->number],
@@ -215,21 +217,18 @@ fail:
 	return rc;
 }
 
-/* Wait for a worker that is known to be exiting (or killed). */
-static int worker_reap(struct mproc__worker *w)
+/* Wait for a worker that is known to be exiting (or killed); *si says
+ * how it ended (si_code CLD_EXITED, CLD_KILLED, CLD_DUMPED). */
+void mproc__worker_reap(struct mproc__worker *w, siginfo_t *si)
 {
-	siginfo_t si = {0};
 	int rc;
+	memset(si, 0, sizeof *si);
 	do {
-		rc = waitid(P_PID, (id_t)w->pid, &si, WEXITED);
+		rc = waitid(P_PID, (id_t)w->pid, si, WEXITED);
 	} while (rc < 0 && errno == EINTR);
-	if (rc < 0)
-		return 0;
-	return si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
-	                                : (si.si_status & 0x7f);
 }
 
-static void worker_close(struct mproc__worker *w)
+void mproc__worker_close(struct mproc__worker *w)
 {
 	reg_close(&w->task_fd);
 	reg_close(&w->task_guard_fd);
@@ -238,7 +237,7 @@ static void worker_close(struct mproc__worker *w)
 	w->pid = 0;
 }
 
-static void worker_kill(struct mproc__worker *w)
+void mproc__worker_kill(struct mproc__worker *w)
 {
 #if HAVE_PIDFD_OPEN
 	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0) == 0)
@@ -278,7 +277,7 @@ static int chunk_push(struct mproc__worker *w, const struct mproc__chunk *c)
 	return 0;
 }
 
-static int rq_push(struct mproc_pool *pool, const struct mproc__chunk *c)
+int mproc__rq_push(struct mproc_pool *pool, const struct mproc__chunk *c)
 {
 	if (pool->rqlen == pool->rqcap) {
 		size_t cap = pool->rqcap ? pool->rqcap * 2 : 16;
@@ -297,7 +296,7 @@ static int rq_push(struct mproc_pool *pool, const struct mproc__chunk *c)
 	return 0;
 }
 
-static void job_maybe_free(struct mproc__job *job)
+void mproc__job_maybe_free(struct mproc__job *job)
 {
 	if (job->user_released && job->done && !job->inflight && !job->queued &&
 	    !job->cb_queued)
@@ -313,12 +312,12 @@ static void job_dequeue(struct mproc_pool *pool, struct mproc__job *job)
 }
 
 /* A chunk is finished (all results, or cancelled): release its job. */
-static void chunk_finish(struct mproc__chunk *c)
+void mproc__chunk_finish(struct mproc__chunk *c)
 {
 	struct mproc__job *job = c->job;
 	job->inflight--;
 	mproc__job_check_done(job);
-	job_maybe_free(job);
+	mproc__job_maybe_free(job);
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -331,7 +330,7 @@ static struct mproc__worker *pool_pick_worker(struct mproc_pool *pool)
 		/* Below its depth, or with fewer than two chunks: with big
 		 * chunks the next one is then written while the worker runs
 		 * the current one, instead of after. */
-		if (!w->pid || w->retiring ||
+		if (!w->pid || w->retiring || w->suspect ||
 		    (w->inflight_tasks >= worker_depth(w) && w->qlen >= 2))
 			continue;
 		if (!best || w->inflight_tasks < best->inflight_tasks)
@@ -353,6 +352,9 @@ static int pool_dispatch_requeued(struct mproc_pool *pool,
                                   struct mproc__worker *w)
 {
 	struct mproc__chunk c = pool->rq[pool->rqhead];
+	/* A suspect runs alone, so that a death names it. */
+	if (c.suspect && w->qlen)
+		return 1;
 	int rc = mproc__buf_append(&w->out, pool->requeue.data + pool->rq_off,
 	                           c.frame_len);
 	if (rc < 0)
@@ -366,6 +368,7 @@ static int pool_dispatch_requeued(struct mproc_pool *pool,
 	if (--pool->rqlen == 0)
 		pool->requeue.len = pool->rq_off = 0;
 	w->inflight_tasks += c.count;
+	w->suspect = c.suspect;
 	worker_sent_chunk(pool, w);
 	return 0;
 }
@@ -374,10 +377,15 @@ static struct mproc__job *pool_next_job(struct mproc_pool *pool)
 {
 	struct mproc__job *job, *tmp;
 	TAILQ_FOREACH_SAFE(job, &pool->pending, link, tmp) {
+		if (pool->stats.halted && !job->input_done) {
+			/* Halted: the rest of the input is never read. */
+			job->input_done = true;
+			job->input_err = MPROC_EHALTED;
+		}
 		if (job->input_done) {
 			job_dequeue(pool, job);
 			mproc__job_check_done(job);
-			job_maybe_free(job);
+			mproc__job_maybe_free(job);
 			continue;
 		}
 		if (mproc__job_room(job))
@@ -420,6 +428,7 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		.index = job->pulled - got,
 		.id = pool->next_id,
 		.count = (uint32_t)got,
+		.attempts = 1,
 		.frame_len = w->out.len - hdr,
 	};
 	if ((rc = chunk_push(w, &c)) < 0) {
@@ -438,6 +447,15 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 	return 1;
 }
 
+static bool pool_idle_worker(struct mproc_pool *pool)
+{
+	for (unsigned i = 0; i < pool->nworkers; i++)
+		if (pool->workers[i].pid && !pool->workers[i].qlen &&
+		    !pool->workers[i].retiring)
+			return true;
+	return false;
+}
+
 static void pool_dispatch(struct mproc_pool *pool)
 {
 	if (pool->state == MPROC__TERMINATED)
@@ -447,7 +465,13 @@ static void pool_dispatch(struct mproc_pool *pool)
 		if (!w)
 			return;
 		if (pool->rqlen) {
-			if (pool_dispatch_requeued(pool, w) < 0)
+			int rc = pool_dispatch_requeued(pool, w);
+			if (rc < 0)
+				return;
+			if (rc == 0)
+				continue;
+			/* The suspect waits for an idle worker. */
+			if (!pool_idle_worker(pool))
 				return;
 			continue;
 		}
@@ -498,10 +522,13 @@ static int worker_result_frame(struct mproc__worker *w,
 		if ((size_t)(end - p) < rec[0] ||
 		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED))
 			return MPROC_EPROTO;
-		if (job->user_released && job->kind != MPROC__JOB_ALL)
+		if (job->user_released && job->kind != MPROC__JOB_ALL) {
 			job->completed++;
-		else
-			mproc__job_store(job, c->index + c->done, rec[1], 1, p, rec[0]);
+			mproc__fault_count(job->pool, rec[1]);
+		} else {
+			mproc__job_store(job, c->index + c->done, rec[1], c->attempts,
+			                 p, rec[0]);
+		}
 		p += rec[0];
 		c->done++;
 		w->inflight_tasks--;
@@ -514,10 +541,12 @@ static int worker_result_frame(struct mproc__worker *w,
 	}
 	if (c->done == c->count) {
 		struct mproc__chunk done = *c;
+		if (done.suspect)
+			w->suspect = false;
 		w->out_acked += c->frame_len;
 		w->qhead = (w->qhead + 1) % w->qcap;
 		w->qlen--;
-		chunk_finish(&done);
+		mproc__chunk_finish(&done);
 		worker_compact(w);
 	} else {
 		mproc__job_check_done(job);
@@ -526,7 +555,7 @@ static int worker_result_frame(struct mproc__worker *w,
 }
 
 /* Read and store what w sent. 0, or 1 at end of file, or MPROC_EPROTO. */
-static int worker_read(struct mproc_pool *pool, struct mproc__worker *w,
+int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
                        int max_reads)
 {
 	int eof = 0;
@@ -560,134 +589,6 @@ static int worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 	return eof;
 }
 
-/* ---- deaths -------------------------------------------------------------- */
-
-static void describe_death(int status, char *buf, size_t n)
-{
-	if (status & 0x7f) {
-		int sig = status & 0x7f;
-		const char *abbrev = sigabbrev_np(sig);
-		snprintf(buf, n, "worker killed by signal %d (SIG%s: %s)", sig,
-		         abbrev ? abbrev : "?", strsignal(sig));
-	} else {
-		snprintf(buf, n, "worker exited with status %d", status >> 8);
-	}
-}
-
-/* Store a result made by the manager itself: (type, message). */
-static void job_store_note(struct mproc_pool *pool, struct mproc__job *job,
-                           size_t index, enum mproc_status status,
-                           const char *type, const char *msg)
-{
-	struct mproc_writer *w = pool->w;
-	const void *data = NULL;
-	size_t len = 0;
-	mproc_writer_reset(w);
-	mproc_write_tuple_begin(w);
-	mproc_write_cstr(w, type);
-	mproc_write_cstr(w, msg);
-	mproc_write_tuple_end(w);
-	if (mproc_writer_finish(w, &data, &len) < 0)
-		len = 0;
-	mproc__job_store(job, index, status, 1, data, len);
-}
-
-/* Requeue records [from, to) of chunk c, whose frame header is f. */
-static void requeue_records(struct mproc_pool *pool, struct mproc__chunk *c,
-                            const struct mproc__frame *f, const char *p,
-                            const char *end, uint32_t from, uint32_t to)
-{
-	if (from >= to)
-		return;
-	size_t hdr;
-	struct mproc__chunk nc = {
-		.job = c->job,
-		.index = c->index + from,
-		.id = c->id + from,
-		.count = to - from,
-	};
-	c->job->inflight++;
-	if (mproc__wire_begin(&pool->requeue, &hdr) == 0 &&
-	    mproc__buf_append(&pool->requeue, p, (size_t)(end - p)) == 0) {
-		nc.frame_len = pool->requeue.len - hdr;
-		if (rq_push(pool, &nc) == 0) {
-			mproc__wire_end(&pool->requeue, hdr, MPROC__F_TASK, f->flags,
-			                nc.count, nc.id, f->ref);
-			return;
-		}
-		pool->requeue.len = hdr;
-	}
-	/* No memory to keep them: they end, never vanish. */
-	for (uint32_t k = 0; k < nc.count; k++)
-		job_store_note(pool, c->job, nc.index + k, MPROC_CANCELLED,
-		               "MemoryError", "could not requeue the task");
-	chunk_finish(&nc);
-}
-
-/*
- * Take the chunks still on w back. The task the worker was running (its
- * status record says which) is blamed; every other task without a result
- * goes to the requeue to run on another worker, in order.
- */
-static void worker_salvage(struct mproc_pool *pool, struct mproc__worker *w,
-                           int status, bool blame)
-{
-	uint64_t running = atomic_load_explicit(
-	        &pool->status[w->number].task_id, memory_order_acquire);
-	size_t off = w->out_acked;
-	char msg[160];
-	describe_death(status, msg, sizeof msg);
-	for (size_t qi = 0; qi < w->qlen; qi++) {
-		struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
-		struct mproc__frame f;
-		memcpy(&f, w->out.data + off, sizeof f);
-		const char *p = w->out.data + off + MPROC__FRAME_HDR;
-		off += c->frame_len;
-		const char *end = w->out.data + off;
-		/* Walk to the first record without a result. */
-		for (uint32_t k = 0; k < c->done; k++) {
-			uint32_t len;
-			memcpy(&len, p, sizeof len);
-			p += MPROC__TASK_REC + len;
-		}
-		uint32_t from = c->done;
-		const char *from_p = p;
-		for (uint32_t k = c->done; k < c->count; k++) {
-			uint32_t len;
-			memcpy(&len, p, sizeof len);
-			const char *next = p + MPROC__TASK_REC + len;
-			if (blame && c->id + k == running) {
-				requeue_records(pool, c, &f, from_p, p, from, k);
-				job_store_note(pool, c->job, c->index + k,
-				               MPROC_CRASHED, "WorkerCrashed", msg);
-				from = k + 1;
-				from_p = next;
-			}
-			p = next;
-		}
-		requeue_records(pool, c, &f, from_p, end, from, c->count);
-		chunk_finish(c);
-	}
-	w->qlen = 0;
-	w->qhead = 0;
-	w->inflight_tasks = 0;
-	w->out.len = w->out_acked = w->out_sent = 0;
-}
-
-/* w's process ended or broke its channel: reap, account, replace. */
-static void worker_died(struct mproc_pool *pool, struct mproc__worker *w)
-{
-	/* Whatever it wrote before it died still counts. */
-	int r = worker_read(pool, w, INT_MAX);
-	worker_kill(w); /* it may live on with a broken channel */
-	int status = worker_reap(w);
-	worker_close(w);
-	bool clean = w->retiring && w->qlen == 0 && status == 0 && r >= 0;
-	worker_salvage(pool, w, status, !clean);
-	if (pool->state != MPROC__TERMINATED)
-		(void)pool_spawn(pool, w);
-}
-
 /* ---- the engine ------------------------------------------------------ */
 
 static void pool_run_callbacks(struct mproc_pool *pool)
@@ -706,7 +607,7 @@ static void pool_run_callbacks(struct mproc_pool *pool)
 			pool->cb_running = false;
 		}
 		job->cb_queued = false;
-		job_maybe_free(job);
+		mproc__job_maybe_free(job);
 	}
 }
 
@@ -737,6 +638,15 @@ static int pool_progress(struct mproc_pool *pool, uint64_t deadline)
 		ts.tv_nsec = (long)(left % 1000000000u);
 		tsp = &ts;
 	}
+	/* Wake for the nearest task deadline, too. */
+	uint64_t watch = mproc__fault_watch(pool);
+	if (watch < deadline) {
+		uint64_t now = mproc__now_ns();
+		uint64_t left = watch > now ? watch - now : 0;
+		ts.tv_sec = (time_t)(left / 1000000000u);
+		ts.tv_nsec = (long)(left % 1000000000u);
+		tsp = &ts;
+	}
 	pool->polling = true;
 	pthread_mutex_unlock(&pool->mu);
 	int rc = ppoll(pfd, np, tsp, NULL);
@@ -761,7 +671,7 @@ static int pool_progress(struct mproc_pool *pool, uint64_t deadline)
 		k += 3;
 		bool dead = false;
 		if (res->revents) {
-			int r = worker_read(pool, w, 4);
+			int r = mproc__worker_read(pool, w, 4);
 			if (r != 0)
 				dead = true;
 		}
@@ -770,7 +680,7 @@ static int pool_progress(struct mproc_pool *pool, uint64_t deadline)
 		if (task->revents & (POLLERR | POLLHUP))
 			dead = true;
 		if (dead)
-			worker_died(pool, w);
+			mproc__worker_died(pool, w);
 		else if (task->revents & POLLOUT)
 			worker_flush(w);
 	}
@@ -832,6 +742,8 @@ int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job)
 {
 	if (pool->state != MPROC__RUN)
 		return MPROC_ECLOSED;
+	if (pool->stats.halted)
+		return MPROC_EHALTED;
 	if (job->kind != MPROC__JOB_ALL) {
 		size_t win = pool->opts.window;
 		if (!win) {
@@ -860,7 +772,7 @@ static void pool_release(struct mproc_pool *pool)
 {
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
-		worker_close(w);
+		mproc__worker_close(w);
 		mproc__buf_free(&w->out);
 		mproc__buf_free(&w->in);
 		free(w->q);
@@ -886,7 +798,11 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	*out = NULL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->processes > 4096 || opts->limits.max_size > (1ull << 31))
+	if (opts->processes > 4096 || opts->limits.max_size > (1ull << 31) ||
+	    !(opts->task_timeout >= 0 && opts->task_timeout < 1e9) ||
+	    !(opts->kill_grace >= 0 && opts->kill_grace < 1e9) ||
+	    !(opts->halt_fraction >= 0 && opts->halt_fraction <= 1) ||
+	    opts->retries > 1000)
 		return -EINVAL;
 
 	struct mproc_pool *pool = calloc(1, sizeof *pool);
@@ -898,6 +814,8 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	                                 : (unsigned)mproc_process_cpu_count();
 	size_t max_size = opts->limits.max_size ? opts->limits.max_size : (1u << 30);
 	pool->max_frame = max_size + (64u << 20);
+	pool->timeout_ns = (uint64_t)(opts->task_timeout * 1e9);
+	pool->grace_ns = (uint64_t)((opts->kill_grace > 0 ? opts->kill_grace : 1.0) * 1e9);
 	pool->next_id = 1;
 	TAILQ_INIT(&pool->pending);
 	TAILQ_INIT(&pool->callbacks);
@@ -939,16 +857,18 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	}
 	pthread_mutex_lock(&pool->mu);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
-		if ((rc = pool_spawn(pool, &pool->workers[i])) < 0) {
+		if ((rc = mproc__pool_spawn(pool, &pool->workers[i])) < 0) {
 			for (unsigned j = 0; j < i; j++) {
-				worker_kill(&pool->workers[j]);
-				worker_reap(&pool->workers[j]);
-				worker_close(&pool->workers[j]);
+				siginfo_t si;
+				mproc__worker_kill(&pool->workers[j]);
+				mproc__worker_reap(&pool->workers[j], &si);
+				mproc__worker_close(&pool->workers[j]);
 			}
 			pthread_mutex_unlock(&pool->mu);
 			goto fail;
 		}
 	}
+	pool->stats.workers_started = pool->nworkers;
 	pthread_mutex_unlock(&pool->mu);
 	*out = pool;
 	return 0;
@@ -1005,18 +925,19 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 	pool->state = MPROC__TERMINATED;
 	for (unsigned i = 0; i < pool->nworkers; i++)
 		if (pool->workers[i].pid)
-			worker_kill(&pool->workers[i]);
+			mproc__worker_kill(&pool->workers[i]);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
 		if (w->pid) {
-			worker_reap(w);
-			worker_close(w);
+			siginfo_t si;
+			mproc__worker_reap(w, &si);
+			mproc__worker_close(w);
 		}
 		for (size_t qi = 0; qi < w->qlen; qi++) {
 			struct mproc__chunk c = w->q[(w->qhead + qi) % w->qcap];
 			mproc__job_cancel(c.job, c.index + c.done, c.count - c.done);
 			mproc__job_check_done(c.job);
-			job_maybe_free(c.job);
+			mproc__job_maybe_free(c.job);
 		}
 		w->qlen = 0;
 		w->inflight_tasks = 0;
@@ -1028,7 +949,7 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 		pool->rqlen--;
 		mproc__job_cancel(c.job, c.index, c.count);
 		mproc__job_check_done(c.job);
-		job_maybe_free(c.job);
+		mproc__job_maybe_free(c.job);
 	}
 	pool->requeue.len = pool->rq_off = 0;
 	struct mproc__job *job, *tmp;
@@ -1036,7 +957,7 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 		job_dequeue(pool, job);
 		job->input_done = true;
 		mproc__job_check_done(job);
-		job_maybe_free(job);
+		mproc__job_maybe_free(job);
 	}
 	pool_run_callbacks(pool);
 	pool_give_engine(pool);
@@ -1080,7 +1001,7 @@ static void pool_end_stalled(struct mproc_pool *pool)
 		job->input_done = true;
 		job->input_err = MPROC_ECLOSED;
 		mproc__job_check_done(job);
-		job_maybe_free(job);
+		mproc__job_maybe_free(job);
 	}
 }
 
@@ -1108,8 +1029,9 @@ int mproc_pool_join(struct mproc_pool *pool)
 		for (unsigned i = 0; i < pool->nworkers; i++) {
 			struct mproc__worker *w = &pool->workers[i];
 			if (w->pid) {
-				worker_reap(w);
-				worker_close(w);
+				siginfo_t si;
+				mproc__worker_reap(w, &si);
+				mproc__worker_close(w);
 			}
 		}
 		pool->joined = true;

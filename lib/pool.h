@@ -7,6 +7,7 @@
 #define MPROC_POOL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/queue.h>
 
@@ -20,10 +21,27 @@
  * task it is running and since when, so that a death is attributed to the
  * exact task without a syscall per task.
  */
+#define MPROC__MAX_FRAMES 32
+
 struct mproc__status {
-	_Atomic uint64_t task_id; /* id of the running task, 0 when idle */
-	_Atomic uint64_t start_ns; /* CLOCK_MONOTONIC at its start */
+	_Atomic uint64_t task_id;  /* id of the running task, 0 when idle */
+	_Atomic uint64_t last_id;  /* id of the last task started */
+	_Atomic uint64_t start_ns; /* CLOCK_MONOTONIC_COARSE at its start */
+	_Atomic uint64_t ready_ns; /* CLOCK_MONOTONIC when setup finished */
+	/* Written by the crash handler, read after the worker is reaped. */
+	_Atomic int crash_signal;
+	int crash_code;
+	uint64_t crash_addr;
+	uint64_t crash_rss;        /* resident bytes at the crash */
+	uint64_t crash_vm;         /* address-space bytes at the crash */
+	uint32_t nframes;
+	uint64_t frames[MPROC__MAX_FRAMES];
+	/* Suspect mode: the task that broke the worker's channel. */
+	_Atomic uint64_t culprit;
 };
+
+/* Exit status of a worker that retired itself past max_rss. */
+#define MPROC__EXIT_MEMORY 86
 
 /* Everything a child needs, prepared before fork as plain data. */
 struct mproc__child_plan {
@@ -34,6 +52,8 @@ struct mproc__child_plan {
 	pid_t manager;            /* getppid() must answer this */
 	unsigned number;          /* worker number, for its title */
 	unsigned maxtasks;        /* chunks before it retires; 0 = never */
+	size_t max_rss;           /* retire past this resident size */
+	size_t max_vm;            /* RLIMIT_AS */
 	mproc_initializer_fn initializer;
 	void *initarg;
 	struct mproc__status *status;
@@ -105,6 +125,8 @@ struct mproc__job {
 	struct mproc__block *blocks; /* ALL: result pickles, newest first */
 	struct mproc_decoder *dec;
 	struct mproc_result cur;   /* iterators: the result handed out */
+	struct mproc_crash curcrash; /* iterators: its crash, if any */
+	struct mproc__crashes *crashes; /* ALL: crash records of its results */
 	struct mproc_results results; /* ALL: filled when done */
 	int final_rc;
 
@@ -116,6 +138,13 @@ struct mproc__job {
 	bool cb_queued;
 };
 
+/* Crash records of a map's results, a block at a time (crashes are rare). */
+struct mproc__crashes {
+	struct mproc__crashes *next;
+	size_t n;
+	struct mproc_crash c[16];
+};
+
 /* One chunk in flight on a worker. */
 struct mproc__chunk {
 	struct mproc__job *job;
@@ -123,6 +152,8 @@ struct mproc__chunk {
 	uint64_t id;        /* id of its first task */
 	uint32_t count;     /* tasks in the chunk */
 	uint32_t done;      /* results received */
+	uint16_t attempts;  /* runs of its tasks so far, this one included */
+	bool suspect;       /* one task that may have broken a worker */
 	size_t frame_len;   /* bytes of its TASK frame in the worker's out */
 };
 
@@ -142,6 +173,11 @@ struct mproc__worker {
 	size_t qhead, qlen, qcap;
 	size_t inflight_tasks;
 	double ns_per_task;  /* running average reported by the worker */
+	bool suspect;        /* runs a suspect task: nothing else is sent */
+	uint64_t term_at;    /* when the pool sent SIGTERM (timeout), or 0 */
+	uint64_t timeout_task; /* the task that ran past its timeout */
+	bool killed;         /* SIGKILL sent after the grace period */
+	uint64_t death_ns;   /* last death seen, until the replacement is ready */
 };
 
 TAILQ_HEAD(mproc__jobq, mproc__job);
@@ -174,6 +210,10 @@ struct mproc_pool {
 	size_t rq_off;                /* bytes of requeue already re-sent */
 	struct mproc_writer *w;       /* encodes inputs into frames */
 	struct mproc_decoder *spare_dec; /* kept from a finished small job */
+	uint64_t timeout_ns, grace_ns;  /* from the options; 0: no timeout */
+	struct mproc_pool_stats stats;
+	double replace_total;           /* seconds, for stats.replace_mean */
+	uint64_t replace_count;
 	size_t max_frame;
 };
 
@@ -183,6 +223,23 @@ int mproc__pool_wait(struct mproc_pool *pool, bool (*ready)(void *), void *arg,
                      uint64_t deadline);
 void mproc__pool_kick(struct mproc_pool *pool);
 int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job);
+
+/* Workers and chunks (pool.c), for fault.c. */
+int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w);
+void mproc__worker_reap(struct mproc__worker *w, siginfo_t *si);
+void mproc__worker_close(struct mproc__worker *w);
+void mproc__worker_kill(struct mproc__worker *w);
+int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
+                       int max_reads);
+int mproc__rq_push(struct mproc_pool *pool, const struct mproc__chunk *c);
+void mproc__chunk_finish(struct mproc__chunk *c);
+void mproc__job_maybe_free(struct mproc__job *job);
+
+/* Faults (fault.c). */
+void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w);
+uint64_t mproc__fault_watch(struct mproc_pool *pool);
+void mproc__fault_count(struct mproc_pool *pool, enum mproc_status status);
+void mproc__fault_replaced(struct mproc_pool *pool);
 
 /* Jobs (job.c). */
 struct mproc__job *mproc__job_new(struct mproc_pool *pool,

@@ -35,6 +35,7 @@ enum {
 /* TASK flags. */
 enum {
 	MPROC__TF_STAR = 1, /* starmap: every argument must be a tuple */
+	MPROC__TF_CHECK = 2, /* suspect: check the channel after each task */
 };
 
 struct mproc__frame {

@@ -13,10 +13,15 @@
  * it) and when maxtasksperchild is reached.
  */
 #include <errno.h>
+#include <execinfo.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +60,9 @@ void mproc_init(int argc, char *argv[], char *envp[])
  * then the title and the initializer, which may allocate: glibc's malloc
  * is reset in the child by its own fork handlers.
  */
+static void worker_crash_handlers(void);
+static void worker_mark_grandchild(void);
+
 static void worker_setup(const struct mproc__child_plan *plan)
 {
 	/* Die with the manager: the signal for a later death, the check for
@@ -93,12 +101,35 @@ static void worker_setup(const struct mproc__child_plan *plan)
 		prctl(PR_SET_NAME, name);
 	}
 
+	if (plan->max_vm) {
+		struct rlimit rl = {plan->max_vm, plan->max_vm};
+		setrlimit(RLIMIT_AS, &rl);
+	}
+	/* A task that forks and returns in the child must not run the worker
+	 * loop there: the child would read this worker's tasks. */
+	pthread_atfork(NULL, NULL, worker_mark_grandchild);
+	worker_crash_handlers();
+
 	if (plan->initializer)
 		plan->initializer(plan->initarg);
+	atomic_store_explicit(&plan->status->ready_ns, mproc__now_ns(),
+	                      memory_order_release);
+}
+
+struct worker;
+static struct worker *worker_self; /* the one worker of this process */
+static volatile sig_atomic_t worker_is_grandchild;
+
+static void worker_mark_grandchild(void)
+{
+	worker_is_grandchild = 1;
 }
 
 struct worker {
 	const struct mproc__child_plan *plan;
+	size_t committed;       /* out bytes that are whole result records */
+	int statm_fd;           /* /proc/self/statm, for max_rss */
+	ino_t task_ino, result_ino; /* its own pipes, for suspect mode */
 	struct mproc_decoder *dec;
 	struct mproc_writer *w;
 	struct mproc__buf in, out;
@@ -112,6 +143,118 @@ struct worker {
 	uint32_t check_every, since_check;
 	uint64_t last_check_ns;
 };
+
+/* Parse the leading decimal of s (async-signal-safe, no locale). */
+static uint64_t parse_u64(const char **s)
+{
+	uint64_t v = 0;
+	while (**s == ' ')
+		(*s)++;
+	while (**s >= '0' && **s <= '9')
+		v = v * 10 + (uint64_t)(*(*s)++ - '0');
+	return v;
+}
+
+/* Address-space and resident bytes from /proc/self/statm, or 0s. Only
+ * async-signal-safe calls: the crash handler uses it too. */
+static void worker_memory(int fd, uint64_t *vm, uint64_t *rss)
+{
+	char buf[128];
+	*vm = *rss = 0;
+	int own = fd < 0;
+	if (own)
+		fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	if (own)
+		close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	const char *p = buf;
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	*vm = parse_u64(&p) * page;
+	*rss = parse_u64(&p) * page;
+}
+
+/* Write the results already complete, from a crash handler: closed frames,
+ * plus the open one cut at its last whole record. */
+static void worker_flush_committed(struct worker *wk)
+{
+	size_t end = wk->hdr_off;
+	if (wk->frame_count && wk->committed > wk->hdr_off) {
+		struct mproc__frame f = {
+			.len = (uint32_t)(wk->committed - wk->hdr_off -
+			                  MPROC__FRAME_HDR),
+			.type = MPROC__F_RESULT,
+			.count = wk->frame_count,
+			.id = wk->frame_id,
+		};
+		memcpy(wk->out.data + wk->hdr_off, &f, sizeof f);
+		end = wk->committed;
+	}
+	const char *p = wk->out.data;
+	while (end > 0 && p) {
+		ssize_t n = write(wk->plan->result_fd, p, end);
+		if (n <= 0)
+			break;
+		p += n;
+		end -= (size_t)n;
+	}
+}
+
+/*
+ * A fatal signal in a task: record what happened in the shared status
+ * record (signal, si_code, address, backtrace, memory), hand over the
+ * results already made, and die of the same signal. Runs on its own
+ * stack, so a stack overflow is reported too. Only async-signal-safe calls;
+ * backtrace() was called once at setup so that it does not load libgcc
+ * here.
+ */
+static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
+{
+	(void)uctx;
+	struct worker *wk = worker_self;
+	if (wk && !worker_is_grandchild) {
+		struct mproc__status *st = wk->plan->status;
+		void *frames[MPROC__MAX_FRAMES];
+		int n = backtrace(frames, MPROC__MAX_FRAMES);
+		for (int i = 0; i < n; i++)
+			st->frames[i] = (uint64_t)(uintptr_t)frames[i];
+		st->nframes = n > 0 ? (uint32_t)n : 0;
+		st->crash_code = si ? si->si_code : 0;
+		st->crash_addr = 0;
+		if (si && (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
+		           sig == SIGILL))
+			st->crash_addr = (uint64_t)(uintptr_t)si->si_addr;
+		worker_memory(-1, &st->crash_vm, &st->crash_rss);
+		atomic_store_explicit(&st->crash_signal, sig, memory_order_release);
+		worker_flush_committed(wk);
+	}
+	/* SA_RESETHAND made the disposition default again; the raised
+	 * signal is blocked until the handler returns, then kills. */
+	raise(sig);
+}
+
+static void worker_crash_handlers(void)
+{
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+	                           SIGABRT, SIGTRAP, SIGSYS};
+	size_t size = 64 * 1024;
+	stack_t ss = {.ss_sp = malloc(size), .ss_size = size};
+	if (ss.ss_sp)
+		sigaltstack(&ss, NULL);
+	void *warm[2];
+	backtrace(warm, 2); /* loads the unwinder now, not in the handler */
+	struct sigaction sa = {.sa_sigaction = worker_on_crash,
+	                       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
+static void worker_mark_grandchild(void);
 
 static void worker_flush(struct worker *wk)
 {
@@ -128,6 +271,7 @@ static void worker_frame_open(struct worker *wk, uint64_t id)
 		_exit(70);
 	wk->frame_id = id;
 	wk->frame_count = 0;
+	wk->committed = wk->out.len;
 	wk->frame_start_ns = mproc__now_ns();
 	if (!wk->first_unflushed_ns)
 		wk->first_unflushed_ns = wk->frame_start_ns;
@@ -156,6 +300,23 @@ static void worker_raise_code(struct mproc_writer *w, int rc)
 		            mproc_strerror(rc));
 }
 
+/*
+ * Suspect mode: the manager lost a worker without knowing which task broke
+ * it, and now runs those tasks one at a time with this check. A task that
+ * closed or replaced the worker's own descriptors is named in the status
+ * record before the worker gives up.
+ */
+static void worker_check_channel(struct worker *wk, uint64_t id)
+{
+	struct stat a, b;
+	if (fstat(wk->plan->task_fd, &a) < 0 || fstat(wk->plan->result_fd, &b) < 0 ||
+	    a.st_ino != wk->task_ino || b.st_ino != wk->result_ino) {
+		atomic_store_explicit(&wk->plan->status->culprit, id,
+		                      memory_order_release);
+		_exit(72);
+	}
+}
+
 /* Run one task record; append its result record to the open frame. */
 static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
                        uint64_t id, const char *arg, uint32_t arglen)
@@ -174,6 +335,8 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	                      (uint64_t)ts.tv_sec * 1000000000u +
 	                              (uint64_t)ts.tv_nsec,
 	                      memory_order_relaxed);
+	atomic_store_explicit(&wk->plan->status->last_id, id,
+	                      memory_order_relaxed);
 	atomic_store_explicit(&wk->plan->status->task_id, id,
 	                      memory_order_release);
 
@@ -189,6 +352,10 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 		            mproc_type_name(mproc_value_type(v)));
 	} else {
 		rc = fn(v, wk->w);
+		/* A task that forked and returned in its child: that child is
+		 * not a worker and must not read this worker's tasks. */
+		if (worker_is_grandchild)
+			_exit(0);
 		if (rc < 0 && !mproc__writer_raised(wk->w))
 			worker_raise_code(wk->w, rc);
 		else if (rc >= 0 && mproc__writer_top_type(wk->w) < 0)
@@ -212,6 +379,10 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	                   (uint32_t)status};
 	memcpy(out->data + rec, hdr, sizeof hdr);
 	wk->frame_count++;
+	wk->committed = out->len;
+
+	if (flags & MPROC__TF_CHECK)
+		worker_check_channel(wk, id);
 }
 
 static bool worker_should_flush(struct worker *wk)
@@ -232,6 +403,13 @@ static bool worker_should_flush(struct worker *wk)
 	return now - wk->first_unflushed_ns >= RESULT_LATENCY_NS;
 }
 
+static bool worker_over_rss(struct worker *wk)
+{
+	uint64_t vm, rss;
+	worker_memory(wk->statm_fd, &vm, &rss);
+	return rss > wk->plan->max_rss;
+}
+
 static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
                          const char *p)
 {
@@ -248,6 +426,13 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			_exit(71);
 		worker_run(wk, fn, f->flags, f->id + k, p, len);
 		p += len;
+		if (wk->plan->max_rss && worker_over_rss(wk)) {
+			/* Retire after the task that grew it; the rest of the
+			 * chunk goes back to the manager's queue. */
+			worker_frame_close(wk);
+			worker_flush(wk);
+			_exit(MPROC__EXIT_MEMORY);
+		}
 		/* Long tasks report as they finish, not at the end of the batch. */
 		if (k + 1 < f->count && worker_should_flush(wk)) {
 			worker_frame_close(wk);
@@ -262,10 +447,18 @@ _Noreturn void mproc__worker_main(const struct mproc__child_plan *plan)
 {
 	worker_setup(plan);
 
-	struct worker wk = {.plan = plan, .check_every = 1};
+	struct worker wk = {.plan = plan, .check_every = 1, .statm_fd = -1};
 	if (mproc_decoder_new(&wk.dec, &plan->limits) < 0 ||
 	    mproc_writer_new(&wk.w, 5) < 0)
 		_exit(70);
+	struct stat st;
+	if (fstat(plan->task_fd, &st) == 0)
+		wk.task_ino = st.st_ino;
+	if (fstat(plan->result_fd, &st) == 0)
+		wk.result_ino = st.st_ino;
+	if (plan->max_rss)
+		wk.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	worker_self = &wk;
 	size_t max = plan->limits.max_size ? plan->limits.max_size : (1u << 30);
 	unsigned chunks = 0;
 

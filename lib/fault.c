@@ -1,0 +1,460 @@
+/*
+ * fault.c - deaths, timeouts and their attribution: every task ends in
+ * exactly one result, whatever its worker does.
+ *
+ * When a worker dies, the manager reads what it managed to write (its crash
+ * handler hands over the results already made), reaps it, and looks at its
+ * status record: the task it was running is blamed — CRASHED, TIMEOUT or
+ * MEMORY, with the signal, si_code, address and a backtrace — or retried if
+ * the caller asked for retries; every other task it held without a result
+ * goes to the requeue, in order, neither blamed nor lost. A fresh worker is
+ * forked into its slot.
+ *
+ * When nothing says which task killed a worker (it died between tasks, or
+ * a task closed the worker's pipes and the worker could not report), the
+ * tasks it held become suspects: each runs alone on a worker, which checks
+ * its own pipes after it, so that the next death names its task exactly.
+ *
+ * All of it runs in the driving thread with the pool's lock held.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "pool.h"
+
+/* How a worker ended, from waitid and its status record. */
+struct death {
+	int signal;      /* 0 when it exited */
+	int exit_status; /* -1 when killed */
+	bool core;
+	int si_code;     /* from the crash handler, 0 unknown */
+	uint64_t addr;
+	uint64_t rss, vm;
+	uint64_t running; /* task it was running, 0 none */
+	uint64_t last;    /* last task it started */
+	uint64_t culprit; /* task that broke its channel (suspect mode) */
+	enum mproc_status status; /* what the blamed task ends as */
+	char msg[200];
+	char report[MPROC__MAX_FRAMES * 160];
+};
+
+static uint64_t coarse_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void worker_signal(struct mproc__worker *w, int sig)
+{
+#if HAVE_PIDFD_OPEN
+	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, sig, NULL, 0) == 0)
+		return;
+#endif
+	kill(w->pid, sig);
+}
+
+/* A backtrace from the worker's addresses, symbolized in the manager: the
+ * worker is a fork of this process, so its code is mapped at the same
+ * addresses here. */
+static void death_report(struct death *d, const struct mproc__status *st)
+{
+	size_t off = 0, cap = sizeof d->report;
+	uint32_t n = st->nframes > MPROC__MAX_FRAMES ? MPROC__MAX_FRAMES
+	                                             : st->nframes;
+	d->report[0] = '\0';
+	for (uint32_t i = 0; i < n && off < cap; i++) {
+		void *addr = (void *)(uintptr_t)st->frames[i];
+		Dl_info info;
+		int len;
+		if (dladdr(addr, &info) && info.dli_fname) {
+			const char *obj = strrchr(info.dli_fname, '/');
+			obj = obj ? obj + 1 : info.dli_fname;
+			if (info.dli_sname)
+				len = snprintf(d->report + off, cap - off,
+				               "#%u %p %s+0x%zx (%s)\n", i, addr,
+				               info.dli_sname,
+				               (size_t)((char *)addr - (char *)info.dli_saddr),
+				               obj);
+			else
+				len = snprintf(d->report + off, cap - off,
+				               "#%u %p (%s+0x%zx)\n", i, addr, obj,
+				               (size_t)((char *)addr - (char *)info.dli_fbase));
+		} else {
+			len = snprintf(d->report + off, cap - off, "#%u %p\n", i, addr);
+		}
+		if (len < 0)
+			break;
+		off += (size_t)len;
+	}
+	if (off >= cap)
+		d->report[cap - 1] = '\0';
+}
+
+static void death_describe(struct death *d)
+{
+	if (d->signal) {
+		const char *abbrev = sigabbrev_np(d->signal);
+		snprintf(d->msg, sizeof d->msg,
+		         "worker killed by signal %d (SIG%s: %s)%s", d->signal,
+		         abbrev ? abbrev : "?", strsignal(d->signal),
+		         d->core ? ", core dumped" : "");
+	} else {
+		snprintf(d->msg, sizeof d->msg, "worker exited with status %d",
+		         d->exit_status);
+	}
+}
+
+/* Store a result made by the manager: (type, message, signal, si_code,
+ * address, core, exit status, rss, report) — job.c reads it back. */
+static void store_note(struct mproc_pool *pool, struct mproc__job *job,
+                       size_t index, enum mproc_status status,
+                       unsigned attempts, const char *type, const char *msg,
+                       const struct death *d)
+{
+	struct mproc_writer *w = pool->w;
+	const void *data = NULL;
+	size_t len = 0;
+	mproc_writer_reset(w);
+	mproc_write_tuple_begin(w);
+	mproc_write_cstr(w, type);
+	mproc_write_cstr(w, msg);
+	if (d) {
+		mproc_write_int(w, d->signal);
+		mproc_write_int(w, d->si_code);
+		mproc_write_int(w, (int64_t)d->addr);
+		mproc_write_bool(w, d->core);
+		mproc_write_int(w, d->exit_status);
+		mproc_write_int(w, (int64_t)d->rss);
+		if (d->report[0])
+			mproc_write_cstr(w, d->report);
+		else
+			mproc_write_none(w);
+	}
+	mproc_write_tuple_end(w);
+	if (mproc_writer_finish(w, &data, &len) < 0)
+		len = 0;
+	mproc__job_store(job, index, status, attempts, data, len);
+}
+
+/* Requeue records [from, to) of chunk c, whose frame header is f, as one
+ * chunk, or as single-task suspect chunks. */
+static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
+                    const struct mproc__frame *f, const char *p,
+                    uint32_t from, uint32_t to, uint16_t attempts,
+                    bool suspect)
+{
+	while (from < to) {
+		uint32_t n = suspect ? 1 : to - from;
+		const char *q = p;
+		for (uint32_t k = 0; k < n; k++) {
+			uint32_t len;
+			memcpy(&len, q, sizeof len);
+			q += MPROC__TASK_REC + len;
+		}
+		struct mproc__chunk nc = {
+			.job = c->job,
+			.index = c->index + from,
+			.id = c->id + from,
+			.count = n,
+			.attempts = attempts,
+			.suspect = suspect,
+		};
+		size_t hdr;
+		c->job->inflight++;
+		if (mproc__wire_begin(&pool->requeue, &hdr) == 0 &&
+		    mproc__buf_append(&pool->requeue, p, (size_t)(q - p)) == 0) {
+			nc.frame_len = pool->requeue.len - hdr;
+			if (mproc__rq_push(pool, &nc) == 0) {
+				uint8_t flags = f->flags;
+				if (suspect)
+					flags |= MPROC__TF_CHECK;
+				mproc__wire_end(&pool->requeue, hdr, MPROC__F_TASK, flags,
+				                nc.count, nc.id, f->ref);
+				from += n;
+				p = q;
+				continue;
+			}
+			pool->requeue.len = hdr;
+		}
+		/* No memory to keep them: they end, never vanish. */
+		for (uint32_t k = 0; k < n; k++)
+			store_note(pool, c->job, nc.index + k, MPROC_CANCELLED, attempts,
+			           "MemoryError", "could not requeue the task", NULL);
+		mproc__chunk_finish(&nc);
+		from += n;
+		p = q;
+	}
+}
+
+/* The blamed task: its final result, or a retry. */
+static void blame(struct mproc_pool *pool, const struct mproc__chunk *c,
+                  const struct mproc__frame *f, const char *rec, uint32_t k,
+                  const struct death *d)
+{
+	if (c->attempts <= pool->opts.retries) {
+		pool->stats.retried++;
+		requeue(pool, c, f, rec, k, k + 1, (uint16_t)(c->attempts + 1),
+		        c->suspect);
+		return;
+	}
+	const char *type = d->status == MPROC_TIMEOUT  ? "TimeoutError"
+	                   : d->status == MPROC_MEMORY ? "MemoryError"
+	                                               : "WorkerCrashed";
+	store_note(pool, c->job, c->index + k, d->status, c->attempts, type,
+	           d->msg, d);
+}
+
+/*
+ * Take back the chunks still on w: blame `target` (0: nobody), requeue the
+ * rest — as suspects when the death is unexplained.
+ */
+static void salvage(struct mproc_pool *pool, struct mproc__worker *w,
+                    uint64_t target, const struct death *d, bool suspects)
+{
+	size_t off = w->out_acked;
+	for (size_t qi = 0; qi < w->qlen; qi++) {
+		struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
+		struct mproc__frame f;
+		memcpy(&f, w->out.data + off, sizeof f);
+		f.flags &= (uint8_t)~MPROC__TF_CHECK;
+		const char *p = w->out.data + off + MPROC__FRAME_HDR;
+		off += c->frame_len;
+		/* Walk to the first record without a result. */
+		for (uint32_t k = 0; k < c->done; k++) {
+			uint32_t len;
+			memcpy(&len, p, sizeof len);
+			p += MPROC__TASK_REC + len;
+		}
+		uint32_t from = c->done;
+		const char *from_p = p;
+		for (uint32_t k = c->done; k < c->count; k++) {
+			uint32_t len;
+			memcpy(&len, p, sizeof len);
+			const char *next = p + MPROC__TASK_REC + len;
+			if (target && c->id + k == target) {
+				requeue(pool, c, &f, from_p, from, k, c->attempts,
+				        suspects || c->suspect);
+				blame(pool, c, &f, p, k, d);
+				from = k + 1;
+				from_p = next;
+			}
+			p = next;
+		}
+		requeue(pool, c, &f, from_p, from, c->count, c->attempts,
+		        suspects || c->suspect);
+		mproc__chunk_finish(c);
+	}
+	w->qlen = 0;
+	w->qhead = 0;
+	w->inflight_tasks = 0;
+	w->suspect = false;
+	w->out.len = w->out_acked = w->out_sent = 0;
+}
+
+/* The suspect task w was given, if it started it (it runs alone). */
+static uint64_t suspect_started(const struct mproc__worker *w, uint64_t last)
+{
+	for (size_t qi = 0; qi < w->qlen; qi++) {
+		const struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
+		if (c->suspect && c->done < c->count && c->id + c->done == last)
+			return last;
+	}
+	return 0;
+}
+
+void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
+{
+	struct mproc__status *st = &pool->status[w->number];
+	struct death d = {.exit_status = -1, .status = MPROC_CRASHED};
+
+	/* Whatever it wrote before it died still counts. */
+	int r = mproc__worker_read(pool, w, INT_MAX);
+	mproc__worker_kill(w); /* it may live on with a broken channel */
+	siginfo_t si;
+	mproc__worker_reap(w, &si);
+	mproc__worker_close(w);
+	w->death_ns = mproc__now_ns();
+
+	if (si.si_code == CLD_EXITED) {
+		d.exit_status = si.si_status;
+	} else {
+		d.signal = si.si_status;
+		d.core = si.si_code == CLD_DUMPED;
+	}
+	d.running = atomic_load_explicit(&st->task_id, memory_order_acquire);
+	d.culprit = atomic_load_explicit(&st->culprit, memory_order_acquire);
+	if (atomic_load_explicit(&st->crash_signal, memory_order_acquire)) {
+		d.si_code = st->crash_code;
+		d.addr = st->crash_addr;
+		d.rss = st->crash_rss;
+		d.vm = st->crash_vm;
+		death_report(&d, st);
+	}
+	death_describe(&d);
+
+	/* Deaths that are no failure: maxtasksperchild, max_rss. */
+	bool clean_exit = d.signal == 0 && r >= 0 &&
+	                  ((w->retiring && w->qlen == 0 && d.exit_status == 0) ||
+	                   d.exit_status == MPROC__EXIT_MEMORY);
+	/* Our SIGTERM hit a worker whose timed-out task had just ended. */
+	bool stray_term = w->term_at && w->timeout_task != d.running;
+
+	uint64_t target = 0;
+	bool suspects = false;
+	if (d.culprit) {
+		target = d.culprit;
+		snprintf(d.msg, sizeof d.msg,
+		         "the task closed or replaced the worker's pipes to the pool");
+	} else if (stray_term || clean_exit) {
+		target = 0; /* requeue what it held, blame nobody */
+	} else if (d.running) {
+		target = d.running;
+		if (w->term_at) {
+			d.status = MPROC_TIMEOUT;
+			snprintf(d.msg, sizeof d.msg,
+			         "ran past its timeout of %.3g s; worker stopped with %s",
+			         (double)pool->timeout_ns / 1e9,
+			         w->killed ? "SIGKILL" : "SIGTERM");
+		} else if ((pool->opts.max_rss && d.rss > pool->opts.max_rss) ||
+		           (pool->opts.max_vm &&
+		            d.vm + (pool->opts.max_vm >> 4) >= pool->opts.max_vm)) {
+			d.status = MPROC_MEMORY;
+			size_t n = strlen(d.msg);
+			snprintf(d.msg + n, sizeof d.msg - n,
+			         " at %zu MiB resident, %zu MiB mapped",
+			         (size_t)(d.rss >> 20), (size_t)(d.vm >> 20));
+		}
+	} else if (w->qlen) {
+		/* Nothing names the task. A suspect it started is the one: it
+		 * ran alone. Otherwise its tasks are suspects from now on. */
+		target = suspect_started(w, st->last_id);
+		suspects = !target;
+	}
+	salvage(pool, w, target, &d, suspects);
+	if (clean_exit)
+		pool->stats.workers_retired++;
+	else
+		pool->stats.workers_replaced++;
+
+	w->term_at = 0;
+	w->timeout_task = 0;
+	w->killed = false;
+	atomic_store(&st->task_id, 0);
+	atomic_store(&st->culprit, 0);
+	atomic_store(&st->crash_signal, 0);
+	atomic_store(&st->ready_ns, 0);
+	st->last_id = 0;
+	st->nframes = 0;
+	if (pool->state != MPROC__TERMINATED && mproc__pool_spawn(pool, w) == 0)
+		pool->stats.workers_started++;
+	if (clean_exit)
+		w->death_ns = 0; /* only replacements after a death are timed */
+}
+
+uint64_t mproc__fault_watch(struct mproc_pool *pool)
+{
+	uint64_t next = UINT64_MAX;
+	uint64_t now = 0;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		struct mproc__status *st = &pool->status[i];
+		if (!w->pid)
+			continue;
+		if (w->death_ns) {
+			uint64_t ready = atomic_load_explicit(&st->ready_ns,
+			                                      memory_order_acquire);
+			if (ready) {
+				double s = ready > w->death_ns
+				                   ? (double)(ready - w->death_ns) / 1e9
+				                   : 0;
+				pool->stats.replace_last = s;
+				if (s > pool->stats.replace_max)
+					pool->stats.replace_max = s;
+				pool->replace_total += s;
+				pool->replace_count++;
+				pool->stats.replace_mean =
+				        pool->replace_total / (double)pool->replace_count;
+				w->death_ns = 0;
+			}
+		}
+		if (!pool->timeout_ns)
+			continue;
+		if (!now)
+			now = coarse_now();
+		if (w->term_at) {
+			uint64_t kill_at = w->term_at + pool->grace_ns;
+			if (now >= kill_at) {
+				if (!w->killed) {
+					worker_signal(w, SIGKILL);
+					w->killed = true;
+				}
+			} else if (kill_at < next) {
+				next = kill_at;
+			}
+			continue;
+		}
+		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
+		if (!id)
+			continue;
+		uint64_t start = atomic_load_explicit(&st->start_ns,
+		                                      memory_order_relaxed);
+		if (now >= start + pool->timeout_ns) {
+			worker_signal(w, SIGTERM);
+			w->term_at = now;
+			w->timeout_task = id;
+			if (now + pool->grace_ns < next)
+				next = now + pool->grace_ns;
+		} else if (start + pool->timeout_ns < next) {
+			next = start + pool->timeout_ns;
+		}
+	}
+	/* The coarse clock lags by up to a tick: wake a little after. */
+	return next == UINT64_MAX ? next : next + 5000000u;
+}
+
+void mproc__fault_count(struct mproc_pool *pool, enum mproc_status status)
+{
+	struct mproc_pool_stats *s = &pool->stats;
+	s->tasks_done++;
+	switch (status) {
+	case MPROC_OK: s->ok++; break;
+	case MPROC_RAISED: s->raised++; break;
+	case MPROC_CRASHED: s->crashed++; break;
+	case MPROC_TIMEOUT: s->timed_out++; break;
+	case MPROC_MEMORY: s->memory++; break;
+	case MPROC_CANCELLED: s->cancelled++; break;
+	default: break;
+	}
+	if (s->halted || status == MPROC_OK || status == MPROC_CANCELLED)
+		return;
+	uint64_t failed = s->raised + s->crashed + s->timed_out + s->memory;
+	uint64_t finished = s->tasks_done - s->cancelled;
+	unsigned min = pool->opts.halt_min_tasks ? pool->opts.halt_min_tasks : 10;
+	if ((pool->opts.halt_failures && failed >= pool->opts.halt_failures) ||
+	    (pool->opts.halt_fraction > 0 && finished >= min &&
+	     (double)failed >= pool->opts.halt_fraction * (double)finished))
+		s->halted = true;
+}
+
+int mproc_pool_stats(struct mproc_pool *pool, struct mproc_pool_stats *out)
+{
+	if (!pool || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&pool->mu);
+	if (!pool->driving)
+		(void)mproc__fault_watch(pool); /* takes in replacement times */
+	*out = pool->stats;
+	pthread_mutex_unlock(&pool->mu);
+	return 0;
+}
