@@ -190,7 +190,8 @@ static int wait_results(struct mproc_async *a, struct mproc_results **out)
 {
 	const struct mproc_results *res = NULL;
 	int rc = mproc_async_get(a, -1, &res);
-	if (rc == 0 || rc == MPROC_ERAISED || rc == MPROC_EINPUT) {
+	if (rc == 0 || rc == MPROC_ERAISED || rc == MPROC_EINPUT ||
+	    rc == MPROC_EHALTED) {
 		*out = (struct mproc_results *)res;
 		return rc;
 	}

@@ -405,8 +405,13 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			continue;
 		}
 		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
-		if (!id)
+		if (!id) {
+			/* Tasks sent but not started: none can pass its timeout
+			 * before now + timeout; look again then. */
+			if (w->qlen && now + pool->timeout_ns < next)
+				next = now + pool->timeout_ns;
 			continue;
+		}
 		uint64_t start = atomic_load_explicit(&st->start_ns,
 		                                      memory_order_relaxed);
 		if (now >= start + pool->timeout_ns) {
