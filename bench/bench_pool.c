@@ -40,9 +40,11 @@ static int empty(const struct mproc_value *arg, struct mproc_writer *ret)
 	return 0;
 }
 
+static double bench_timeout; /* task_timeout of the pools opened below */
+
 static struct mproc_pool *open2(void)
 {
-	struct mproc_pool_opts o = {.processes = 2};
+	struct mproc_pool_opts o = {.processes = 2, .task_timeout = bench_timeout};
 	struct mproc_pool *p;
 	int rc = mproc_pool_open(&p, &o);
 	if (rc < 0)
@@ -260,6 +262,48 @@ static void bench_floor(size_t n, bool batch, const char *name)
 	printf("%s %.1f tasks/s\n", name, (double)n / dt);
 }
 
+/* The physical floor of replacing a worker: fork, the child exits, reap. */
+static void bench_fork(size_t n)
+{
+	double t0 = now();
+	for (size_t i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(0);
+		waitpid(pid, NULL, 0);
+	}
+	printf("fork_wait %.1f us\n", (now() - t0) / (double)n * 1e6);
+}
+
+static volatile int *volatile nowhere;
+
+static int segv(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg, (void)ret;
+	*nowhere = 1;
+	return 0;
+}
+
+/* Death to replacement ready, as the pool measures it, over n crashes. */
+static void bench_recovery(size_t n)
+{
+	struct mproc_pool *p = open2();
+	struct mproc_input in;
+	struct mproc_results *res;
+	mproc_input_range(&in, 0, (int64_t)n, 1);
+	double t0 = now();
+	int rc = mproc_map(p, segv, &in, 1, &res);
+	double dt = now() - t0;
+	if (rc != MPROC_ERAISED || res->failed != n)
+		die("recovery map", rc);
+	mproc_results_free(res);
+	struct mproc_pool_stats st;
+	mproc_pool_stats(p, &st);
+	close2(p);
+	printf("recovery %.1f us\n", st.replace_mean * 1e6);
+	printf("crash_task %.1f us\n", dt / (double)n * 1e6);
+}
+
 int main(int argc, char *argv[], char *envp[])
 {
 	mproc_init(argc, argv, envp);
@@ -273,5 +317,11 @@ int main(int argc, char *argv[], char *envp[])
 	bench_map(1000000 / scale);
 	bench_apply(5000 / scale);
 	bench_open_close(50 / scale);
+	bench_fork(2000 / scale);
+	bench_recovery(500 / scale);
+	/* The same imap with the fault machinery's timeout watch on. */
+	bench_timeout = 10.0;
+	bench_imap(300000 / scale, 1, "imap_c1_timeout");
+	bench_timeout = 0;
 	return 0;
 }
