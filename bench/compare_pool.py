@@ -83,6 +83,25 @@ def main():
     f, _ = get("mproc", "transport_ceiling")
     print(f"| imap chunksize 1 vs batched pipe transport, for scale ({unit}) | {summary(m, '{:,.0f}')} "
           f"| {summary(f, '{:,.0f}')} | {summary([b / a for a, b in zip(m, f)], '{:.1f}x')} slower | (none) |")
+    faults(get, summary)
+
+
+def faults(get, summary):
+    print()
+    print("| fault machinery | mproc | anchor | ratio (median, min–max) | target |")
+    print("|---|---|---|---|---|")
+    m, unit = get("mproc", "recovery")
+    f, _ = get("mproc", "fork_wait")
+    print(f"| worker death seen -> replacement ready, vs fork + exit + wait of an empty child ({unit}) "
+          f"| {summary(m, '{:,.0f}')} | {summary(f, '{:,.0f}')} "
+          f"| {summary([a / b for a, b in zip(m, f)], '{:.1f}x')} | (none) |")
+    m, unit = get("mproc", "crash_task")
+    print(f"| one segfaulting task, end to end ({unit}) | {summary(m, '{:,.0f}')} | | | (none) |")
+    m, unit = get("mproc", "imap_c1_timeout")
+    f, _ = get("mproc", "imap_c1")
+    print(f"| imap chunksize 1, empty task, task_timeout set vs unset ({unit}) "
+          f"| {summary(m, '{:,.0f}')} | {summary(f, '{:,.0f}')} "
+          f"| {summary([(b / a - 1) * 100 for a, b in zip(m, f)], '{:+.0f}%')} cost | < 10% |")
 
 
 if __name__ == "__main__":
