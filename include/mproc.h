@@ -73,7 +73,6 @@ extern "C" {
 	XX(ERUNNING, -4013, "pool is still running (close or terminate it first)") \
 	XX(ENOTREADY, -4014, "result is not ready")                              \
 	XX(EPROTO, -4015, "broken channel between manager and worker")          \
-	XX(ECRASHED, -4016, "a worker died while running the task")              \
 	XX(EINPUT, -4017, "an input generator failed")                         \
 	XX(EHALTED, -4018, "the pool halted: too many tasks failed")
 
@@ -155,8 +154,9 @@ MPROC_EXPORT void mproc_decoder_free(struct mproc_decoder *d);
  * docs/pickle.md) and set *out to its root value. The tree stays valid until
  * the next mproc_decode() on `d` or mproc_decoder_free(); `buf` must stay
  * valid and unchanged as long as the tree is used.
- * Returns 0, or MPROC_EPICKLE_* / -ENOMEM; on error mproc_decoder_error()
- * says what and where. Mirrors pickle.loads().
+ * Returns 0, or MPROC_EPICKLE_* / -ENOMEM, with *out NULL; on error
+ * mproc_decoder_error() says what and where. Bytes after STOP are refused:
+ * a message is exactly one pickle. Mirrors pickle.loads().
  */
 MPROC_EXPORT int mproc_decode(struct mproc_decoder *d, const void *buf,
                               size_t len, const struct mproc_value **out);
@@ -174,7 +174,8 @@ MPROC_EXPORT size_t mproc_decoder_error_offset(const struct mproc_decoder *d);
 /*
  * Accessors. Each checks the type and answers MPROC_ETYPE on a mismatch
  * (or MPROC_EINDEX past the end), leaving *out unchanged: never undefined
- * behaviour. A NULL value is treated as a mismatch.
+ * behaviour. A NULL value is treated as a mismatch, and
+ * mproc_value_type(NULL) answers MPROC_NONE.
  */
 MPROC_EXPORT enum mproc_type mproc_value_type(const struct mproc_value *v);
 MPROC_EXPORT bool mproc_value_is_none(const struct mproc_value *v);
