@@ -10,7 +10,8 @@
  * fail returns 0 (or, for iterators, 1 for "an item" and 0 for "done") or a
  * negative code: a negated errno value (-EINVAL, -ENOMEM, -ETIMEDOUT, ...) or
  * one of the MPROC_E* codes below. mproc_strerror() names every code. The
- * library never prints, never calls exit() and installs no signal handler.
+ * library never prints, never calls exit() and installs no signal handler
+ * in the program (workers install their own crash handlers).
  *
  * Lifecycle of a program that uses the process pool:
  *
@@ -391,8 +392,10 @@ struct mproc_pool_opts {
  * Open a pool and fork its workers (Pool(processes, initializer, initargs,
  * maxtasksperchild)). `opts` NULL means all defaults. Returns 0 and sets
  * *out; -EINVAL for bad options (more than 4096 processes, max_size above
- * 2 GiB); -ENOMEM, -EMFILE, -EAGAIN (fork) and the like when resources run
- * out, in which case nothing is left behind. Thread-safe.
+ * 2 GiB, a negative or huge task_timeout or kill_grace, halt_fraction
+ * outside 0..1, more than 1000 retries); -ENOMEM, -EMFILE, -EAGAIN (fork)
+ * and the like when resources run out, in which case nothing is left
+ * behind. Thread-safe.
  */
 MPROC_EXPORT int mproc_pool_open(struct mproc_pool **out,
                                  const struct mproc_pool_opts *opts);
@@ -451,9 +454,10 @@ struct mproc_result {
 	const struct mproc_value *value;
 	/**
 	 * For every status but OK: a Python-style exception type name
-	 * ("ValueError" from the task; "WorkerCrashed", "Cancelled",
-	 * "UnpicklingError" from the pool) and a one-line message (for a crash:
-	 * the signal or exit status). NULL when status is OK.
+	 * ("ValueError" from the task; "WorkerCrashed", "TimeoutError",
+	 * "MemoryError", "Cancelled", "UnpicklingError" from the pool) and a
+	 * one-line message (for a crash: the signal or exit status). NULL when
+	 * status is OK.
 	 */
 	const char *exc_type;
 	const char *exc_msg;
@@ -552,7 +556,9 @@ MPROC_EXPORT int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
  * a complete pickle (from mproc_writer_finish(), or Python's pickle.dumps),
  * copied before the call returns; NULL passes None. Returns 0 when the task
  * returned, MPROC_ERAISED when it did not (the result says how: raised,
- * crashed, cancelled), or another negative code with *out NULL.
+ * crashed, cancelled), or another negative code with *out NULL: MPROC_ECLOSED
+ * after close or terminate, MPROC_EHALTED after the pool halted (these two
+ * are answered by every call that submits work).
  * The caller frees *out with mproc_results_free().
  */
 MPROC_EXPORT int mproc_apply(struct mproc_pool *pool, mproc_task_fn fn,
@@ -566,7 +572,8 @@ MPROC_EXPORT int mproc_apply(struct mproc_pool *pool, mproc_task_fn fn,
  * all the same), MPROC_EINPUT when the input generator failed (an input of
  * unknown length is read whole first, as Python does, so then nothing ran
  * and *out is NULL; with a known length *out holds the results of the items
- * read before the failure), or another code with *out NULL.
+ * read before the failure), MPROC_EHALTED when the pool halted (*out holds
+ * the results of the items read before), or another code with *out NULL.
  */
 MPROC_EXPORT int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
                            const struct mproc_input *in, size_t chunksize,
@@ -635,8 +642,9 @@ MPROC_EXPORT int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
  * results, owned by `a` (AsyncResult.get). Returns 0 when every task
  * returned, MPROC_ERAISED when some did not, -ETIMEDOUT when not ready yet
  * (the results can still be fetched later), MPROC_EINPUT when the input
- * generator failed (*out holds the results of the items read before it),
- * -EDEADLK from a callback of the same pool.
+ * generator failed or MPROC_EHALTED when the pool halted (*out holds the
+ * results of the items read before), -EDEADLK from a callback of the same
+ * pool.
  */
 MPROC_EXPORT int mproc_async_get(struct mproc_async *a, double timeout,
                                  const struct mproc_results **out);
@@ -675,7 +683,8 @@ MPROC_EXPORT int mproc_imap_unordered(struct mproc_pool *pool,
  * `it`), 0 when every result was handed out, -ETIMEDOUT, MPROC_EINPUT when
  * the input generator failed (results before it were delivered),
  * MPROC_ECLOSED when the pool was joined or terminated before the input was
- * read to its end, -EDEADLK from a callback of the same pool.
+ * read to its end, MPROC_EHALTED when the pool halted before then, -EDEADLK
+ * from a callback of the same pool.
  */
 MPROC_EXPORT int mproc_iter_next(struct mproc_iter *it, double timeout,
                                  const struct mproc_result **out);

@@ -190,7 +190,7 @@ static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
 		/* No memory to keep them: they end, never vanish. */
 		for (uint32_t k = 0; k < n; k++)
 			store_note(pool, c->job, nc.index + k, MPROC_CANCELLED, attempts,
-			           "MemoryError", "could not requeue the task", NULL);
+			           "Cancelled", "no memory to run the task again", NULL);
 		mproc__chunk_finish(&nc);
 		from += n;
 		p = q;

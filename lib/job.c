@@ -393,11 +393,12 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 	*out = (struct mproc_result){.index = index, .status = status,
 	                             .attempts = attempts};
 	if (status != MPROC_OK && len == 0) {
-		/* Ended by the pool with nothing recorded (terminate). */
-		out->exc_type = status == MPROC_CANCELLED ? "Cancelled" : "Error";
+		/* Ended by the pool with nothing recorded: terminate, or no
+		 * memory to keep what the worker sent. */
+		out->exc_type = status == MPROC_CANCELLED ? "Cancelled" : "MemoryError";
 		out->exc_msg = status == MPROC_CANCELLED
 		                       ? "the pool was terminated before the task ended"
-		                       : mproc_status_name(status);
+		                       : "no memory to keep the result";
 		return 0;
 	}
 	if (!job->dec) {
