@@ -148,8 +148,8 @@ bool mproc_async_ready(struct mproc_async *a)
 	struct mproc_pool *pool = job->pool;
 	pthread_mutex_lock(&pool->mu);
 	/* Zero timeout: take in what has arrived, never block. */
-	if (!job->done && !pool->driving)
-		(void)mproc__pool_wait(pool, job_is_done, job, mproc__now_ns() + 1);
+	if (!job->done)
+		(void)mproc__pool_wait(pool, job_is_done, job, mproc__now_ns());
 	bool done = job->done;
 	pthread_mutex_unlock(&pool->mu);
 	return done;

@@ -170,7 +170,7 @@ static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
 			.attempts = attempts,
 			.suspect = suspect,
 		};
-		size_t hdr;
+		size_t hdr = pool->requeue.len;
 		c->job->inflight++;
 		if (mproc__wire_begin(&pool->requeue, &hdr) == 0 &&
 		    mproc__buf_append(&pool->requeue, p, (size_t)(q - p)) == 0) {
@@ -185,8 +185,8 @@ static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
 				p = q;
 				continue;
 			}
-			pool->requeue.len = hdr;
 		}
+		pool->requeue.len = hdr; /* whatever part was appended goes */
 		/* No memory to keep them: they end, never vanish. */
 		for (uint32_t k = 0; k < n; k++)
 			store_note(pool, c->job, nc.index + k, MPROC_CANCELLED, attempts,
@@ -273,6 +273,25 @@ static uint64_t suspect_started(const struct mproc__worker *w, uint64_t last)
 	return 0;
 }
 
+static void respawn(struct mproc_pool *pool, struct mproc__worker *w);
+
+/* The pool cannot start workers: what waits in the requeue fails. */
+static void fail_requeue(struct mproc_pool *pool)
+{
+	struct death d = {.exit_status = -1, .status = MPROC_CRASHED};
+	snprintf(d.msg, sizeof d.msg, "%.199s", pool->broken_msg);
+	while (pool->rqlen) {
+		struct mproc__chunk c = pool->rq[pool->rqhead];
+		pool->rqhead = (pool->rqhead + 1) % pool->rqcap;
+		pool->rqlen--;
+		for (uint32_t k = 0; k < c.count; k++)
+			store_note(pool, c.job, c.index + k, MPROC_CRASHED, c.attempts,
+			           "WorkerCrashed", d.msg, &d);
+		mproc__chunk_finish(&c);
+	}
+	pool->requeue.len = pool->rq_off = 0;
+}
+
 void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 {
 	struct mproc__status *st = &pool->status[w->number];
@@ -303,10 +322,16 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	}
 	death_describe(&d);
 
-	/* Deaths that are no failure: maxtasksperchild, max_rss. */
-	bool clean_exit = d.signal == 0 && r >= 0 &&
-	                  ((w->retiring && w->qlen == 0 && d.exit_status == 0) ||
-	                   d.exit_status == MPROC__EXIT_MEMORY);
+	bool was_ready = atomic_load_explicit(&st->ready_ns,
+	                                      memory_order_acquire) != 0;
+	/* Deaths that are no failure: maxtasksperchild, max_rss. Neither
+	 * happens inside a task, and max_rss says so in the status record, so
+	 * a task calling exit() with the same status is not mistaken. */
+	bool clean_exit =
+	        d.signal == 0 && r >= 0 && !d.running &&
+	        ((w->retiring && w->qlen == 0 && d.exit_status == 0) ||
+	         (d.exit_status == MPROC__EXIT_MEMORY &&
+	          atomic_load_explicit(&st->retired_rss, memory_order_acquire)));
 	/* Our SIGTERM hit a worker whose timed-out task had just ended. */
 	bool stray_term = w->term_at && w->timeout_task != d.running;
 
@@ -316,9 +341,12 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 		target = d.culprit;
 		snprintf(d.msg, sizeof d.msg,
 		         "the task closed or replaced the worker's pipes to the pool");
-	} else if (stray_term || clean_exit) {
-		target = 0; /* requeue what it held, blame nobody */
-	} else if (d.running) {
+	} else if (stray_term || clean_exit || !was_ready) {
+		/* Requeue what it held, blame nobody: a retirement, our own
+		 * signal, or a worker that died before it could run anything
+		 * (its initializer; counted below). */
+		target = 0;
+	} else if (d.running && r >= 0) {
 		target = d.running;
 		if (w->term_at) {
 			d.status = MPROC_TIMEOUT;
@@ -347,6 +375,22 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	else
 		pool->stats.workers_replaced++;
 
+	/* Workers that die before they are ready, again and again (a failing
+	 * initializer), would be replaced forever: after three in a row the
+	 * pool halts and the tasks waiting for a worker fail instead. */
+	if (!was_ready && !clean_exit) {
+		if (++pool->start_failures >= 3 && !pool->broken) {
+			pool->broken = true;
+			pool->stats.halted = true;
+			snprintf(pool->broken_msg, sizeof pool->broken_msg,
+			         "workers fail to start: %.200s", d.msg);
+		}
+	} else if (was_ready) {
+		pool->start_failures = 0;
+	}
+	if (pool->broken)
+		fail_requeue(pool);
+
 	w->term_at = 0;
 	w->timeout_task = 0;
 	w->killed = false;
@@ -356,10 +400,42 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	atomic_store(&st->ready_ns, 0);
 	st->last_id = 0;
 	st->nframes = 0;
-	if (pool->state != MPROC__TERMINATED && mproc__pool_spawn(pool, w) == 0)
-		pool->stats.workers_started++;
+	atomic_store(&st->retired_rss, 0);
+	w->respawn_backoff = 0;
+	w->respawn_at = 0;
+	if (pool->state != MPROC__TERMINATED && !pool->broken)
+		respawn(pool, w);
 	if (clean_exit)
 		w->death_ns = 0; /* only replacements after a death are timed */
+}
+
+/* Fork into an empty slot; on failure (EAGAIN, EMFILE...) try again later,
+ * backing off from 10 ms to 1 s. */
+static void respawn(struct mproc_pool *pool, struct mproc__worker *w)
+{
+	if (mproc__pool_spawn(pool, w) == 0) {
+		pool->stats.workers_started++;
+		return;
+	}
+	uint64_t b = w->respawn_backoff ? w->respawn_backoff * 2 : 10000000u;
+	w->respawn_backoff = b > 1000000000u ? 1000000000u : b;
+	w->respawn_at = mproc__coarse_ns() + w->respawn_backoff;
+}
+
+void mproc__fault_respawn(struct mproc_pool *pool)
+{
+	if (pool->state == MPROC__TERMINATED || pool->broken)
+		return;
+	uint64_t now = 0;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (w->pid)
+			continue;
+		if (!now)
+			now = mproc__coarse_ns();
+		if (now >= w->respawn_at)
+			respawn(pool, w);
+	}
 }
 
 uint64_t mproc__fault_watch(struct mproc_pool *pool)
@@ -392,6 +468,18 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			continue;
 		if (!now)
 			now = coarse_now();
+		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
+			/* Not ready yet (initializer) with tasks waiting: it gets
+			 * the task timeout to become ready, then SIGKILL. */
+			uint64_t limit = w->spawned_ns + pool->timeout_ns;
+			if (w->qlen && now >= limit && !w->killed) {
+				worker_signal(w, SIGKILL);
+				w->killed = true;
+			} else if (w->qlen && limit < next) {
+				next = limit;
+			}
+			continue;
+		}
 		if (w->term_at) {
 			uint64_t kill_at = w->term_at + pool->grace_ns;
 			if (now >= kill_at) {
@@ -424,6 +512,11 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			next = start + pool->timeout_ns;
 		}
 	}
+	/* Empty slots wait for their next fork attempt. */
+	for (unsigned i = 0; i < pool->nworkers; i++)
+		if (!pool->workers[i].pid && pool->state != MPROC__TERMINATED &&
+		    !pool->broken && pool->workers[i].respawn_at < next)
+			next = pool->workers[i].respawn_at;
 	/* The coarse clock lags by up to a tick: wake a little after. */
 	return next == UINT64_MAX ? next : next + 5000000u;
 }

@@ -93,9 +93,9 @@ int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len)
 }
 
 /* Pull one item from the generator as a record at the end of `out`. */
-static int job_gen_one(struct mproc__job *job, struct mproc__buf *out)
+static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
+                       struct mproc__buf *out)
 {
-	struct mproc_writer *w = job->pool->w;
 	size_t rec = out->len;
 	int rc = mproc__buf_reserve(out, MPROC__TASK_REC);
 	if (rc < 0)
@@ -120,22 +120,25 @@ static int job_gen_one(struct mproc__job *job, struct mproc__buf *out)
 int mproc__job_read_all(struct mproc__job *job)
 {
 	/* map() over an input of unknown length reads it all first, as
-	 * Python's map() does list(iterable), to size its chunks. */
+	 * Python's map() does list(iterable), to size its chunks. This runs
+	 * in the caller's thread without the pool's lock: its own writer. */
+	struct mproc_writer *w;
+	int wrc = mproc_writer_new(&w, 5);
+	if (wrc < 0)
+		return wrc;
 	size_t n = 0;
+	int rc;
 	for (;;) {
-		size_t before = job->pre.len;
 		job->pulled = n;
-		int rc = job_gen_one(job, &job->pre);
-		if (rc < 0) {
-			job->pulled = 0;
-			return rc;
-		}
-		if (rc == 0)
+		rc = job_gen_one(job, w, &job->pre);
+		if (rc <= 0)
 			break;
-		(void)before;
 		n++;
 	}
+	mproc_writer_free(w);
 	job->pulled = 0;
+	if (rc < 0)
+		return rc;
 	job->use_pre = true;
 	job->in.has_len = true;
 	job->in.len = n;
@@ -198,7 +201,7 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 		} else if (job->in.has_len && job->pulled >= job->in.len) {
 			rc = 0;
 		} else {
-			rc = job_gen_one(job, out);
+			rc = job_gen_one(job, job->pool->w, out);
 		}
 		if (rc <= 0) {
 			job->input_done = true;

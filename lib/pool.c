@@ -118,11 +118,18 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	int *closelist = NULL;
 	int rc;
 
+	/* The registry stays locked from the pipes' creation to the fork, so
+	 * that no other pool forks a child between, which would inherit these
+	 * pipes without knowing to close them. */
+	pthread_mutex_lock(&reg_mu);
+
 	/* sv: the task pipe, worker reads sv[0], manager writes sv[1] and
 	 * keeps sv[0] open too, so that a write to a dead worker's pipe never
 	 * raises SIGPIPE in the host program: there is always a reader. */
-	if (pipe2(sv, O_CLOEXEC) < 0)
-		return -errno;
+	if (pipe2(sv, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	if (pipe2(pp, O_CLOEXEC) < 0) {
 		rc = -errno;
 		goto fail;
@@ -144,15 +151,17 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 		.initarg = pool->opts.initarg,
 		.status = &pool->status[w->number],
 		.limits = pool->opts.limits,
+		/* PR_SET_PDEATHSIG follows the thread that forks, not the
+		 * process: armed only when that is the main thread, which lives
+		 * as long as the process. Otherwise the worker relies on end of
+		 * file on its task pipe and getppid(). */
+		.pdeathsig = gettid() == getpid(),
 	};
 	atomic_store(&plan.status->task_id, 0);
+	atomic_store(&plan.status->retired_rss, 0);
 
-	/* The registry stays locked across fork so that no other thread adds
-	 * a descriptor the child would not know to close. */
-	pthread_mutex_lock(&reg_mu);
 	closelist = reallocarray(NULL, reg_len + 3, sizeof *closelist);
 	if (!closelist) {
-		pthread_mutex_unlock(&reg_mu);
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -175,16 +184,15 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	int fork_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
-		pthread_mutex_unlock(&reg_mu);
 		rc = -fork_errno;
 		goto fail;
 	}
 	(void)reg_add_locked(sv[0]);
 	(void)reg_add_locked(sv[1]);
 	(void)reg_add_locked(pp[0]);
+	close(pp[1]);
 	pthread_mutex_unlock(&reg_mu);
 	free(closelist);
-	close(pp[1]);
 
 	w->pid = pid;
 	w->task_fd = sv[1];
@@ -204,6 +212,8 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	w->in.len = 0;
 	w->qhead = w->qlen = 0;
 	w->inflight_tasks = 0;
+	w->spawned_ns = mproc__coarse_ns();
+	w->respawn_backoff = 0;
 	return 0;
 
 fail:
@@ -214,6 +224,7 @@ fail:
 		if (pp[i] >= 0)
 			close(pp[i]);
 	}
+	pthread_mutex_unlock(&reg_mu);
 	return rc;
 }
 
@@ -418,6 +429,7 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		if (job->input_done) {
 			job_dequeue(pool, job);
 			mproc__job_check_done(job);
+			mproc__job_maybe_free(job);
 		}
 		return 0;
 	}
@@ -613,6 +625,7 @@ static void pool_run_callbacks(struct mproc_pool *pool)
 
 static int pool_progress(struct mproc_pool *pool, uint64_t deadline)
 {
+	mproc__fault_respawn(pool);
 	pool_dispatch(pool);
 	unsigned n = pool->nworkers;
 	struct pollfd pfd[3 * n + 1];
@@ -701,29 +714,37 @@ int mproc__pool_wait(struct mproc_pool *pool, bool (*ready)(void *), void *arg,
 {
 	if (!ready(arg) && pool_in_callback(pool))
 		return -EDEADLK;
-	while (!ready(arg)) {
-		if (mproc__now_ns() >= deadline)
-			return -ETIMEDOUT;
-		if (pool->driving) {
-			if (deadline == UINT64_MAX) {
-				pthread_cond_wait(&pool->cv, &pool->mu);
-			} else {
-				struct timespec ts = {
-					.tv_sec = (time_t)(deadline / 1000000000u),
-					.tv_nsec = (long)(deadline % 1000000000u)};
-				pthread_cond_timedwait(&pool->cv, &pool->mu, &ts);
-			}
+	for (;;) {
+		if (ready(arg))
+			return 0;
+		/* Drive when nobody does and nobody (terminate, join) asked for
+		 * the engine. Even a zero timeout drives once, without blocking,
+		 * so that polling with timeout 0 takes in what has arrived. */
+		if (!pool->driving && !pool->engine_wanted) {
+			pool->driving = true;
+			int rc = pool_progress(pool, deadline);
+			pool_run_callbacks(pool);
+			pool->driving = false;
+			pthread_cond_broadcast(&pool->cv);
+			if (ready(arg))
+				return 0;
+			if (rc < 0)
+				return rc;
+			if (mproc__now_ns() >= deadline)
+				return -ETIMEDOUT;
 			continue;
 		}
-		pool->driving = true;
-		int rc = pool_progress(pool, deadline);
-		pool_run_callbacks(pool);
-		pool->driving = false;
-		pthread_cond_broadcast(&pool->cv);
-		if (rc < 0)
-			return rc;
+		if (mproc__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		if (deadline == UINT64_MAX) {
+			pthread_cond_wait(&pool->cv, &pool->mu);
+		} else {
+			struct timespec ts = {
+				.tv_sec = (time_t)(deadline / 1000000000u),
+				.tv_nsec = (long)(deadline % 1000000000u)};
+			pthread_cond_timedwait(&pool->cv, &pool->mu, &ts);
+		}
 	}
-	return 0;
 }
 
 void mproc__pool_kick(struct mproc_pool *pool)
@@ -891,6 +912,9 @@ int mproc_pool_close(struct mproc_pool *pool)
 /* Take the engine for ourselves (terminate, join): wait out the driver. */
 static void pool_take_engine(struct mproc_pool *pool)
 {
+	/* Announce it, so that the driver, once out of ppoll, lets go
+	 * instead of driving again; the waiters leave it to us. */
+	pool->engine_wanted++;
 	while (pool->driving) {
 		if (pool->polling) {
 			uint64_t one = 1;
@@ -898,6 +922,7 @@ static void pool_take_engine(struct mproc_pool *pool)
 		}
 		pthread_cond_wait(&pool->cv, &pool->mu);
 	}
+	pool->engine_wanted--;
 	pool->driving = true;
 }
 

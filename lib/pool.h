@@ -38,6 +38,9 @@ struct mproc__status {
 	uint64_t frames[MPROC__MAX_FRAMES];
 	/* Suspect mode: the task that broke the worker's channel. */
 	_Atomic uint64_t culprit;
+	/* Set before a worker exits past max_rss, so that the exit status
+	 * alone (which a task could also use) never reads as a retirement. */
+	_Atomic uint32_t retired_rss;
 };
 
 /* Exit status of a worker that retired itself past max_rss. */
@@ -52,6 +55,7 @@ struct mproc__child_plan {
 	pid_t manager;            /* getppid() must answer this */
 	unsigned number;          /* worker number, for its title */
 	unsigned maxtasks;        /* chunks before it retires; 0 = never */
+	bool pdeathsig;           /* arm PR_SET_PDEATHSIG (forked by main thread) */
 	size_t max_rss;           /* retire past this resident size */
 	size_t max_vm;            /* RLIMIT_AS */
 	mproc_initializer_fn initializer;
@@ -70,6 +74,7 @@ void mproc__fdreg_child(void);
 extern bool mproc__title_ready;
 
 uint64_t mproc__now_ns(void);
+uint64_t mproc__coarse_ns(void);
 
 enum mproc__job_kind {
 	MPROC__JOB_ALL,       /* map, apply: every result kept, in order */
@@ -178,6 +183,9 @@ struct mproc__worker {
 	uint64_t timeout_task; /* the task that ran past its timeout */
 	bool killed;         /* SIGKILL sent after the grace period */
 	uint64_t death_ns;   /* last death seen, until the replacement is ready */
+	uint64_t spawned_ns; /* coarse clock at its fork */
+	uint64_t respawn_at; /* empty slot: next fork attempt (coarse clock) */
+	uint64_t respawn_backoff;
 };
 
 TAILQ_HEAD(mproc__jobq, mproc__job);
@@ -188,6 +196,7 @@ struct mproc_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool driving;           /* one thread at a time runs the engine */
+	unsigned engine_wanted; /* threads in pool_take_engine (terminate, join) */
 	bool cb_running;        /* a callback runs, in thread cb_thread */
 	pthread_t cb_thread;
 	int wakefd;             /* eventfd: wakes the driver out of poll */
@@ -214,6 +223,9 @@ struct mproc_pool {
 	struct mproc_pool_stats stats;
 	double replace_total;           /* seconds, for stats.replace_mean */
 	uint64_t replace_count;
+	unsigned start_failures;        /* workers in a row dead before ready */
+	bool broken;                    /* workers cannot start: tasks fail */
+	char broken_msg[240];
 	size_t max_frame;
 };
 
@@ -239,7 +251,7 @@ void mproc__job_maybe_free(struct mproc__job *job);
 void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w);
 uint64_t mproc__fault_watch(struct mproc_pool *pool);
 void mproc__fault_count(struct mproc_pool *pool, enum mproc_status status);
-void mproc__fault_replaced(struct mproc_pool *pool);
+void mproc__fault_respawn(struct mproc_pool *pool);
 
 /* Jobs (job.c). */
 struct mproc__job *mproc__job_new(struct mproc_pool *pool,

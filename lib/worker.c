@@ -33,6 +33,13 @@
 
 bool mproc__title_ready;
 
+uint64_t mproc__coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t mproc__now_ns(void)
 {
 	struct timespec ts;
@@ -67,7 +74,8 @@ static void worker_setup(const struct mproc__child_plan *plan)
 {
 	/* Die with the manager: the signal for a later death, the check for
 	 * a manager that died before prctl took effect. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (plan->pdeathsig)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != plan->manager)
 		_exit(0);
 
@@ -249,7 +257,10 @@ static void worker_crash_handlers(void)
 	backtrace(warm, 2); /* loads the unwinder now, not in the handler */
 	struct sigaction sa = {.sa_sigaction = worker_on_crash,
 	                       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND};
+	/* A second fault inside the handler waits: it would flush twice. */
 	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaddset(&sa.sa_mask, sigs[i]);
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		sigaction(sigs[i], &sa, NULL);
 }
@@ -431,6 +442,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			 * chunk goes back to the manager's queue. */
 			worker_frame_close(wk);
 			worker_flush(wk);
+			atomic_store(&wk->plan->status->retired_rss, 1);
 			_exit(MPROC__EXIT_MEMORY);
 		}
 		/* Long tasks report as they finish, not at the end of the batch. */
@@ -464,8 +476,8 @@ _Noreturn void mproc__worker_main(const struct mproc__child_plan *plan)
 
 	for (;;) {
 		ssize_t n = mproc__wire_read(plan->task_fd, &wk.in);
-		if (n == 0)
-			_exit(0);
+		if (n == 0 || getppid() != plan->manager)
+			_exit(0); /* the pool closed its pipe, or the manager died */
 		if (n < 0)
 			_exit(n == -ENOMEM ? 70 : 0);
 		size_t off = 0;

@@ -204,6 +204,15 @@ static int t_flaky(const struct mproc_value *arg, struct mproc_writer *ret)
 	return mproc_write_int(ret, (int64_t)runs + 1);
 }
 
+static int t_fault_or_segv_at_0(const struct mproc_value *arg,
+                                struct mproc_writer *ret)
+{
+	if (arg_int(arg) == 0)
+		raise(SIGSEGV);
+	sleep_ms(1);
+	return mproc_write_int(ret, arg_int(arg));
+}
+
 static int t_raise(const struct mproc_value *arg, struct mproc_writer *ret)
 {
 	return mproc_raise(ret, "ValueError", "input %lld", (long long)arg_int(arg));
@@ -806,6 +815,108 @@ START_TEST(test_fault_replacements_start_while_program_threads_allocate)
 }
 END_TEST
 
+/* ---- regressions ---------------------------------------------------- */
+
+static int t_exit_86(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	if (arg_int(arg) == 3)
+		_exit(86); /* the status a worker uses to retire past max_rss */
+	return mproc_write_int(ret, arg_int(arg));
+}
+
+START_TEST(test_fault_task_exit_with_retire_status_is_crashed)
+{
+	struct mproc_pool_opts o = {.processes = 2};
+	struct mproc_pool *p = open_opts(&o);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 8, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_exit_86, &in, 1, &r), MPROC_ERAISED);
+	ck_assert_int_eq(r->items[3].status, MPROC_CRASHED);
+	ck_assert_int_eq(r->items[3].crash->exit_status, 86);
+	ck_assert_uint_eq(r->failed, 1);
+	mproc_results_free(r);
+	finish(p);
+}
+END_TEST
+
+static volatile int init_fails;
+static void init_maybe_fail(void *arg)
+{
+	(void)arg;
+	if (init_fails)
+		_exit(3);
+}
+
+START_TEST(test_fault_failing_initializer_halts_instead_of_looping)
+{
+	struct mproc_pool_opts o = {.processes = 2, .initializer = init_maybe_fail};
+	struct mproc_pool *p = open_opts(&o);
+	init_fails = 1; /* every replacement fails to start */
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 50, 1);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_map_async(p, t_fault_or_segv_at_0, &in, 5, NULL, &a), 0);
+	const struct mproc_results *r;
+	int rc = mproc_async_get(a, 10, &r);
+	ck_assert_int_eq(rc, MPROC_EHALTED);
+	size_t crashed = 0;
+	for (size_t i = 0; i < r->count; i++) {
+		ck_assert(r->items[i].status == MPROC_OK ||
+		          r->items[i].status == MPROC_CRASHED);
+		crashed += r->items[i].status == MPROC_CRASHED;
+	}
+	ck_assert_uint_ge(crashed, 1);
+	struct mproc_pool_stats st;
+	mproc_pool_stats(p, &st);
+	ck_assert(st.halted);
+	ck_assert_uint_le(st.workers_started, 6);
+	mproc_async_free(a);
+	init_fails = 0;
+	mproc_pool_free(p);
+	ck_assert(no_children());
+}
+END_TEST
+
+static int t_slow_7(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg;
+	sleep_ms(1500);
+	return mproc_write_int(ret, 7);
+}
+
+static void *crash_then_exit(void *arg)
+{
+	struct mproc_pool *p = arg;
+	struct mproc_results *r = NULL;
+	struct mproc_writer *w;
+	const void *d;
+	size_t n;
+	mproc_writer_new(&w, 5);
+	mproc_write_int(w, DO_SEGV);
+	mproc_writer_finish(w, &d, &n);
+	mproc_apply(p, t_fault, d, n, &r); /* this thread forks the replacement */
+	mproc_writer_free(w);
+	mproc_results_free(r);
+	return NULL; /* and exits */
+}
+
+START_TEST(test_fault_replacement_outlives_the_thread_that_forked_it)
+{
+	struct mproc_pool_opts o = {.processes = 1};
+	struct mproc_pool *p = open_opts(&o);
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, crash_then_exit, p), 0);
+	pthread_join(th, NULL);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_slow_7, NULL, 0, &r), 0);
+	ck_assert_int_eq(r->items[0].status, MPROC_OK);
+	ck_assert_int_eq(int_of(r->items[0].value), 7);
+	mproc_results_free(r);
+	finish(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fault");
@@ -835,6 +946,9 @@ int main(void)
 	tcase_add_test(tc, test_fault_manager_sigkill_ends_workers_within_1s);
 	tcase_add_test(tc, test_fault_sigint_to_group_reaches_program_not_workers);
 	tcase_add_test(tc, test_fault_replacements_start_while_program_threads_allocate);
+	tcase_add_test(tc, test_fault_task_exit_with_retire_status_is_crashed);
+	tcase_add_test(tc, test_fault_failing_initializer_halts_instead_of_looping);
+	tcase_add_test(tc, test_fault_replacement_outlives_the_thread_that_forked_it);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

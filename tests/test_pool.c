@@ -1063,6 +1063,111 @@ START_TEST(test_pool_four_threads_get_every_result_once)
 }
 END_TEST
 
+/* ---- regressions --------------------------------------------------- */
+
+static void *apply_long(void *arg)
+{
+	struct mproc_pool *p = arg;
+	struct mproc_results *r = NULL;
+	size_t n;
+	struct mproc_writer *w;
+	const void *d;
+	mproc_writer_new(&w, 5);
+	mproc_write_int(w, 30000);
+	mproc_writer_finish(w, &d, &n);
+	mproc_apply(p, t_sleep, d, n, &r);
+	mproc_writer_free(w);
+	mproc_results_free(r);
+	return NULL;
+}
+
+START_TEST(test_pool_terminate_while_another_thread_drives_is_prompt)
+{
+	struct mproc_pool *p = open_pool(1);
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, apply_long, p), 0);
+	sleep_ms(200);
+	time_t t0 = time(NULL);
+	ck_assert_int_eq(mproc_pool_terminate(p), 0);
+	pthread_join(th, NULL);
+	ck_assert_int_le(time(NULL) - t0, 2);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	mproc_pool_free(p);
+	ck_assert(no_children());
+}
+END_TEST
+
+START_TEST(test_pool_polling_with_zero_timeout_makes_progress)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 10, 1);
+	struct mproc_iter *it;
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 1, &it), 0);
+	int got = 0;
+	for (long spins = 0; got < 10 && spins < 50000000; spins++) {
+		int rc = mproc_iter_next(it, 0, &r);
+		ck_assert(rc == 1 || rc == -ETIMEDOUT);
+		got += rc == 1;
+	}
+	ck_assert_int_eq(got, 10);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+static int gen_lists(void *cookie, size_t i, struct mproc_writer *w)
+{
+	(void)cookie;
+	if (i >= 500)
+		return 0;
+	mproc_write_list_begin(w);
+	for (int k = 0; k < 20; k++)
+		mproc_write_int(w, (int64_t)i * 1000 + k);
+	return mproc_write_list_end(w) < 0 ? -1 : 1;
+}
+
+static volatile int stop_imap;
+static void *imap_loop(void *arg)
+{
+	struct mproc_pool *p = arg;
+	while (!stop_imap) {
+		struct mproc_input in;
+		mproc_input_fn_init(&in, gen_lists, NULL);
+		struct mproc_iter *it;
+		const struct mproc_result *r;
+		if (mproc_imap(p, t_identity, &in, 4, &it) < 0)
+			break;
+		while (mproc_iter_next(it, -1, &r) == 1)
+			;
+		mproc_iter_free(it);
+	}
+	return NULL;
+}
+
+START_TEST(test_pool_map_of_unknown_length_beside_an_imap_thread)
+{
+	struct mproc_pool *p = open_pool(2);
+	pthread_t th;
+	stop_imap = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, imap_loop, p), 0);
+	size_t limit = 2000;
+	for (int rep = 0; rep < 50; rep++) {
+		struct mproc_input in;
+		mproc_input_fn_init(&in, gen_squares_then_stop, &limit);
+		struct mproc_results *r;
+		ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
+		ck_assert_uint_eq(r->count, 2000);
+		ck_assert_int_eq(int_of(r->items[1999].value), 1999);
+		mproc_results_free(r);
+	}
+	stop_imap = 1;
+	pthread_join(th, NULL);
+	finish_pool(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pool");
@@ -1109,6 +1214,9 @@ int main(void)
 	tcase_add_test(tc, test_pool_input_range_matches_python);
 	tcase_add_test(tc, test_pool_cpu_counts_are_sane);
 	tcase_add_test(tc, test_pool_four_threads_get_every_result_once);
+	tcase_add_test(tc, test_pool_terminate_while_another_thread_drives_is_prompt);
+	tcase_add_test(tc, test_pool_polling_with_zero_timeout_makes_progress);
+	tcase_add_test(tc, test_pool_map_of_unknown_length_beside_an_imap_thread);
 	suite_add_tcase(s, tc);
 	TCase *tr = tcase_create("resources");
 	tcase_set_timeout(tr, 240);
