@@ -17,6 +17,7 @@
  * would hide its EOF from the worker that reads it).
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -876,6 +877,10 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 		pool->wakefd = -1;
 		goto fail;
 	}
+	/* Load the unwinder here, once: a worker's crash handler uses it, and
+	 * each worker would otherwise load it after fork. */
+	void *warm[2];
+	backtrace(warm, 2);
 	pthread_mutex_lock(&pool->mu);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		if ((rc = mproc__pool_spawn(pool, &pool->workers[i])) < 0) {
