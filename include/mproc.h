@@ -326,6 +326,21 @@ MPROC_EXPORT int mproc_raise(struct mproc_writer *ret, const char *type,
 /* Run once in each worker before its first task (Pool's initializer). */
 typedef void (*mproc_initializer_fn)(void *initarg);
 
+/*
+ * How workers are started (Python's start methods).
+ * MPROC_START_FORK: each worker is forked from the program; a replacement
+ *   is a copy of the program as it is when the old worker died.
+ * MPROC_START_FORKSERVER: a small server process is forked when the pool
+ *   opens and forks every worker, so every worker, replacements included,
+ *   starts from the program's state at mproc_pool_open, with none of the
+ *   threads the program started later (nor the locks they hold). Costs one
+ *   more process and a message per worker start.
+ */
+enum mproc_start_method {
+	MPROC_START_FORK = 0,
+	MPROC_START_FORKSERVER,
+};
+
 /* Options of mproc_pool_open(). All zero means Python's defaults. */
 struct mproc_pool_opts {
 	/** Worker count; 0 means mproc_process_cpu_count(). */
@@ -346,6 +361,8 @@ struct mproc_pool_opts {
 	size_t window;
 	/** Decoder limits for arguments and results; zero means the defaults. */
 	struct mproc_limits limits;
+	/** How workers are started; zero is MPROC_START_FORK. */
+	enum mproc_start_method start_method;
 
 	/* Fault isolation (docs/faults.md). */
 

@@ -301,7 +301,7 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	int r = mproc__worker_read(pool, w, INT_MAX);
 	mproc__worker_kill(w); /* it may live on with a broken channel */
 	siginfo_t si;
-	mproc__worker_reap(w, &si);
+	mproc__worker_reap(pool, w, &si);
 	mproc__worker_close(w);
 	w->death_ns = mproc__now_ns();
 
@@ -413,8 +413,20 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
  * backing off from 10 ms to 1 s. */
 static void respawn(struct mproc_pool *pool, struct mproc__worker *w)
 {
-	if (mproc__pool_spawn(pool, w) == 0) {
+	int rc = mproc__pool_spawn(pool, w);
+	if (rc == 0) {
 		pool->stats.workers_started++;
+		return;
+	}
+	if (pool->fs_pid && (rc == -EPIPE || rc == -ECONNRESET)) {
+		/* The fork server is gone (killed from outside): a new one
+		 * could not start from the state at open, so the pool halts
+		 * and what waits for a worker fails. */
+		pool->broken = true;
+		pool->stats.halted = true;
+		snprintf(pool->broken_msg, sizeof pool->broken_msg,
+		         "the pool's fork server died; no worker can start");
+		fail_requeue(pool);
 		return;
 	}
 	uint64_t b = w->respawn_backoff ? w->respawn_backoff * 2 : 10000000u;

@@ -172,21 +172,29 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	plan.close_fds = closelist;
 	plan.nclose = reg_len + 2;
 
-	/* Block every signal across fork: the child must not run a handler
-	 * of the host program before worker_setup() resets them. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid_t pid = fork();
-	if (pid == 0) {
-		mproc__fdreg_child();
-		mproc__worker_main(&plan);
-	}
-	int fork_errno = errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (pid < 0) {
-		rc = -fork_errno;
-		goto fail;
+	pid_t pid;
+	if (pool->fs_pid) {
+		/* The fork server forks it, from the state at open. */
+		if ((rc = mproc__fs_spawn(pool, w->number, sv[0], pp[1], &pid)) < 0)
+			goto fail;
+	} else {
+		/* Block every signal across fork: the child must not run a
+		 * handler of the host program before worker_setup() resets
+		 * them. */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		pid = fork();
+		if (pid == 0) {
+			mproc__fdreg_child();
+			mproc__worker_main(&plan);
+		}
+		int fork_errno = errno;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (pid < 0) {
+			rc = -fork_errno;
+			goto fail;
+		}
 	}
 	(void)reg_add_locked(sv[0]);
 	(void)reg_add_locked(sv[1]);
@@ -231,8 +239,13 @@ fail:
 
 /* Wait for a worker that is known to be exiting (or killed); *si says
  * how it ended (si_code CLD_EXITED, CLD_KILLED, CLD_DUMPED). */
-void mproc__worker_reap(struct mproc__worker *w, siginfo_t *si)
+void mproc__worker_reap(struct mproc_pool *pool, struct mproc__worker *w,
+                        siginfo_t *si)
 {
+	if (pool->fs_pid) {
+		mproc__fs_reap(pool, w->pid, si); /* the server's child */
+		return;
+	}
 	int rc;
 	memset(si, 0, sizeof *si);
 	do {
@@ -790,8 +803,18 @@ int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* No more workers will start: let the fork server go. */
+static void pool_stop_server(struct mproc_pool *pool)
+{
+	if (!pool->fs_pid)
+		return;
+	reg_close(&pool->fs_fd);
+	mproc__fs_stop(pool);
+}
+
 static void pool_release(struct mproc_pool *pool)
 {
+	pool_stop_server(pool);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
 		mproc__worker_close(w);
@@ -832,6 +855,7 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 		return -ENOMEM;
 	pool->opts = *opts;
 	pool->wakefd = -1;
+	pool->fs_fd = -1;
 	pool->nworkers = opts->processes ? opts->processes
 	                                 : (unsigned)mproc_process_cpu_count();
 	size_t max_size = opts->limits.max_size ? opts->limits.max_size : (1u << 30);
@@ -881,13 +905,27 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	 * each worker would otherwise load it after fork. */
 	void *warm[2];
 	backtrace(warm, 2);
+	if (opts->start_method == MPROC_START_FORKSERVER) {
+		/* Forked with the registry locked, it closes every other mproc
+		 * descriptor, as a worker does. */
+		pthread_mutex_lock(&reg_mu);
+		rc = mproc__fs_start(pool, reg_fds, reg_len);
+		if (rc == 0 && reg_add_locked(pool->fs_fd) < 0)
+			rc = -ENOMEM;
+		pthread_mutex_unlock(&reg_mu);
+		if (rc < 0)
+			goto fail;
+	} else if (opts->start_method != MPROC_START_FORK) {
+		rc = -EINVAL;
+		goto fail;
+	}
 	pthread_mutex_lock(&pool->mu);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		if ((rc = mproc__pool_spawn(pool, &pool->workers[i])) < 0) {
 			for (unsigned j = 0; j < i; j++) {
 				siginfo_t si;
 				mproc__worker_kill(&pool->workers[j]);
-				mproc__worker_reap(&pool->workers[j], &si);
+				mproc__worker_reap(pool, &pool->workers[j], &si);
 				mproc__worker_close(&pool->workers[j]);
 			}
 			pthread_mutex_unlock(&pool->mu);
@@ -960,7 +998,7 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 		struct mproc__worker *w = &pool->workers[i];
 		if (w->pid) {
 			siginfo_t si;
-			mproc__worker_reap(w, &si);
+			mproc__worker_reap(pool, w, &si);
 			mproc__worker_close(w);
 		}
 		for (size_t qi = 0; qi < w->qlen; qi++) {
@@ -989,6 +1027,7 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 		mproc__job_check_done(job);
 		mproc__job_maybe_free(job);
 	}
+	pool_stop_server(pool);
 	pool_run_callbacks(pool);
 	pool_give_engine(pool);
 	pthread_mutex_unlock(&pool->mu);
@@ -1060,10 +1099,11 @@ int mproc_pool_join(struct mproc_pool *pool)
 			struct mproc__worker *w = &pool->workers[i];
 			if (w->pid) {
 				siginfo_t si;
-				mproc__worker_reap(w, &si);
+				mproc__worker_reap(pool, w, &si);
 				mproc__worker_close(w);
 			}
 		}
+		pool_stop_server(pool);
 		pool->joined = true;
 		pool_give_engine(pool);
 	}

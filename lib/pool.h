@@ -190,6 +190,12 @@ struct mproc__worker {
 
 TAILQ_HEAD(mproc__jobq, mproc__job);
 
+/* How a fork server's worker ended, kept until the manager reaps it. */
+struct mproc__fs_exit {
+	pid_t pid;
+	int code, status;
+};
+
 enum mproc__pool_state { MPROC__RUN, MPROC__CLOSED, MPROC__TERMINATED };
 
 struct mproc_pool {
@@ -225,6 +231,10 @@ struct mproc_pool {
 	uint64_t replace_count;
 	unsigned start_failures;        /* workers in a row dead before ready */
 	bool broken;                    /* workers cannot start: tasks fail */
+	pid_t fs_pid;                   /* the fork server, 0 with plain fork */
+	int fs_fd;                      /* its control socket */
+	struct mproc__fs_exit fs_exits[64];
+	size_t fs_nexits;
 	char broken_msg[240];
 	size_t max_frame;
 };
@@ -238,7 +248,8 @@ int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job);
 
 /* Workers and chunks (pool.c), for fault.c. */
 int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w);
-void mproc__worker_reap(struct mproc__worker *w, siginfo_t *si);
+void mproc__worker_reap(struct mproc_pool *pool, struct mproc__worker *w,
+                        siginfo_t *si);
 void mproc__worker_close(struct mproc__worker *w);
 void mproc__worker_kill(struct mproc__worker *w);
 int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
@@ -246,6 +257,14 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 int mproc__rq_push(struct mproc_pool *pool, const struct mproc__chunk *c);
 void mproc__chunk_finish(struct mproc__chunk *c);
 void mproc__job_maybe_free(struct mproc__job *job);
+
+/* The fork server (forkserver.c). */
+int mproc__fs_start(struct mproc_pool *pool, const int *close_fds,
+                    size_t nclose);
+int mproc__fs_spawn(struct mproc_pool *pool, unsigned number, int task_rd,
+                    int result_wr, pid_t *pid);
+void mproc__fs_reap(struct mproc_pool *pool, pid_t pid, siginfo_t *si);
+void mproc__fs_stop(struct mproc_pool *pool);
 
 /* Faults (fault.c). */
 void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w);

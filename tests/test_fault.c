@@ -22,6 +22,17 @@
 
 #include "mproc.h"
 
+/* The suite runs once per start method: MPROC_TEST_START=forkserver picks
+ * the fork server (see tests/meson.build). */
+static int open_with_start(struct mproc_pool **p, struct mproc_pool_opts *o)
+{
+	const char *m = getenv("MPROC_TEST_START");
+	o->start_method = m && strcmp(m, "forkserver") == 0
+	                          ? MPROC_START_FORKSERVER
+	                          : MPROC_START_FORK;
+	return mproc_pool_open(p, o);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 /* A task that calls exit() must end with its own status, not with the leak
  * checker's verdict on the worker (other suites check leaks). */
@@ -228,7 +239,7 @@ static bool no_children(void)
 static struct mproc_pool *open_opts(struct mproc_pool_opts *o)
 {
 	struct mproc_pool *p = NULL;
-	ck_assert_int_eq(mproc_pool_open(&p, o), 0);
+	ck_assert_int_eq(open_with_start(&p, o), 0);
 	return p;
 }
 
@@ -654,7 +665,7 @@ static void manager_child(int fd)
 {
 	struct mproc_pool_opts o = {.processes = 2};
 	struct mproc_pool *p;
-	if (mproc_pool_open(&p, &o) < 0)
+	if (open_with_start(&p, &o) < 0)
 		_exit(1);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 64, 1);
@@ -840,19 +851,24 @@ START_TEST(test_fault_task_exit_with_retire_status_is_crashed)
 }
 END_TEST
 
-static volatile int init_fails;
+/* Fails once its file exists: a flag in memory would not reach workers
+ * that the fork server starts from the state at open. */
+static char init_flag[64];
 static void init_maybe_fail(void *arg)
 {
 	(void)arg;
-	if (init_fails)
+	if (access(init_flag, F_OK) == 0)
 		_exit(3);
 }
 
 START_TEST(test_fault_failing_initializer_halts_instead_of_looping)
 {
+	snprintf(init_flag, sizeof init_flag, "/tmp/mproc-init-fails-%d",
+	         (int)getpid());
+	unlink(init_flag);
 	struct mproc_pool_opts o = {.processes = 2, .initializer = init_maybe_fail};
 	struct mproc_pool *p = open_opts(&o);
-	init_fails = 1; /* every replacement fails to start */
+	close(open(init_flag, O_CREAT | O_WRONLY, 0600)); /* replacements fail */
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 50, 1);
 	struct mproc_async *a;
@@ -872,7 +888,7 @@ START_TEST(test_fault_failing_initializer_halts_instead_of_looping)
 	ck_assert(st.halted);
 	ck_assert_uint_le(st.workers_started, 6);
 	mproc_async_free(a);
-	init_fails = 0;
+	unlink(init_flag);
 	mproc_pool_free(p);
 	ck_assert(no_children());
 }
@@ -917,6 +933,80 @@ START_TEST(test_fault_replacement_outlives_the_thread_that_forked_it)
 }
 END_TEST
 
+static int64_t generation; /* changed by the program after open */
+
+static int t_generation(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	if (arg_int(arg) == 1)
+		raise(SIGSEGV);
+	return mproc_write_int(ret, generation);
+}
+
+START_TEST(test_fault_replacement_starts_from_the_state_its_method_promises)
+{
+	generation = 1;
+	struct mproc_pool_opts o = {.processes = 1};
+	struct mproc_pool *p = open_opts(&o);
+	generation = 2; /* the program moves on after open */
+	struct mproc_input in;
+	int64_t what[3] = {0, 1, 0}; /* the crash forces a replacement */
+	mproc_input_int64s(&in, what, 3);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_generation, &in, 1, &r), MPROC_ERAISED);
+	ck_assert_int_eq(int_of(r->items[0].value), 1);
+	/* fork: a copy of the program now; forkserver: of the state at open */
+	ck_assert_int_eq(int_of(r->items[2].value),
+	                 o.start_method == MPROC_START_FORKSERVER ? 1 : 2);
+	mproc_results_free(r);
+	finish(p);
+}
+END_TEST
+
+static pthread_mutex_t taken_after_open = PTHREAD_MUTEX_INITIALIZER;
+static int t_lock(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	if (arg_int(arg) == 1)
+		raise(SIGSEGV);
+	pthread_mutex_lock(&taken_after_open);
+	pthread_mutex_unlock(&taken_after_open);
+	return mproc_write_int(ret, 1);
+}
+
+static void *hold_lock(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&taken_after_open);
+	while (!stop_thread)
+		sleep_ms(5);
+	pthread_mutex_unlock(&taken_after_open);
+	return NULL;
+}
+
+START_TEST(test_fault_forkserver_replacement_never_sees_program_locks)
+{
+	struct mproc_pool_opts o = {.processes = 1,
+	                            .start_method = MPROC_START_FORKSERVER};
+	struct mproc_pool *p;
+	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	pthread_t th;
+	stop_thread = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, hold_lock, NULL), 0);
+	sleep_ms(20); /* the program's thread now holds the lock */
+	struct mproc_input in;
+	int64_t what[3] = {0, 1, 0};
+	mproc_input_int64s(&in, what, 3);
+	struct mproc_results *r;
+	/* With plain fork the replacement would copy the held lock and wait
+	 * forever in task 2; from the fork server it never sees it. */
+	ck_assert_int_eq(mproc_map(p, t_lock, &in, 1, &r), MPROC_ERAISED);
+	ck_assert_int_eq(r->items[2].status, MPROC_OK);
+	mproc_results_free(r);
+	stop_thread = 1;
+	pthread_join(th, NULL);
+	finish(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fault");
@@ -949,6 +1039,8 @@ int main(void)
 	tcase_add_test(tc, test_fault_task_exit_with_retire_status_is_crashed);
 	tcase_add_test(tc, test_fault_failing_initializer_halts_instead_of_looping);
 	tcase_add_test(tc, test_fault_replacement_outlives_the_thread_that_forked_it);
+	tcase_add_test(tc, test_fault_replacement_starts_from_the_state_its_method_promises);
+	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -23,6 +23,17 @@
 
 #include "mproc.h"
 
+/* The suite runs once per start method: MPROC_TEST_START=forkserver picks
+ * the fork server (see tests/meson.build). */
+static int open_with_start(struct mproc_pool **p, struct mproc_pool_opts *o)
+{
+	const char *m = getenv("MPROC_TEST_START");
+	o->start_method = m && strcmp(m, "forkserver") == 0
+	                          ? MPROC_START_FORKSERVER
+	                          : MPROC_START_FORK;
+	return mproc_pool_open(p, o);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
@@ -79,6 +90,36 @@ static int t_stress(const struct mproc_value *arg, struct mproc_writer *ret)
 static volatile int killer_stop;
 static unsigned long kills;
 
+/* Children of the process whose task path is given; through the fork
+ * server, whose children are the workers (it is never killed itself). */
+static int list_workers(const char *path, pid_t *pids, int max)
+{
+	FILE *f = fopen(path, "r");
+	int n = 0, pid;
+	while (f && n < max && fscanf(f, "%d", &pid) == 1) {
+		char comm[64], cpath[64];
+		snprintf(comm, sizeof comm, "/proc/%d/comm", pid);
+		FILE *c = fopen(comm, "r");
+		bool server = false;
+		if (c) {
+			char name[32] = "";
+			server = fgets(name, sizeof name, c) &&
+			         strncmp(name, "mproc-forksrv", 13) == 0;
+			fclose(c);
+		}
+		if (server) {
+			snprintf(cpath, sizeof cpath, "/proc/%d/task/%d/children", pid,
+			         pid);
+			n += list_workers(cpath, pids + n, max - n);
+		} else {
+			pids[n++] = pid;
+		}
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
 static void *killer(void *arg)
 {
 	pid_t me = *(pid_t *)arg;
@@ -95,14 +136,8 @@ static void *killer(void *arg)
 		long ns = mean_ns / 2 + (long)(rand_r(&seed) % (unsigned)mean_ns);
 		struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
 		nanosleep(&ts, NULL);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
 		pid_t pids[64];
-		int n = 0, pid;
-		while (n < 64 && fscanf(f, "%d", &pid) == 1)
-			pids[n++] = pid;
-		fclose(f);
+		int n = list_workers(path, pids, 64);
 		if (n && kill(pids[rand_r(&seed) % n], SIGKILL) == 0)
 			kills++;
 	}
@@ -160,7 +195,7 @@ START_TEST(test_fault_stress_every_index_gets_one_explained_result)
 	struct mproc_pool_opts o = {.processes = 2, .task_timeout = timeout,
 	                            .kill_grace = 0.02, .retries = 1};
 	struct mproc_pool *p;
-	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	ck_assert_int_eq(open_with_start(&p, &o), 0);
 
 	pid_t me = getpid();
 	pthread_t th;

@@ -20,6 +20,17 @@
 
 #include "mproc.h"
 
+/* The suite runs once per start method: MPROC_TEST_START=forkserver picks
+ * the fork server (see tests/meson.build). */
+static int open_with_start(struct mproc_pool **p, struct mproc_pool_opts *o)
+{
+	const char *m = getenv("MPROC_TEST_START");
+	o->start_method = m && strcmp(m, "forkserver") == 0
+	                          ? MPROC_START_FORKSERVER
+	                          : MPROC_START_FORK;
+	return mproc_pool_open(p, o);
+}
+
 /* ---- tasks (run in workers) ---------------------------------------- */
 
 static int t_identity(const struct mproc_value *arg, struct mproc_writer *ret)
@@ -148,7 +159,7 @@ static struct mproc_pool *open_pool(unsigned n)
 {
 	struct mproc_pool_opts o = {.processes = n};
 	struct mproc_pool *p = NULL;
-	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	ck_assert_int_eq(open_with_start(&p, &o), 0);
 	return p;
 }
 
@@ -793,7 +804,7 @@ START_TEST(test_pool_initializer_runs_in_each_worker)
 	struct mproc_pool_opts o = {.processes = 2, .initializer = init_set,
 	                            .initarg = &value};
 	struct mproc_pool *p;
-	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	ck_assert_int_eq(open_with_start(&p, &o), 0);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 20, 1);
 	struct mproc_results *r;
@@ -810,7 +821,7 @@ START_TEST(test_pool_maxtasksperchild_replaces_workers)
 {
 	struct mproc_pool_opts o = {.processes = 2, .maxtasksperchild = 2};
 	struct mproc_pool *p;
-	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	ck_assert_int_eq(open_with_start(&p, &o), 0);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 20, 1);
 	struct mproc_results *r;
