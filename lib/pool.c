@@ -486,6 +486,10 @@ static void pool_dispatch(struct mproc_pool *pool)
 {
 	if (pool->state == MPROC__TERMINATED)
 		return;
+	/* Halted: end every job's input now, even with no worker left to
+	 * pick (pool_next_job does the ending). */
+	if (pool->stats.halted && !TAILQ_EMPTY(&pool->pending))
+		(void)pool_next_job(pool);
 	for (;;) {
 		struct mproc__worker *w = pool_pick_worker(pool);
 		if (!w)
