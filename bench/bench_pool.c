@@ -41,10 +41,12 @@ static int empty(const struct mproc_value *arg, struct mproc_writer *ret)
 }
 
 static double bench_timeout; /* task_timeout of the pools opened below */
+static enum mproc_start_method bench_start; /* and their start method */
 
 static struct mproc_pool *open2(void)
 {
-	struct mproc_pool_opts o = {.processes = 2, .task_timeout = bench_timeout};
+	struct mproc_pool_opts o = {.processes = 2, .task_timeout = bench_timeout,
+	                            .start_method = bench_start};
 	struct mproc_pool *p;
 	int rc = mproc_pool_open(&p, &o);
 	if (rc < 0)
@@ -118,7 +120,7 @@ static void bench_apply(size_t n)
 	printf("apply_rtt %.2f us\n", dt / (double)n * 1e6);
 }
 
-static void bench_open_close(size_t n)
+static void bench_open_close(size_t n, const char *name)
 {
 	double t0 = now();
 	for (size_t i = 0; i < n; i++) {
@@ -131,7 +133,7 @@ static void bench_open_close(size_t n)
 		close2(p);
 	}
 	double dt = now() - t0;
-	printf("open_apply_close %.3f ms\n", dt / (double)n * 1e3);
+	printf("%s %.3f ms\n", name, dt / (double)n * 1e3);
 }
 
 /* Two processes, two pipes, one byte each way: the physical floor of a
@@ -316,7 +318,10 @@ int main(int argc, char *argv[], char *envp[])
 	bench_imap(300000 / scale, 1, "imap_c1");
 	bench_map(1000000 / scale);
 	bench_apply(5000 / scale);
-	bench_open_close(50 / scale);
+	bench_open_close(50 / scale, "open_apply_close");
+	bench_start = MPROC_START_FORKSERVER;
+	bench_open_close(50 / scale, "open_apply_close_forkserver");
+	bench_start = MPROC_START_FORK;
 	bench_fork(2000 / scale);
 	bench_recovery(500 / scale);
 	/* The same imap with the fault machinery's timeout watch on. */

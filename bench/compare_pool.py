@@ -95,6 +95,11 @@ def faults(get, summary):
     print(f"| worker death seen -> replacement ready, vs fork + exit + wait of an empty child ({unit}) "
           f"| {summary(m, '{:,.0f}')} | {summary(f, '{:,.0f}')} "
           f"| {summary([a / b for a, b in zip(m, f)], '{:.1f}x')} | (none) |")
+    m, unit = get("mproc", "open_apply_close_forkserver")
+    f, _ = get("mproc", "open_apply_close")
+    print(f"| open Pool(2), one apply, close, join: forkserver vs fork start method ({unit}) "
+          f"| {summary(m, '{:.2f}')} | {summary(f, '{:.2f}')} "
+          f"| {summary([a / b for a, b in zip(m, f)], '{:.2f}x')} | (none) |")
     m, unit = get("mproc", "crash_task")
     print(f"| one segfaulting task, end to end ({unit}) | {summary(m, '{:,.0f}')} | | | (none) |")
     m, unit = get("mproc", "imap_c1_timeout")
