@@ -124,14 +124,7 @@ static _Noreturn void fs_serve(struct mproc_pool *pool, int ctl,
 	for (size_t i = 0; i < nclose; i++)
 		close(close_fds[i]);
 	mproc__fdreg_child();
-	struct sigaction sa = {.sa_handler = SIG_DFL};
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sa.sa_handler = sig == SIGINT ? SIG_IGN : SIG_DFL;
-		sigaction(sig, &sa, NULL);
-	}
+	mproc__reset_signals();
 	sigset_t chld;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);

@@ -283,42 +283,35 @@ static size_t worker_depth(const struct mproc__worker *w)
 	return (size_t)d;
 }
 
-static int chunk_push(struct mproc__worker *w, const struct mproc__chunk *c)
+/* Append c to a ring of chunks (a worker's queue, the requeue). */
+static int ring_push(struct mproc__chunk **ring, size_t *head, size_t *len,
+                     size_t *cap, const struct mproc__chunk *c)
 {
-	if (w->qlen == w->qcap) {
-		size_t cap = w->qcap ? w->qcap * 2 : 16;
-		struct mproc__chunk *q = reallocarray(NULL, cap, sizeof *q);
+	if (*len == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct mproc__chunk *q = reallocarray(NULL, ncap, sizeof *q);
 		if (!q)
 			return -ENOMEM;
-		for (size_t i = 0; i < w->qlen; i++)
-			q[i] = w->q[(w->qhead + i) % w->qcap];
-		free(w->q);
-		w->q = q;
-		w->qcap = cap;
-		w->qhead = 0;
+		for (size_t i = 0; i < *len; i++)
+			q[i] = (*ring)[(*head + i) % *cap];
+		free(*ring);
+		*ring = q;
+		*cap = ncap;
+		*head = 0;
 	}
-	w->q[(w->qhead + w->qlen) % w->qcap] = *c;
-	w->qlen++;
+	(*ring)[(*head + *len) % *cap] = *c;
+	(*len)++;
 	return 0;
+}
+
+static int chunk_push(struct mproc__worker *w, const struct mproc__chunk *c)
+{
+	return ring_push(&w->q, &w->qhead, &w->qlen, &w->qcap, c);
 }
 
 int mproc__rq_push(struct mproc_pool *pool, const struct mproc__chunk *c)
 {
-	if (pool->rqlen == pool->rqcap) {
-		size_t cap = pool->rqcap ? pool->rqcap * 2 : 16;
-		struct mproc__chunk *q = reallocarray(NULL, cap, sizeof *q);
-		if (!q)
-			return -ENOMEM;
-		for (size_t i = 0; i < pool->rqlen; i++)
-			q[i] = pool->rq[(pool->rqhead + i) % pool->rqcap];
-		free(pool->rq);
-		pool->rq = q;
-		pool->rqcap = cap;
-		pool->rqhead = 0;
-	}
-	pool->rq[(pool->rqhead + pool->rqlen) % pool->rqcap] = *c;
-	pool->rqlen++;
-	return 0;
+	return ring_push(&pool->rq, &pool->rqhead, &pool->rqlen, &pool->rqcap, c);
 }
 
 void mproc__job_maybe_free(struct mproc__job *job)

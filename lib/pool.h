@@ -64,6 +64,9 @@ struct mproc__child_plan {
 	struct mproc_limits limits;
 };
 
+/* Default signal dispositions, SIGINT ignored (worker.c). */
+void mproc__reset_signals(void);
+
 /* Runs in the child after fork; never returns. */
 _Noreturn void mproc__worker_main(const struct mproc__child_plan *plan);
 

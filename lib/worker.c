@@ -67,6 +67,21 @@ void mproc_init(int argc, char *argv[], char *envp[])
  * then the title and the initializer, which may allocate: glibc's malloc
  * is reset in the child by its own fork handlers.
  */
+/* Default dispositions for every signal, except that Ctrl-C (SIGINT) is
+ * ignored: it is the program's business, not every worker's. Only
+ * sigaction: safe right after fork. */
+void mproc__reset_signals(void)
+{
+	struct sigaction sa = {.sa_handler = SIG_DFL};
+	sigemptyset(&sa.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		sa.sa_handler = sig == SIGINT ? SIG_IGN : SIG_DFL;
+		sigaction(sig, &sa, NULL);
+	}
+}
+
 static void worker_crash_handlers(void);
 static void worker_mark_grandchild(void);
 
@@ -84,16 +99,8 @@ static void worker_setup(const struct mproc__child_plan *plan)
 	for (size_t i = 0; i < plan->nclose; i++)
 		close(plan->close_fds[i]);
 
-	/* The host's handlers are not the worker's: default dispositions, and
-	 * Ctrl-C is the program's business, not every worker's. */
-	struct sigaction sa = {.sa_handler = SIG_DFL};
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sa.sa_handler = sig == SIGINT ? SIG_IGN : SIG_DFL;
-		sigaction(sig, &sa, NULL);
-	}
+	/* The host's handlers are not the worker's. */
+	mproc__reset_signals();
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);

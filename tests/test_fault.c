@@ -21,17 +21,8 @@
 #include <unistd.h>
 
 #include "mproc.h"
+#include "testutil.h"
 
-/* The suite runs once per start method: MPROC_TEST_START=forkserver picks
- * the fork server (see tests/meson.build). */
-static int open_with_start(struct mproc_pool **p, struct mproc_pool_opts *o)
-{
-	const char *m = getenv("MPROC_TEST_START");
-	o->start_method = m && strcmp(m, "forkserver") == 0
-	                          ? MPROC_START_FORKSERVER
-	                          : MPROC_START_FORK;
-	return mproc_pool_open(p, o);
-}
 
 #if defined(__SANITIZE_ADDRESS__)
 /* A task that calls exit() must end with its own status, not with the leak
@@ -230,11 +221,6 @@ static int t_raise(const struct mproc_value *arg, struct mproc_writer *ret)
 }
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static bool no_children(void)
-{
-	return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
-}
 
 static struct mproc_pool *open_opts(struct mproc_pool_opts *o)
 {

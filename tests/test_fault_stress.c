@@ -22,17 +22,8 @@
 #include <unistd.h>
 
 #include "mproc.h"
+#include "testutil.h"
 
-/* The suite runs once per start method: MPROC_TEST_START=forkserver picks
- * the fork server (see tests/meson.build). */
-static int open_with_start(struct mproc_pool **p, struct mproc_pool_opts *o)
-{
-	const char *m = getenv("MPROC_TEST_START");
-	o->start_method = m && strcmp(m, "forkserver") == 0
-	                          ? MPROC_START_FORKSERVER
-	                          : MPROC_START_FORK;
-	return mproc_pool_open(p, o);
-}
 
 #if defined(__SANITIZE_ADDRESS__)
 const char *__asan_default_options(void);
@@ -142,18 +133,6 @@ static void *killer(void *arg)
 			kills++;
 	}
 	return NULL;
-}
-
-static int count_fds(void)
-{
-	int n = 0;
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
 }
 
 /* May result r be the final result of input i? */

@@ -19,17 +19,8 @@
 #include <unistd.h>
 
 #include "mproc.h"
+#include "testutil.h"
 
-/* The suite runs once per start method: MPROC_TEST_START=forkserver picks
- * the fork server (see tests/meson.build). */
-static int open_with_start(struct mproc_pool **p, struct mproc_pool_opts *o)
-{
-	const char *m = getenv("MPROC_TEST_START");
-	o->start_method = m && strcmp(m, "forkserver") == 0
-	                          ? MPROC_START_FORKSERVER
-	                          : MPROC_START_FORK;
-	return mproc_pool_open(p, o);
-}
 
 /* ---- tasks (run in workers) ---------------------------------------- */
 
@@ -188,23 +179,6 @@ static const void *pickle_int(int64_t x, size_t *len)
 	const void *p;
 	ck_assert_int_eq(mproc_writer_finish(w, &p, len), 0);
 	return p;
-}
-
-static int count_fds(void)
-{
-	int n = 0;
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-static bool no_children(void)
-{
-	return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
 }
 
 /* ---- apply ------------------------------------------------------------ */
