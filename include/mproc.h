@@ -637,6 +637,21 @@ struct mproc_callbacks {
 	void *cookie;
 };
 
+/*
+ * Options of one call, for the _opts variants below. All zero means the
+ * pool's settings.
+ */
+struct mproc_call_opts {
+	/**
+	 * Seconds each task of this call may run, instead of the pool's
+	 * task_timeout; 0 means the pool's, a negative value no limit for this
+	 * call. What happens past it is as for task_timeout (docs/faults.md).
+	 */
+	double timeout;
+	/** Every item is a tuple of arguments, as for starmap. */
+	bool star;
+};
+
 /* Pool.apply_async. `cb` may be NULL. Free *out with mproc_async_free(). */
 MPROC_EXPORT int mproc_apply_async(struct mproc_pool *pool, mproc_task_fn fn,
                                    const void *arg, size_t arglen,
@@ -653,6 +668,25 @@ MPROC_EXPORT int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
                                      size_t chunksize,
                                      const struct mproc_callbacks *cb,
                                      struct mproc_async **out);
+
+/*
+ * apply_async and map_async with options of the call's own (`co` NULL:
+ * the pool's): a per-call timeout, starmap. Returns as those do, and
+ * -EINVAL for a timeout that is not a number.
+ */
+MPROC_EXPORT int mproc_apply_async_opts(struct mproc_pool *pool,
+                                        mproc_task_fn fn, const void *arg,
+                                        size_t arglen,
+                                        const struct mproc_callbacks *cb,
+                                        const struct mproc_call_opts *co,
+                                        struct mproc_async **out);
+MPROC_EXPORT int mproc_map_async_opts(struct mproc_pool *pool,
+                                      mproc_task_fn fn,
+                                      const struct mproc_input *in,
+                                      size_t chunksize,
+                                      const struct mproc_callbacks *cb,
+                                      const struct mproc_call_opts *co,
+                                      struct mproc_async **out);
 
 /*
  * Wait up to `timeout` seconds (negative: forever) and set *out to the
@@ -694,6 +728,12 @@ MPROC_EXPORT int mproc_imap_unordered(struct mproc_pool *pool,
                                       const struct mproc_input *in,
                                       size_t chunksize,
                                       struct mproc_iter **out);
+/* imap (`ordered`) or imap_unordered with options of the call's own. */
+MPROC_EXPORT int mproc_imap_opts(struct mproc_pool *pool, mproc_task_fn fn,
+                                 const struct mproc_input *in,
+                                 size_t chunksize, bool ordered,
+                                 const struct mproc_call_opts *co,
+                                 struct mproc_iter **out);
 /*
  * next(it, timeout): wait up to `timeout` seconds (negative: forever) for
  * the next result. Returns 1 and sets *out (valid until the next call on

@@ -39,6 +39,15 @@ int mproc_apply_async(struct mproc_pool *pool, mproc_task_fn fn,
                       const struct mproc_callbacks *cb,
                       struct mproc_async **out)
 {
+	return mproc_apply_async_opts(pool, fn, arg, arglen, cb, NULL, out);
+}
+
+int mproc_apply_async_opts(struct mproc_pool *pool, mproc_task_fn fn,
+                           const void *arg, size_t arglen,
+                           const struct mproc_callbacks *cb,
+                           const struct mproc_call_opts *co,
+                           struct mproc_async **out)
+{
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
@@ -48,6 +57,8 @@ int mproc_apply_async(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_arg(job, arg, arglen);
+	if (rc == 0)
+		rc = mproc__job_set_opts(job, co);
 	if (rc == 0 && cb)
 		job->cb = *cb;
 	if (rc == 0)
@@ -63,6 +74,7 @@ int mproc_apply_async(struct mproc_pool *pool, mproc_task_fn fn,
 static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
                      const struct mproc_input *in, size_t chunksize,
                      const struct mproc_callbacks *cb, uint8_t flags,
+                     const struct mproc_call_opts *co,
                      struct mproc_async **out)
 {
 	if (!out)
@@ -75,6 +87,8 @@ static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_input(job, in);
+	if (rc == 0)
+		rc = mproc__job_set_opts(job, co);
 	if (rc == 0 && !in->has_len)
 		rc = mproc__job_read_all(job);
 	if (rc == 0 && chunksize == 0)
@@ -95,7 +109,16 @@ int mproc_map_async(struct mproc_pool *pool, mproc_task_fn fn,
                     const struct mproc_input *in, size_t chunksize,
                     const struct mproc_callbacks *cb, struct mproc_async **out)
 {
-	return map_async(pool, fn, in, chunksize, cb, 0, out);
+	return map_async(pool, fn, in, chunksize, cb, 0, NULL, out);
+}
+
+int mproc_map_async_opts(struct mproc_pool *pool, mproc_task_fn fn,
+                         const struct mproc_input *in, size_t chunksize,
+                         const struct mproc_callbacks *cb,
+                         const struct mproc_call_opts *co,
+                         struct mproc_async **out)
+{
+	return map_async(pool, fn, in, chunksize, cb, 0, co, out);
 }
 
 int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
@@ -103,7 +126,7 @@ int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
                         const struct mproc_callbacks *cb,
                         struct mproc_async **out)
 {
-	return map_async(pool, fn, in, chunksize, cb, MPROC__TF_STAR, out);
+	return map_async(pool, fn, in, chunksize, cb, MPROC__TF_STAR, NULL, out);
 }
 
 static bool job_is_done(void *arg)

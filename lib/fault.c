@@ -352,7 +352,7 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 			d.status = MPROC_TIMEOUT;
 			snprintf(d.msg, sizeof d.msg,
 			         "ran past its timeout of %.3g s; worker stopped with %s",
-			         (double)pool->timeout_ns / 1e9,
+			         (double)w->timeout_ns / 1e9,
 			         w->killed ? "SIGKILL" : "SIGTERM");
 		} else if ((pool->opts.max_rss && d.rss > pool->opts.max_rss) ||
 		           (pool->opts.max_vm &&
@@ -450,6 +450,24 @@ void mproc__fault_respawn(struct mproc_pool *pool)
 	}
 }
 
+/* The timeout of task `id` on w (its call's, or the pool's), or of the
+ * first task w holds when id is 0; 0 means none. */
+static uint64_t task_timeout(const struct mproc_pool *pool,
+                             const struct mproc__worker *w, uint64_t id)
+{
+	const struct mproc__job *job = NULL;
+	for (size_t qi = 0; qi < w->qlen; qi++) {
+		const struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
+		if (!id || (id >= c->id && id < c->id + c->count)) {
+			job = c->job;
+			break;
+		}
+	}
+	if (job && job->timeout_ns)
+		return job->timeout_ns == UINT64_MAX ? 0 : job->timeout_ns;
+	return pool->timeout_ns;
+}
+
 uint64_t mproc__fault_watch(struct mproc_pool *pool)
 {
 	uint64_t next = UINT64_MAX;
@@ -476,18 +494,22 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 				w->death_ns = 0;
 			}
 		}
-		if (!pool->timeout_ns)
+		if (!pool->timeout_ns && !pool->call_timeouts)
 			continue;
 		if (!now)
 			now = coarse_now();
+		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
+		uint64_t limit_ns = task_timeout(pool, w, id);
 		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
 			/* Not ready yet (initializer) with tasks waiting: it gets
 			 * the task timeout to become ready, then SIGKILL. */
-			uint64_t limit = w->spawned_ns + pool->timeout_ns;
-			if (w->qlen && now >= limit && !w->killed) {
+			uint64_t limit = w->spawned_ns + limit_ns;
+			if (!limit_ns || !w->qlen)
+				continue;
+			if (now >= limit && !w->killed) {
 				worker_signal(w, SIGKILL);
 				w->killed = true;
-			} else if (w->qlen && limit < next) {
+			} else if (limit < next) {
 				next = limit;
 			}
 			continue;
@@ -504,24 +526,26 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			}
 			continue;
 		}
-		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
+		if (!limit_ns)
+			continue;
 		if (!id) {
 			/* Tasks sent but not started: none can pass its timeout
 			 * before now + timeout; look again then. */
-			if (w->qlen && now + pool->timeout_ns < next)
-				next = now + pool->timeout_ns;
+			if (w->qlen && now + limit_ns < next)
+				next = now + limit_ns;
 			continue;
 		}
 		uint64_t start = atomic_load_explicit(&st->start_ns,
 		                                      memory_order_relaxed);
-		if (now >= start + pool->timeout_ns) {
+		if (now >= start + limit_ns) {
 			worker_signal(w, SIGTERM);
 			w->term_at = now;
 			w->timeout_task = id;
+			w->timeout_ns = limit_ns;
 			if (now + pool->grace_ns < next)
 				next = now + pool->grace_ns;
-		} else if (start + pool->timeout_ns < next) {
-			next = start + pool->timeout_ns;
+		} else if (start + limit_ns < next) {
+			next = start + limit_ns;
 		}
 	}
 	/* Empty slots wait for their next fork attempt. */

@@ -16,7 +16,8 @@
 
 static int imap(struct mproc_pool *pool, mproc_task_fn fn,
                 const struct mproc_input *in, size_t chunksize,
-                enum mproc__job_kind kind, struct mproc_iter **out)
+                enum mproc__job_kind kind, const struct mproc_call_opts *co,
+                struct mproc_iter **out)
 {
 	if (!out)
 		return -EINVAL;
@@ -27,6 +28,8 @@ static int imap(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_input(job, in);
+	if (rc == 0)
+		rc = mproc__job_set_opts(job, co);
 	if (rc == 0) {
 		pthread_mutex_lock(&pool->mu);
 		rc = mproc__pool_submit(pool, job);
@@ -44,14 +47,23 @@ int mproc_imap(struct mproc_pool *pool, mproc_task_fn fn,
                const struct mproc_input *in, size_t chunksize,
                struct mproc_iter **out)
 {
-	return imap(pool, fn, in, chunksize, MPROC__JOB_ORDERED, out);
+	return imap(pool, fn, in, chunksize, MPROC__JOB_ORDERED, NULL, out);
 }
 
 int mproc_imap_unordered(struct mproc_pool *pool, mproc_task_fn fn,
                          const struct mproc_input *in, size_t chunksize,
                          struct mproc_iter **out)
 {
-	return imap(pool, fn, in, chunksize, MPROC__JOB_UNORDERED, out);
+	return imap(pool, fn, in, chunksize, MPROC__JOB_UNORDERED, NULL, out);
+}
+
+int mproc_imap_opts(struct mproc_pool *pool, mproc_task_fn fn,
+                    const struct mproc_input *in, size_t chunksize,
+                    bool ordered, const struct mproc_call_opts *co,
+                    struct mproc_iter **out)
+{
+	return imap(pool, fn, in, chunksize,
+	            ordered ? MPROC__JOB_ORDERED : MPROC__JOB_UNORDERED, co, out);
 }
 
 static bool iter_has_next(void *arg)

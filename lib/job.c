@@ -9,6 +9,7 @@
  * warm. Every function here runs with the pool's lock held.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 
 
@@ -27,6 +28,20 @@ struct mproc__job *mproc__job_new(struct mproc_pool *pool,
 	job->flags = flags;
 	job->chunksize = chunksize ? chunksize : 1;
 	return job;
+}
+
+int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co)
+{
+	if (!co)
+		return 0;
+	if (isnan(co->timeout) || co->timeout >= 1e9)
+		return -EINVAL;
+	job->timeout_ns = co->timeout > 0   ? (uint64_t)(co->timeout * 1e9)
+	                  : co->timeout < 0 ? UINT64_MAX
+	                                    : 0;
+	if (co->star)
+		job->flags |= MPROC__TF_STAR;
+	return 0;
 }
 
 void mproc__job_free(struct mproc__job *job)
@@ -318,6 +333,8 @@ void mproc__job_check_done(struct mproc__job *job)
 		return;
 	job->done = true;
 	job->pool->active--;
+	if (job->timeout_ns)
+		job->pool->call_timeouts--;
 	if (job->kind == MPROC__JOB_ALL &&
 	    (!job->user_released || job->cb.callback || job->cb.error_callback)) {
 		job->final_rc = mproc__job_finalize(job);

@@ -794,6 +794,8 @@ int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job)
 	TAILQ_INSERT_TAIL(&pool->pending, job, link);
 	job->queued = true;
 	pool->active++;
+	if (job->timeout_ns)
+		pool->call_timeouts++;
 	mproc__pool_kick(pool);
 	return 0;
 }

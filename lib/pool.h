@@ -139,6 +139,7 @@ struct mproc__job {
 	int final_rc;
 
 	unsigned inflight;      /* chunks of this job on workers */
+	uint64_t timeout_ns;    /* per-call timeout; 0: the pool's; MAX: none */
 	bool done;              /* every pulled task has its result */
 	bool user_released;     /* the caller freed its handle */
 	struct mproc_callbacks cb;
@@ -184,6 +185,7 @@ struct mproc__worker {
 	bool suspect;        /* runs a suspect task: nothing else is sent */
 	uint64_t term_at;    /* when the pool sent SIGTERM (timeout), or 0 */
 	uint64_t timeout_task; /* the task that ran past its timeout */
+	uint64_t timeout_ns;   /* the timeout it ran past */
 	bool killed;         /* SIGKILL sent after the grace period */
 	uint64_t death_ns;   /* last death seen, until the replacement is ready */
 	uint64_t spawned_ns; /* coarse clock at its fork */
@@ -229,6 +231,7 @@ struct mproc_pool {
 	struct mproc_writer *w;       /* encodes inputs into frames */
 	struct mproc_decoder *spare_dec; /* kept from a finished small job */
 	uint64_t timeout_ns, grace_ns;  /* from the options; 0: no timeout */
+	size_t call_timeouts;           /* live jobs with a timeout of their own */
 	struct mproc_pool_stats stats;
 	double replace_total;           /* seconds, for stats.replace_mean */
 	uint64_t replace_count;
@@ -280,6 +283,7 @@ struct mproc__job *mproc__job_new(struct mproc_pool *pool,
                                   enum mproc__job_kind kind, mproc_task_fn fn,
                                   size_t chunksize, uint8_t flags);
 void mproc__job_free(struct mproc__job *job);
+int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co);
 int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in);
 int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len);
 int mproc__job_read_all(struct mproc__job *job);

@@ -450,6 +450,51 @@ START_TEST(test_fault_timeout_ignoring_sigterm_gets_sigkill)
 }
 END_TEST
 
+static int t_sleep_ms(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	sleep_ms(arg_int(arg));
+	return mproc_write_int(ret, arg_int(arg));
+}
+
+START_TEST(test_fault_per_call_timeout_overrides_the_pool)
+{
+	/* A pool with no timeout; one call with its own. */
+	struct mproc_pool_opts o = {.processes = 2};
+	struct mproc_pool *p = open_opts(&o);
+	int64_t ms[3] = {10, 5000, 10};
+	struct mproc_input in;
+	mproc_input_int64s(&in, ms, 3);
+	struct mproc_call_opts co = {.timeout = 0.2};
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_map_async_opts(p, t_sleep_ms, &in, 1, NULL, &co, &a), 0);
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_async_get(a, 5, &r), MPROC_ERAISED);
+	ck_assert_int_eq(r->items[0].status, MPROC_OK);
+	ck_assert_int_eq(r->items[1].status, MPROC_TIMEOUT);
+	ck_assert_ptr_nonnull(strstr(r->items[1].exc_msg, "0.2 s"));
+	ck_assert_int_eq(r->items[2].status, MPROC_OK);
+	mproc_async_free(a);
+	finish(p);
+
+	/* A pool with a timeout; one call exempt from it. */
+	struct mproc_pool_opts o2 = {.processes = 1, .task_timeout = 0.05};
+	p = open_opts(&o2);
+	int64_t one = 300;
+	mproc_input_int64s(&in, &one, 1);
+	struct mproc_call_opts none = {.timeout = -1};
+	struct mproc_iter *it;
+	const struct mproc_result *res;
+	ck_assert_int_eq(mproc_imap_opts(p, t_sleep_ms, &in, 1, true, &none, &it), 0);
+	ck_assert_int_eq(mproc_iter_next(it, 5, &res), 1);
+	ck_assert_int_eq(res->status, MPROC_OK);
+	mproc_iter_free(it);
+	struct mproc_call_opts bad = {.timeout = 1e12};
+	ck_assert_int_eq(mproc_apply_async_opts(p, t_sleep_ms, NULL, 0, NULL, &bad, &a),
+	                 -EINVAL);
+	finish(p);
+}
+END_TEST
+
 /* ---- memory -------------------------------------------------------------- */
 
 START_TEST(test_fault_max_rss_retires_worker_after_task)
@@ -1009,6 +1054,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_kill_9_from_outside_is_crashed_sigkill);
 	tcase_add_test(tc, test_fault_timeout_stops_task_with_sigterm);
 	tcase_add_test(tc, test_fault_timeout_ignoring_sigterm_gets_sigkill);
+	tcase_add_test(tc, test_fault_per_call_timeout_overrides_the_pool);
 	tcase_add_test(tc, test_fault_max_rss_retires_worker_after_task);
 	tcase_add_test(tc, test_fault_max_vm_failure_is_memory);
 	tcase_add_test(tc, test_fault_stdout_noise_does_not_disturb_results);
