@@ -230,12 +230,21 @@ int mproc__fs_start(struct mproc_pool *pool, const int *close_fds,
 	return 0;
 }
 
-/* Keep an EXITED report for a worker reaped later. */
+/* Keep an EXITED report for a worker reaped later. At most one per worker
+ * waits here, since every death is reaped soon after it is seen; the
+ * array grows rather than drop one (a dropped report would leave its
+ * reaper waiting). */
 static void fs_stash(struct mproc_pool *pool, const struct fs_msg *m)
 {
-	if (pool->fs_nexits == sizeof pool->fs_exits / sizeof pool->fs_exits[0])
-		memmove(pool->fs_exits, pool->fs_exits + 1,
-		        --pool->fs_nexits * sizeof pool->fs_exits[0]);
+	if (pool->fs_nexits == pool->fs_cap) {
+		size_t cap = pool->fs_cap ? pool->fs_cap * 2 : 16;
+		struct mproc__fs_exit *e =
+		        reallocarray(pool->fs_exits, cap, sizeof *e);
+		if (!e)
+			return; /* out of memory: its reaper waits for the server to end */
+		pool->fs_exits = e;
+		pool->fs_cap = cap;
+	}
 	pool->fs_exits[pool->fs_nexits++] = (struct mproc__fs_exit){
 		.pid = m->pid, .code = m->code, .status = m->status};
 }
@@ -284,7 +293,13 @@ void mproc__fs_reap(struct mproc_pool *pool, pid_t pid, siginfo_t *si)
 		int r = fs_recv(pool->fs_fd, &m, got, &ngot);
 		for (int i = 0; i < ngot; i++)
 			close(got[i]);
-		if (r <= 0) {
+		if (r <= 0 || (m.type == FS_EXITED && m.pid == pid)) {
+			if (r > 0) {
+				si->si_pid = pid;
+				si->si_code = m.code;
+				si->si_status = m.status;
+				return;
+			}
 			/* The server is gone: so is the worker, status unknown. */
 			si->si_pid = pid;
 			si->si_code = CLD_KILLED;
@@ -309,4 +324,7 @@ void mproc__fs_stop(struct mproc_pool *pool)
 		rc = waitpid(pool->fs_pid, NULL, 0);
 	} while (rc < 0 && errno == EINTR);
 	pool->fs_pid = 0;
+	free(pool->fs_exits);
+	pool->fs_exits = NULL;
+	pool->fs_nexits = pool->fs_cap = 0;
 }

@@ -239,8 +239,8 @@ struct mproc_pool {
 	bool broken;                    /* workers cannot start: tasks fail */
 	pid_t fs_pid;                   /* the fork server, 0 with plain fork */
 	int fs_fd;                      /* its control socket */
-	struct mproc__fs_exit fs_exits[64];
-	size_t fs_nexits;
+	struct mproc__fs_exit *fs_exits; /* exits reported, not yet reaped */
+	size_t fs_nexits, fs_cap;
 	char broken_msg[240];
 	size_t max_frame;
 };
