@@ -672,7 +672,7 @@ MPROC_EXPORT int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
 /*
  * apply_async and map_async with options of the call's own (`co` NULL:
  * the pool's): a per-call timeout, starmap. Returns as those do, and
- * -EINVAL for a timeout that is not a number.
+ * -EINVAL for a timeout that is NaN or 1e9 seconds or more.
  */
 MPROC_EXPORT int mproc_apply_async_opts(struct mproc_pool *pool,
                                         mproc_task_fn fn, const void *arg,
