@@ -377,8 +377,13 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 
 	/* Workers that die before they are ready, again and again (a failing
 	 * initializer), would be replaced forever: after three in a row the
-	 * pool halts and the tasks waiting for a worker fail instead. */
-	if (!was_ready && !clean_exit) {
+	 * pool halts and the tasks waiting for a worker fail instead. A
+	 * SIGKILL from outside (the OOM killer, an operator) says nothing
+	 * about the initializer and is not counted; ours, for an initializer
+	 * that outlived the task timeout, is. */
+	bool start_failed = !was_ready && !clean_exit &&
+	                    (d.signal != SIGKILL || w->killed);
+	if (start_failed) {
 		if (++pool->start_failures >= 3 && !pool->broken) {
 			pool->broken = true;
 			pool->stats.halted = true;
