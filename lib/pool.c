@@ -639,7 +639,7 @@ static int pool_progress(struct mproc_pool *pool, uint64_t deadline)
 	mproc__fault_respawn(pool);
 	pool_dispatch(pool);
 	unsigned n = pool->nworkers;
-	struct pollfd pfd[3 * n + 1];
+	struct pollfd *pfd = pool->pfd; /* 3 per worker + 1, made at open */
 	unsigned np = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct mproc__worker *w = &pool->workers[i];
@@ -814,7 +814,7 @@ static void pool_stop_server(struct mproc_pool *pool)
 static void pool_release(struct mproc_pool *pool)
 {
 	pool_stop_server(pool);
-	for (unsigned i = 0; i < pool->nworkers; i++) {
+	for (unsigned i = 0; pool->workers && i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
 		mproc__worker_close(w);
 		mproc__buf_free(&w->out);
@@ -822,6 +822,7 @@ static void pool_release(struct mproc_pool *pool)
 		free(w->q);
 	}
 	free(pool->workers);
+	free(pool->pfd);
 	if (pool->status)
 		munmap(pool->status, pool->status_len);
 	reg_close(&pool->wakefd);
@@ -873,7 +874,9 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 
 	int rc = -ENOMEM;
 	pool->workers = calloc(pool->nworkers, sizeof *pool->workers);
-	if (!pool->workers)
+	pool->pfd = reallocarray(NULL, 3 * (size_t)pool->nworkers + 1,
+	                         sizeof *pool->pfd);
+	if (!pool->workers || !pool->pfd)
 		goto fail;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];

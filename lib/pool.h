@@ -6,6 +6,7 @@
 #ifndef MPROC_POOL_H
 #define MPROC_POOL_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -217,6 +218,7 @@ struct mproc_pool {
 	struct mproc_pool_opts opts;
 	unsigned nworkers;
 	struct mproc__worker *workers;
+	struct pollfd *pfd;           /* the driver's ppoll set */
 	struct mproc__status *status; /* shared mapping, one per worker */
 	size_t status_len;
 	uint64_t next_id;
