@@ -75,7 +75,7 @@ extern "C" {
 	XX(ENOTREADY, -4014, "result is not ready")                              \
 	XX(EPROTO, -4015, "broken channel between manager and worker")          \
 	XX(EINPUT, -4017, "an input generator failed")                         \
-	XX(EHALTED, -4018, "the pool halted: too many tasks failed")
+	XX(EHALTED, -4018, "the pool halted: too many failures, or no worker can start")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
