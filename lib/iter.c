@@ -115,8 +115,12 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 		*out = &job->cur;
 		rc = 1;
 	}
-	/* The window moved: let the engine pull more input. */
-	mproc__pool_kick(pool);
+	/* The window moved. Refill it in batches, not a task per result: once
+	 * half of it has been consumed, dispatch what fits now (one write per
+	 * worker), so the workers stay fed while the consumer works; the rest
+	 * is dispatched when the consumer next has to wait. */
+	if (!job->input_done && job->pulled - job->delivered <= job->window / 2)
+		mproc__pool_kick(pool);
 out:
 	pthread_mutex_unlock(&pool->mu);
 	return rc;
