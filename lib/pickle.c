@@ -227,6 +227,20 @@ static const struct mproc_value pickle_small_ints[256] = {
 	PICKLE_SI64(0), PICKLE_SI64(64), PICKLE_SI64(128), PICKLE_SI64(192),
 };
 
+const struct mproc_value *mproc__decode_tiny(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	if (len < 4 || len > 5 || p[0] != 0x80 || (p[1] != 4 && p[1] != 5) ||
+	    p[len - 1] != '.')
+		return NULL;
+	if (len == 4)
+		return p[2] == 'N'    ? &pickle_none
+		       : p[2] == 0x88 ? &pickle_true
+		       : p[2] == 0x89 ? &pickle_false
+		                      : NULL;
+	return p[2] == 'K' ? &pickle_small_ints[p[3]] : NULL;
+}
+
 static inline bool pickle_is_container(const struct mproc_value *v)
 {
 	return v->type >= MPROC_TUPLE && v->type <= MPROC_FROZENSET;

@@ -46,6 +46,13 @@ int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
                        const struct mproc_value **out);
 void mproc__decoder_reset(struct mproc_decoder *d);
 
+/*
+ * The shared node of a message that is just None, True, False or an int
+ * below 256 (protocol 4 or 5, no frame), or NULL for anything else: the
+ * commonest task results, taken without a decoder.
+ */
+const struct mproc_value *mproc__decode_tiny(const void *buf, size_t len);
+
 /* A NUL-terminated copy of s[0..n) in d's arena (lives as its trees do). */
 const char *mproc__decoder_strdup(struct mproc_decoder *d, const char *s,
                                   size_t n);
