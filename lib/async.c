@@ -233,26 +233,29 @@ int mproc_apply(struct mproc_pool *pool, mproc_task_fn fn, const void *arg,
 	return rc < 0 ? rc : wait_results(a, out);
 }
 
-int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
-              const struct mproc_input *in, size_t chunksize,
-              struct mproc_results **out)
+/* map and starmap: map_async, then wait for every result. */
+static int map_wait(struct mproc_pool *pool, mproc_task_fn fn,
+                    const struct mproc_input *in, size_t chunksize,
+                    uint8_t flags, struct mproc_results **out)
 {
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	struct mproc_async *a;
-	int rc = mproc_map_async(pool, fn, in, chunksize, NULL, &a);
+	int rc = map_async(pool, fn, in, chunksize, NULL, flags, NULL, &a);
 	return rc < 0 ? rc : wait_results(a, out);
+}
+
+int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
+              const struct mproc_input *in, size_t chunksize,
+              struct mproc_results **out)
+{
+	return map_wait(pool, fn, in, chunksize, 0, out);
 }
 
 int mproc_starmap(struct mproc_pool *pool, mproc_task_fn fn,
                   const struct mproc_input *in, size_t chunksize,
                   struct mproc_results **out)
 {
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	struct mproc_async *a;
-	int rc = mproc_starmap_async(pool, fn, in, chunksize, NULL, &a);
-	return rc < 0 ? rc : wait_results(a, out);
+	return map_wait(pool, fn, in, chunksize, MPROC__TF_STAR, out);
 }

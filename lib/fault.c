@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,22 +46,6 @@ struct death {
 	char msg[200];
 	char report[MPROC__MAX_FRAMES * 160];
 };
-
-static uint64_t coarse_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void worker_signal(struct mproc__worker *w, int sig)
-{
-#if HAVE_PIDFD_OPEN
-	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, sig, NULL, 0) == 0)
-		return;
-#endif
-	kill(w->pid, sig);
-}
 
 /* A backtrace from the worker's addresses, symbolized in the manager: the
  * worker is a fork of this process, so its code is mapped at the same
@@ -299,7 +282,7 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 
 	/* Whatever it wrote before it died still counts. */
 	int r = mproc__worker_read(pool, w, INT_MAX);
-	mproc__worker_kill(w); /* it may live on with a broken channel */
+	mproc__worker_signal(w, SIGKILL); /* it may live on with a broken channel */
 	siginfo_t si;
 	mproc__worker_reap(pool, w, &si);
 	mproc__worker_close(w);
@@ -502,7 +485,7 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		if (!pool->timeout_ns && !pool->call_timeouts)
 			continue;
 		if (!now)
-			now = coarse_now();
+			now = mproc__coarse_ns();
 		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
 		uint64_t limit_ns = task_timeout(pool, w, id);
 		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
@@ -512,7 +495,7 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			if (!limit_ns || !w->qlen)
 				continue;
 			if (now >= limit && !w->killed) {
-				worker_signal(w, SIGKILL);
+				mproc__worker_signal(w, SIGKILL);
 				w->killed = true;
 			} else if (limit < next) {
 				next = limit;
@@ -523,7 +506,7 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			uint64_t kill_at = w->term_at + pool->grace_ns;
 			if (now >= kill_at) {
 				if (!w->killed) {
-					worker_signal(w, SIGKILL);
+					mproc__worker_signal(w, SIGKILL);
 					w->killed = true;
 				}
 			} else if (kill_at < next) {
@@ -543,7 +526,7 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		uint64_t start = atomic_load_explicit(&st->start_ns,
 		                                      memory_order_relaxed);
 		if (now >= start + limit_ns) {
-			worker_signal(w, SIGTERM);
+			mproc__worker_signal(w, SIGTERM);
 			w->term_at = now;
 			w->timeout_task = id;
 			w->timeout_ns = limit_ns;

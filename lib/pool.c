@@ -262,13 +262,14 @@ void mproc__worker_close(struct mproc__worker *w)
 	w->pid = 0;
 }
 
-void mproc__worker_kill(struct mproc__worker *w)
+/* Signal a worker through its pidfd (no pid reuse race), else by pid. */
+void mproc__worker_signal(struct mproc__worker *w, int sig)
 {
 #if HAVE_PIDFD_OPEN
-	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0) == 0)
+	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, sig, NULL, 0) == 0)
 		return;
 #endif
-	kill(w->pid, SIGKILL);
+	kill(w->pid, sig);
 }
 
 static size_t worker_depth(const struct mproc__worker *w)
@@ -926,7 +927,7 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 		if ((rc = mproc__pool_spawn(pool, &pool->workers[i])) < 0) {
 			for (unsigned j = 0; j < i; j++) {
 				siginfo_t si;
-				mproc__worker_kill(&pool->workers[j]);
+				mproc__worker_signal(&pool->workers[j], SIGKILL);
 				mproc__worker_reap(pool, &pool->workers[j], &si);
 				mproc__worker_close(&pool->workers[j]);
 			}
@@ -995,7 +996,7 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 	pool->state = MPROC__TERMINATED;
 	for (unsigned i = 0; i < pool->nworkers; i++)
 		if (pool->workers[i].pid)
-			mproc__worker_kill(&pool->workers[i]);
+			mproc__worker_signal(&pool->workers[i], SIGKILL);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
 		if (w->pid) {

@@ -259,7 +259,7 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w);
 void mproc__worker_reap(struct mproc_pool *pool, struct mproc__worker *w,
                         siginfo_t *si);
 void mproc__worker_close(struct mproc__worker *w);
-void mproc__worker_kill(struct mproc__worker *w);
+void mproc__worker_signal(struct mproc__worker *w, int sig);
 int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
                        int max_reads);
 int mproc__rq_push(struct mproc_pool *pool, const struct mproc__chunk *c);

@@ -272,7 +272,6 @@ static void worker_crash_handlers(void)
 		sigaction(sigs[i], &sa, NULL);
 }
 
-static void worker_mark_grandchild(void);
 
 static void worker_flush(struct worker *wk)
 {
@@ -347,11 +346,7 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	mproc__writer_attach(wk->w, out);
 
 	/* The coarse clock costs no timer read; timeouts are far coarser. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	atomic_store_explicit(&wk->plan->status->start_ns,
-	                      (uint64_t)ts.tv_sec * 1000000000u +
-	                              (uint64_t)ts.tv_nsec,
+	atomic_store_explicit(&wk->plan->status->start_ns, mproc__coarse_ns(),
 	                      memory_order_relaxed);
 	atomic_store_explicit(&wk->plan->status->last_id, id,
 	                      memory_order_relaxed);
