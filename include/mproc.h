@@ -341,10 +341,31 @@ enum mproc_start_method {
 	MPROC_START_FORKSERVER,
 };
 
+/*
+ * What runs the tasks (Python's Pool or multiprocessing.pool.ThreadPool).
+ * MPROC_BACKEND_PROCESSES: forked worker processes, with fault isolation.
+ * MPROC_BACKEND_THREADS: worker threads in this process, behind the same
+ *   API, the same codec and the same framed pipes, so that the two differ
+ *   only in what a process costs over a thread. Threads isolate nothing: a
+ *   task that crashes takes the program with it, and a running task cannot
+ *   be stopped. So mproc_pool_open() answers -ENOTSUP for the options that
+ *   need a process (task_timeout, max_rss, max_vm, the fork server), and a
+ *   call's own timeout gets -ENOTSUP too. maxtasksperchild works as in
+ *   Python's ThreadPool: the thread ends and a new one takes its place.
+ *   terminate cannot kill a running task: it cancels everything not yet
+ *   started and waits for the tasks that run (docs/threads.md).
+ */
+enum mproc_backend {
+	MPROC_BACKEND_PROCESSES = 0,
+	MPROC_BACKEND_THREADS,
+};
+
 /* Options of mproc_pool_open(). All zero means Python's defaults. */
 struct mproc_pool_opts {
 	/** Worker count; 0 means mproc_process_cpu_count(). */
 	unsigned processes;
+	/** Processes (the default) or threads (ThreadPool). */
+	enum mproc_backend backend;
 	/** Called with `initarg` in each worker before any task; may be NULL. */
 	mproc_initializer_fn initializer;
 	/** Passed to `initializer`; inherited by fork, never copied. */
