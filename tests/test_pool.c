@@ -91,7 +91,7 @@ static int t_getpid(const struct mproc_value *arg, struct mproc_writer *ret)
 	return mproc_write_int(ret, gettid());
 }
 
-static int init_value;
+static _Atomic int init_value; /* threads: every worker thread writes it */
 static void init_set(void *arg)
 {
 	init_value = *(int *)arg;
@@ -1174,7 +1174,7 @@ static int gen_lists(void *cookie, size_t i, struct mproc_writer *w)
 	return mproc_write_list_end(w) < 0 ? -1 : 1;
 }
 
-static volatile int stop_imap;
+static _Atomic int stop_imap;
 static void *imap_loop(void *arg)
 {
 	struct mproc_pool *p = arg;
