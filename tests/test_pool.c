@@ -1001,6 +1001,91 @@ START_TEST(test_pool_threads_refuse_what_needs_a_process)
 }
 END_TEST
 
+/* Values of several types, one an exception, for the backend comparison. */
+static int gen_mixed(void *cookie, size_t i, struct mproc_writer *w)
+{
+	(void)cookie;
+	if (i >= 300)
+		return 0;
+	switch (i % 5) {
+	case 0: mproc_write_int(w, (int64_t)i * 1000003); break;
+	case 1: mproc_write_float(w, (double)i / 7); break;
+	case 2: mproc_write_cstr(w, "na\xc3\xafve"); break;
+	case 3:
+		mproc_write_tuple_begin(w);
+		mproc_write_int(w, (int64_t)i);
+		mproc_write_bytes(w, "\0\1\2", 3);
+		mproc_write_tuple_end(w);
+		break;
+	default: mproc_write_int(w, 5); break; /* t_fail_on_5 raises */
+	}
+	return 1;
+}
+
+static int t_fail_on_5_any(const struct mproc_value *arg,
+                           struct mproc_writer *ret)
+{
+	int64_t x = 0;
+	if (mproc_value_int(arg, &x) == 0 && x == 5)
+		return mproc_raise(ret, "ValueError", "bad input %lld", (long long)x);
+	return mproc_write_value(ret, arg);
+}
+
+/* The pickle of a result's value, or of its exception, for comparison. */
+static size_t result_bytes(const struct mproc_result *r, char *out, size_t cap)
+{
+	struct mproc_writer *w;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	mproc_write_tuple_begin(w);
+	mproc_write_int(w, r->status);
+	if (r->value)
+		mproc_write_value(w, r->value);
+	else
+		mproc_write_none(w);
+	mproc_write_cstr(w, r->exc_type ? r->exc_type : "");
+	mproc_write_cstr(w, r->exc_msg ? r->exc_msg : "");
+	mproc_write_tuple_end(w);
+	const void *d;
+	size_t n;
+	ck_assert_int_eq(mproc_writer_finish(w, &d, &n), 0);
+	ck_assert_uint_le(n, cap);
+	memcpy(out, d, n);
+	mproc_writer_free(w);
+	return n;
+}
+
+START_TEST(test_pool_backends_give_identical_results)
+{
+	struct mproc_results *r[2];
+	for (int b = 0; b < 2; b++) {
+		struct mproc_pool_opts o = {
+		        .processes = 2,
+		        .backend = b ? MPROC_BACKEND_THREADS : MPROC_BACKEND_PROCESSES};
+		struct mproc_pool *p;
+		ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+		struct mproc_input in;
+		mproc_input_fn_init(&in, gen_mixed, NULL);
+		ck_assert_int_eq(mproc_map(p, t_fail_on_5_any, &in, 7, &r[b]),
+		                 MPROC_ERAISED);
+		finish_pool(p);
+	}
+	ck_assert_uint_eq(r[0]->count, 300);
+	ck_assert_uint_eq(r[1]->count, 300);
+	ck_assert_uint_eq(r[0]->failed, 60);
+	ck_assert_uint_eq(r[1]->failed, 60);
+	for (size_t i = 0; i < 300; i++) {
+		char a[256], b[256];
+		size_t na = result_bytes(&r[0]->items[i], a, sizeof a);
+		size_t nb = result_bytes(&r[1]->items[i], b, sizeof b);
+		ck_assert_uint_eq(na, nb);
+		ck_assert_mem_eq(a, b, na);
+	}
+	mproc_results_free(r[0]);
+	mproc_results_free(r[1]);
+	ck_assert(no_children());
+}
+END_TEST
+
 START_TEST(test_pool_input_range_matches_python)
 {
 	struct mproc_input in;
@@ -1258,6 +1343,7 @@ int main(void)
 	tcase_add_test(tc, test_pool_free_without_join_terminates);
 	tcase_add_test(tc, test_pool_bad_arguments_are_einval);
 	tcase_add_test(tc, test_pool_threads_refuse_what_needs_a_process);
+	tcase_add_test(tc, test_pool_backends_give_identical_results);
 	tcase_add_test(tc, test_pool_input_range_matches_python);
 	tcase_add_test(tc, test_pool_cpu_counts_are_sane);
 	tcase_add_test(tc, test_pool_four_threads_get_every_result_once);
