@@ -364,8 +364,6 @@ enum mproc_backend {
 struct mproc_pool_opts {
 	/** Worker count; 0 means mproc_process_cpu_count(). */
 	unsigned processes;
-	/** Processes (the default) or threads (ThreadPool). */
-	enum mproc_backend backend;
 	/** Called with `initarg` in each worker before any task; may be NULL. */
 	mproc_initializer_fn initializer;
 	/** Passed to `initializer`; inherited by fork, never copied. */
@@ -424,6 +422,9 @@ struct mproc_pool_opts {
 	 */
 	double halt_fraction;
 	unsigned halt_min_tasks;
+	/** Processes (the default) or threads (ThreadPool); last, so that
+	 * adding it moved no other field. */
+	enum mproc_backend backend;
 };
 
 /*
@@ -446,7 +447,8 @@ MPROC_EXPORT int mproc_pool_close(struct mproc_pool *pool);
  * Stop the workers at once (Pool.terminate()): running tasks are killed,
  * unfinished results end with status MPROC_CANCELLED, and every worker is
  * reaped before it returns. Threads cannot be killed: with the threads
- * backend each finishes the task it runs (its result is kept) first. Idempotent. Returns 0, -EINVAL for a NULL pool,
+ * backend each finishes the task it runs (its result is kept) first.
+ * From a task of the pool's own threads: -EDEADLK (so for join). Idempotent. Returns 0, -EINVAL for a NULL pool,
  * -EDEADLK from a callback of this pool.
  */
 MPROC_EXPORT int mproc_pool_terminate(struct mproc_pool *pool);

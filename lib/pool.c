@@ -182,9 +182,15 @@ static int pool_spawn_thread(struct mproc_pool *pool, struct mproc__worker *w)
 	atomic_store(&w->tplan.status->task_id, 0);
 	atomic_store(&w->tplan.status->retired_rss, 0);
 
-	/* The thread takes no signal of the host program's. */
+	/* The thread takes none of the program's asynchronous signals. The
+	 * synchronous ones stay open: a fault in a task must reach the
+	 * program's own handler (or the default action), not be undefined. */
 	sigset_t all, old;
 	sigfillset(&all);
+	static const int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+	                                SIGTRAP, SIGSYS, SIGABRT};
+	for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+		sigdelset(&all, sync_sigs[i]);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = -pthread_create(&w->thread, NULL, mproc__worker_thread, &w->tplan);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -334,25 +340,31 @@ void mproc__worker_reap(struct mproc_pool *pool, struct mproc__worker *w,
 {
 	if (w->threaded) {
 		/* Take in what it still writes until its end of file: a
-		 * thread blocked on a full result pipe would never end. */
+		 * thread blocked on a full result pipe would never end. The
+		 * lock is let go while waiting, for the running task may call
+		 * this pool (the caller holds the engine, so nobody drives). */
 		int r;
+		struct pollfd p = {.fd = w->result_fd, .events = POLLIN};
 		while ((r = mproc__worker_read(pool, w, INT_MAX)) == 0) {
-			struct pollfd p = {.fd = w->result_fd, .events = POLLIN};
+			pthread_mutex_unlock(&pool->mu);
 			(void)poll(&p, 1, -1);
+			pthread_mutex_lock(&pool->mu);
 		}
 		if (r < 0) {
-			/* Unreadable stream: discard up to end of file. */
+			/* Unreadable stream, or no memory: discard up to end of
+			 * file (a zero-byte read) all the same. */
 			char junk[4096];
 			ssize_t n;
-			struct pollfd p = {.fd = w->result_fd, .events = POLLIN};
+			pthread_mutex_unlock(&pool->mu);
 			while ((n = read(w->result_fd, junk, sizeof junk)) != 0)
 				if (n < 0 && errno == EAGAIN)
 					(void)poll(&p, 1, -1);
-				else if (n < 0 && errno != EINTR)
-					break;
+			pthread_mutex_lock(&pool->mu);
 		}
 		void *ret = NULL;
+		pthread_mutex_unlock(&pool->mu);
 		pthread_join(w->thread, &ret);
+		pthread_mutex_lock(&pool->mu);
 		memset(si, 0, sizeof *si);
 		si->si_code = CLD_EXITED;
 		si->si_status = (int)(intptr_t)ret;
@@ -702,7 +714,8 @@ static int worker_result_frame(struct mproc__worker *w,
 	return 0;
 }
 
-/* Read and store what w sent. 0, or 1 at end of file, or MPROC_EPROTO. */
+/* Read and store what w sent. 0, or 1 at end of file, or MPROC_EPROTO or
+ * a negated errno (the channel is unusable). */
 int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
                        int max_reads)
 {
@@ -711,10 +724,12 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 		ssize_t n = mproc__wire_read(w->result_fd, &w->in);
 		if (n == -EAGAIN)
 			break;
-		if (n <= 0) {
+		if (n == 0) {
 			eof = 1;
 			break;
 		}
+		if (n < 0)
+			return (int)n;
 		size_t off = 0;
 		struct mproc__frame f;
 		const char *payload;
@@ -1109,12 +1124,25 @@ static void pool_give_engine(struct mproc_pool *pool)
 	pthread_cond_broadcast(&pool->cv);
 }
 
+/* The calling thread is one of the pool's own worker threads (a task of
+ * the threads backend): terminate or join would wait for that very task. */
+static bool pool_in_worker(const struct mproc_pool *pool)
+{
+	if (pool->opts.backend != MPROC_BACKEND_THREADS)
+		return false;
+	for (unsigned i = 0; i < pool->nworkers; i++)
+		if (pool->workers[i].pid &&
+		    pthread_equal(pool->workers[i].thread, pthread_self()))
+			return true;
+	return false;
+}
+
 int mproc_pool_terminate(struct mproc_pool *pool)
 {
 	if (!pool)
 		return -EINVAL;
 	pthread_mutex_lock(&pool->mu);
-	if (pool_in_callback(pool)) {
+	if (pool_in_callback(pool) || pool_in_worker(pool)) {
 		pthread_mutex_unlock(&pool->mu);
 		return -EDEADLK;
 	}
@@ -1157,6 +1185,8 @@ int mproc_pool_terminate(struct mproc_pool *pool)
 	struct mproc__job *job, *tmp;
 	TAILQ_FOREACH_SAFE(job, &pool->pending, link, tmp) {
 		job_dequeue(pool, job);
+		if (!job->input_done && !job->input_err)
+			job->input_err = MPROC_ECLOSED; /* input left unread */
 		job->input_done = true;
 		mproc__job_check_done(job);
 		mproc__job_maybe_free(job);
@@ -1216,6 +1246,10 @@ int mproc_pool_join(struct mproc_pool *pool)
 	if (pool->state == MPROC__RUN) {
 		pthread_mutex_unlock(&pool->mu);
 		return MPROC_ERUNNING;
+	}
+	if (pool_in_worker(pool)) {
+		pthread_mutex_unlock(&pool->mu);
+		return -EDEADLK;
 	}
 	int rc = mproc__pool_wait(pool, pool_idle, pool, UINT64_MAX);
 	if (rc == 0 && pool_in_callback(pool))

@@ -92,7 +92,7 @@ void mproc__reset_signals(void)
 }
 
 static void worker_crash_handlers(void);
-static void worker_mark_grandchild(void);
+static void worker_guard_forks(void);
 
 static void worker_setup(const struct mproc__child_plan *plan)
 {
@@ -129,9 +129,7 @@ static void worker_setup(const struct mproc__child_plan *plan)
 		struct rlimit rl = {plan->max_vm, plan->max_vm};
 		setrlimit(RLIMIT_AS, &rl);
 	}
-	/* A task that forks and returns in the child must not run the worker
-	 * loop there: the child would read this worker's tasks. */
-	pthread_atfork(NULL, NULL, worker_mark_grandchild);
+	worker_guard_forks();
 	worker_crash_handlers();
 
 	if (plan->initializer)
@@ -142,16 +140,34 @@ static void worker_setup(const struct mproc__child_plan *plan)
 
 struct worker;
 static struct worker *worker_self; /* the one worker of this process */
-static volatile sig_atomic_t worker_is_grandchild;
+/* Set in the child of a fork, in the thread that forked: a task that forks
+ * and returns in its child finds it set there and ends that child instead
+ * of running the worker loop on the worker's pipes. Thread-local, so that a
+ * fork by some other thread of the program marks no worker thread. */
+static _Thread_local volatile sig_atomic_t worker_is_grandchild
+        __attribute__((tls_model("initial-exec")));
+static pthread_once_t worker_fork_once = PTHREAD_ONCE_INIT;
 
 static void worker_mark_grandchild(void)
 {
 	worker_is_grandchild = 1;
 }
 
+static void worker_register_guard(void)
+{
+	pthread_atfork(NULL, NULL, worker_mark_grandchild);
+}
+
+/* Once per process: a forked worker inherits the registration. */
+static void worker_guard_forks(void)
+{
+	pthread_once(&worker_fork_once, worker_register_guard);
+}
+
 struct worker {
 	const struct mproc__child_plan *plan;
 	jmp_buf exit_jb;        /* threads: where worker_exit() returns to */
+	int exit_code;          /* threads: what worker_exit() was given */
 	size_t committed;       /* out bytes that are whole result records */
 	int statm_fd;           /* /proc/self/statm, for max_rss */
 	ino_t task_ino, result_ino; /* its own pipes, for suspect mode */
@@ -173,8 +189,10 @@ struct worker {
  * mproc__worker_thread (only worker code lies between, never a task). */
 static _Noreturn void worker_exit(struct worker *wk, int code)
 {
-	if (wk->plan->threaded)
-		longjmp(wk->exit_jb, 0x100 | code);
+	if (wk->plan->threaded) {
+		wk->exit_code = code;
+		longjmp(wk->exit_jb, 1);
+	}
 	_exit(code);
 }
 
@@ -548,32 +566,54 @@ _Noreturn void mproc__worker_main(const struct mproc__child_plan *plan)
 	_exit(worker_loop(&wk));
 }
 
+/* End of file for the manager, as a process's exit would give; also when
+ * a task or the initializer ends the thread with pthread_exit. */
+static void worker_thread_end(void *arg)
+{
+	struct mproc__child_plan *plan = arg;
+	mproc__fd_close(&plan->result_fd);
+}
+
+static void worker_free(void *arg)
+{
+	struct worker *wk = arg;
+	if (!wk)
+		return;
+	mproc_decoder_free(wk->dec);
+	mproc_writer_free(wk->w);
+	mproc__buf_free(&wk->in);
+	mproc__buf_free(&wk->out);
+	if (wk->statm_fd >= 0)
+		close(wk->statm_fd);
+	free(wk);
+}
+
+/* The loop, or where worker_exit() lands; no local changes in between. */
+static int worker_loop_thread(struct worker *wk)
+{
+	if (setjmp(wk->exit_jb) != 0)
+		return wk->exit_code;
+	return worker_loop(wk);
+}
+
 void *mproc__worker_thread(void *arg)
 {
 	struct mproc__child_plan *plan = arg;
-	int code = 70;
+	volatile int code = 70; /* set inside pthread_cleanup_push (a setjmp) */
 	char name[16];
 	snprintf(name, sizeof name, "mproc-worker%u", plan->number);
 	pthread_setname_np(pthread_self(), name);
+	worker_guard_forks();
+	pthread_cleanup_push(worker_thread_end, plan);
 	if (plan->initializer)
 		plan->initializer(plan->initarg);
 	atomic_store_explicit(&plan->status->ready_ns, mproc__now_ns(),
 	                      memory_order_release);
 	struct worker *wk = calloc(1, sizeof *wk);
-	if (wk && worker_init(wk, plan) == 0) {
-		int jumped = setjmp(wk->exit_jb);
-		code = jumped ? jumped & 0xff : worker_loop(wk);
-	}
-	if (wk) {
-		mproc_decoder_free(wk->dec);
-		mproc_writer_free(wk->w);
-		mproc__buf_free(&wk->in);
-		mproc__buf_free(&wk->out);
-		if (wk->statm_fd >= 0)
-			close(wk->statm_fd);
-		free(wk);
-	}
-	/* End of file for the manager, as a process's exit would give. */
-	mproc__fd_close(&plan->result_fd);
+	pthread_cleanup_push(worker_free, wk);
+	if (wk && worker_init(wk, plan) == 0)
+		code = worker_loop_thread(wk);
+	pthread_cleanup_pop(1);
+	pthread_cleanup_pop(1);
 	return (void *)(intptr_t)code;
 }

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1086,6 +1087,147 @@ START_TEST(test_pool_backends_give_identical_results)
 }
 END_TEST
 
+/* ---- threads backend: what its tasks may do ------------------------- */
+
+static struct mproc_pool *own_pool; /* the pool the tasks below run in */
+
+/* Sleeps a little, then asks its own pool for statistics. */
+static int t_stats_own_pool(const struct mproc_value *arg,
+                            struct mproc_writer *ret)
+{
+	(void)arg;
+	sleep_ms(200);
+	struct mproc_pool_stats st;
+	return mproc_write_int(ret, mproc_pool_stats(own_pool, &st));
+}
+
+/* Tries to terminate and join its own pool. */
+static int t_end_own_pool(const struct mproc_value *arg,
+                          struct mproc_writer *ret)
+{
+	(void)arg;
+	mproc_write_tuple_begin(ret);
+	mproc_write_int(ret, mproc_pool_terminate(own_pool));
+	mproc_pool_close(own_pool);
+	mproc_write_int(ret, mproc_pool_join(own_pool));
+	return mproc_write_tuple_end(ret);
+}
+
+static struct mproc_pool *open_threads(unsigned n)
+{
+	struct mproc_pool_opts o = {.processes = n,
+	                            .backend = MPROC_BACKEND_THREADS};
+	struct mproc_pool *p = NULL;
+	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	return p;
+}
+
+START_TEST(test_pool_threads_terminate_while_task_calls_its_pool)
+{
+	own_pool = open_threads(1);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_apply_async(own_pool, t_stats_own_pool, NULL, 0,
+	                                   NULL, &a), 0);
+	sleep_ms(50);
+	/* The task needs the pool's lock while terminate waits for it. */
+	ck_assert_int_eq(mproc_pool_terminate(own_pool), 0);
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_async_get(a, 0, &r), 0);
+	ck_assert_int_eq(int_of(r->items[0].value), 0);
+	mproc_async_free(a);
+	ck_assert_int_eq(mproc_pool_join(own_pool), 0);
+	mproc_pool_free(own_pool);
+}
+END_TEST
+
+START_TEST(test_pool_threads_task_ending_its_own_pool_is_edeadlk)
+{
+	own_pool = open_threads(2);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(own_pool, t_end_own_pool, NULL, 0, &r), 0);
+	const struct mproc_value *v;
+	ck_assert_int_eq(mproc_value_item(r->items[0].value, 0, &v), 0);
+	ck_assert_int_eq(int_of(v), -EDEADLK);
+	ck_assert_int_eq(mproc_value_item(r->items[0].value, 1, &v), 0);
+	ck_assert_int_eq(int_of(v), -EDEADLK);
+	mproc_results_free(r);
+	finish_pool(own_pool);
+}
+END_TEST
+
+/* A program's own SIGSEGV handler that jumps back into the task: it must
+ * run for a fault in a worker thread (synchronous signals are not blocked
+ * there). */
+static _Thread_local sigjmp_buf segv_jb;
+static void segv_back(int sig)
+{
+	(void)sig;
+	siglongjmp(segv_jb, 1);
+}
+
+static int *volatile bad_address; /* NULL */
+
+static int t_fault_and_recover(const struct mproc_value *arg,
+                               struct mproc_writer *ret)
+{
+	(void)arg;
+	if (sigsetjmp(segv_jb, 1) == 0) {
+		*bad_address = 1;
+		return mproc_write_cstr(ret, "no fault");
+	}
+	return mproc_write_cstr(ret, "recovered");
+}
+
+START_TEST(test_pool_threads_program_segv_handler_runs)
+{
+	struct sigaction sa = {.sa_handler = segv_back}, old;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGSEGV, &sa, &old);
+	struct mproc_pool *p = open_threads(1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_fault_and_recover, NULL, 0, &r), 0);
+	const char *s;
+	size_t n;
+	ck_assert_int_eq(mproc_value_str(r->items[0].value, &s, &n), 0);
+	ck_assert_int_eq(strncmp(s, "recovered", n), 0);
+	mproc_results_free(r);
+	finish_pool(p);
+	sigaction(SIGSEGV, &old, NULL);
+}
+END_TEST
+
+/* Forks; the child returns from the task, the parent waits for it. */
+static int t_fork_and_return(const struct mproc_value *arg,
+                             struct mproc_writer *ret)
+{
+	(void)arg;
+	pid_t pid = fork();
+	if (pid == 0)
+		return mproc_write_cstr(ret, "from the child");
+	waitpid(pid, NULL, 0);
+	return mproc_write_cstr(ret, "from the worker");
+}
+
+START_TEST(test_pool_task_forking_never_makes_a_second_worker)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 4, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_fork_and_return, &in, 1, &r), 0);
+	for (int i = 0; i < 4; i++) {
+		const char *s;
+		size_t n;
+		ck_assert_int_eq(mproc_value_str(r->items[i].value, &s, &n), 0);
+		ck_assert_int_eq(strncmp(s, "from the worker", n), 0);
+	}
+	mproc_results_free(r);
+	finish_pool(p); /* a child left on the task pipe would hang this */
+	ck_assert(no_children());
+}
+END_TEST
+
 START_TEST(test_pool_input_range_matches_python)
 {
 	struct mproc_input in;
@@ -1344,6 +1486,10 @@ int main(void)
 	tcase_add_test(tc, test_pool_bad_arguments_are_einval);
 	tcase_add_test(tc, test_pool_threads_refuse_what_needs_a_process);
 	tcase_add_test(tc, test_pool_backends_give_identical_results);
+	tcase_add_test(tc, test_pool_threads_terminate_while_task_calls_its_pool);
+	tcase_add_test(tc, test_pool_threads_task_ending_its_own_pool_is_edeadlk);
+	tcase_add_test(tc, test_pool_threads_program_segv_handler_runs);
+	tcase_add_test(tc, test_pool_task_forking_never_makes_a_second_worker);
 	tcase_add_test(tc, test_pool_input_range_matches_python);
 	tcase_add_test(tc, test_pool_cpu_counts_are_sane);
 	tcase_add_test(tc, test_pool_four_threads_get_every_result_once);
