@@ -284,14 +284,18 @@ static void describe(const struct point *pt, char *out, size_t len)
 	         pt->chunksize);
 }
 
-static void progress(size_t i, size_t n, const struct point *pt,
-                     const char *backend)
+/* Steps of the whole run (a point on a backend), for the progress line. */
+static size_t prog_done, prog_total;
+
+static void progress(const struct point *pt, const char *backend)
 {
+	prog_done++;
 	if (!progress_on)
 		return;
 	char d[96];
 	describe(pt, d, sizeof d);
-	fprintf(stderr, "\r\033[K[%zu/%zu] %s: %s", i + 1, n, d, backend);
+	fprintf(stderr, "\r\033[K[%zu/%zu] %s: %s", prog_done, prog_total, d,
+	        backend);
 }
 
 /* ---- the work, on raw C values ------------------------------------------ */
@@ -321,19 +325,19 @@ static uint64_t spin_iters(uint64_t ns)
  * an interrupt or a frequency step), then checked at 1 ms. */
 static void calibrate(void)
 {
-	volatile uint64_t sink = 0;
+	volatile uint64_t keep = 0;
 	const uint64_t iters = 2000000;
 	double best = 1e9;
-	sink += spin(iters / 4); /* wake the core up */
+	keep += spin(iters / 4); /* wake the core up */
 	for (int r = 0; r < 7; r++) {
 		double t0 = now();
-		sink += spin(iters);
+		keep += spin(iters);
 		double dt = now() - t0;
 		if (dt < best)
 			best = dt;
 	}
 	spin_per_ns = (double)iters / (best * 1e9);
-	(void)sink;
+	(void)keep;
 }
 
 /*
@@ -372,8 +376,8 @@ static int task_spin(const struct mproc_value *arg, struct mproc_writer *ret)
 	int rc = mproc_value_int(arg, &iters);
 	if (rc < 0)
 		return rc;
-	volatile uint64_t sink = spin((uint64_t)iters);
-	(void)sink;
+	volatile uint64_t keep = spin((uint64_t)iters);
+	(void)keep;
 	(void)ret;
 	return 0;
 }
@@ -869,8 +873,6 @@ static int run_python(const char *python)
 	}
 	fds[0] = -1;
 	char line[512];
-	size_t done = 0, total = npoints * (selected[B_PY_POOL] +
-	                                    selected[B_PY_THREADPOOL]);
 	while (fgets(line, sizeof line, f)) {
 		char kind, name[32];
 		size_t i;
@@ -884,7 +886,6 @@ static int run_python(const char *python)
 			b++;
 		if (b == B_COUNT)
 			continue;
-		done++;
 		if (kind == 'R' && sscanf(line + used, "%lf %lf %lf", &s.med,
 		                          &s.min, &s.max) == 3) {
 			points[i].res[b] = s;
@@ -895,7 +896,8 @@ static int run_python(const char *python)
 			       line + used);
 			rc = -EIO;
 		}
-		progress(done - 1, total, &points[i], backend_name[b]);
+		/* The step just finished: the line lags one point behind. */
+		progress(&points[i], backend_name[b]);
 	}
 out:
 	if (f)
@@ -966,11 +968,13 @@ static void print_table(void)
 		const struct point *pt = &points[i];
 		char task[16], pay[16];
 		point_cells(pt, task, sizeof task, pay, sizeof pay);
-		if (i)
-			putchar('\n');
+		bool first = true;
 		for (int b = 0; b < B_COUNT; b++) {
 			if (!selected[b] || (pt->startup && b == B_SERIAL))
 				continue;
+			if (first && i)
+				putchar('\n');
+			first = false;
 			printf("%-9s %-14s %3u %5zu %6s %7s %8zu  %-13s",
 			       series_name[pt->series],
 			       pt->startup ? "apply" : api_name[pt->api],
@@ -1394,15 +1398,16 @@ int main(int argc, char *argv[], char *envp[])
 	build_points(want);
 
 	int status = 0;
-	size_t total = 0, step = 0;
-	for (int b = 0; b < B_PY_POOL; b++)
-		total += selected[b] ? npoints : 0;
+	for (size_t i = 0; i < npoints; i++)
+		for (int b = 0; b < B_COUNT; b++)
+			prog_total += selected[b] &&
+			              !(points[i].startup && b == B_SERIAL);
 	for (size_t i = 0; i < npoints; i++) {
 		for (int b = 0; b < B_PY_POOL; b++) {
-			if (!selected[b])
+			if (!selected[b] || (points[i].startup && b == B_SERIAL))
 				continue;
-			progress(step++, total, &points[i], backend_name[b]);
-			if (failed[b] || (points[i].startup && b == B_SERIAL))
+			progress(&points[i], backend_name[b]);
+			if (failed[b])
 				continue;
 			int rc = measure(&points[i], (enum backend)b);
 			if (rc == -ENOTSUP && b == B_THREADS) {
