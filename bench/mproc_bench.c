@@ -49,7 +49,8 @@
  * Workloads (--workload, default all), each a series of points:
  *
  *   empty      empty task, imap, chunksize 1 and 64.
- *   spin       spin task, imap, 100 ns .. 10 ms, chunksize 1 and 64.
+ *   spin       spin task, imap, 100 ns .. 10 ms at chunksize 1, and at
+ *              64 up to the spin where 4 chunks a worker take 0.6 s.
  *   payload    payload task, imap, chunksize 1, 8 B .. 1 MiB.
  *   chunksize  empty task, imap, chunksize 1 .. 1024.
  *   startup    open a pool of 1 .. 64 workers, one apply, close, join
@@ -66,7 +67,10 @@
  * wall time of one run, microseconds per task and tasks per second of the
  * median, and the speedup over serial. The task count of a point is the
  * same for every backend, chosen so that a run takes some 50-300 ms on the
- * C backends (Python's pools, slower per task, take longer at small tasks).
+ * C backends (Python's pools, slower per task, take longer at small tasks),
+ * and at least 4 chunks a worker. Each point is measured on every backend,
+ * Python's included, before the next point starts, so that the load of a
+ * shared machine drifts less between the backends compared.
  * Under the table: for each backend, the crossover (the shortest spin, at
  * chunksize 1 and --workers workers, whose speedup over serial is > 1),
  * and the thread backend's time against the pthread-min floor.
@@ -722,6 +726,9 @@ static void add_point(enum series s, enum task task, enum api api,
 		return;
 	}
 	pt->n = tasks_for(task_ns, payload, chunksize, target);
+	/* Every worker gets a few chunks, or chunksize measures imbalance. */
+	if (pt->n < 4 * (size_t)workers * chunksize)
+		pt->n = 4 * (size_t)workers * chunksize;
 	/* The warm-up spreads a few chunks to every worker, within ~20 ms. */
 	size_t warm = 4 * (size_t)workers * chunksize;
 	double cost = task_ns > 1000 ? (double)task_ns : 1000;
@@ -757,8 +764,12 @@ static void build_points(const bool *want)
 		                  : sizeof spins_full / sizeof *spins_full;
 		for (size_t i = 0; i < ns; i++)
 			add_point(S_SPIN, T_SPIN, API_IMAP, 1, s[i], 0, w, false);
+		/* At chunksize 64, up to the spins where 4 chunks a worker
+		 * still run in 0.6 s serially. */
 		for (size_t i = 0; i < ns && !quick; i++)
-			add_point(S_SPIN, T_SPIN, API_IMAP, 64, s[i], 0, w, false);
+			if (4.0 * w * 64 * (double)s[i] <= 0.6e9)
+				add_point(S_SPIN, T_SPIN, API_IMAP, 64, s[i], 0, w,
+				          false);
 	}
 	if (want[S_PAYLOAD]) {
 		if (quick)
@@ -798,15 +809,37 @@ static void build_points(const bool *want)
 /* ---- Python -------------------------------------------------------------- */
 
 /*
- * Run mproc_bench.py on every point for the Python backends selected.
- * Protocol: the points go as arguments, one "i:task:api:workers:chunksize:
- * task_ns:payload:n:warm:startup" each; the script answers on stdout one
- * line per point and backend, "R i backend median min max" (seconds) or
- * "E i backend message", and prints its own errors on stderr.
+ * mproc_bench.py runs as a coprocess, driven point by point so that
+ * Python's pools are measured right after the C backends on the same
+ * point: the machine's load drifts, and a comparison made minutes apart
+ * would measure the drift. Protocol, one line each way per step:
+ *
+ *   C -> Python  "P i:task:api:workers:chunksize:task_ns:payload:n:warm:
+ *                startup" (one point; EOF on stdin ends the script)
+ *   Python -> C  "R i backend median min max" (seconds) or
+ *                "E i backend message", one per Python backend, then
+ *                "D i" when the point is done.
+ *
+ * The script prints its own errors on stderr.
  */
-static int run_python(const char *python)
+static pid_t py_pid = -1;
+static FILE *py_in, *py_out;
+
+static void py_fail(const char *why)
 {
-	char backends[64] = "";
+	notice("%s; skipping the Python backends", why);
+	for (int b = B_PY_POOL; b < B_COUNT; b++)
+		failed[b] = true;
+}
+
+/* Start the script; 0, or -1 with the Python backends marked failed. */
+static int py_start(const char *python)
+{
+	char backends[64] = "", rep[16];
+	int in[2] = {-1, -1}, out[2] = {-1, -1};
+	posix_spawn_file_actions_t fa;
+	char msg[300];
+
 	for (int b = B_PY_POOL; b < B_COUNT; b++)
 		if (selected[b]) {
 			if (*backends)
@@ -815,118 +848,128 @@ static int run_python(const char *python)
 		}
 	if (!*backends)
 		return 0;
-
-	size_t argc = 8 + npoints;
-	char **argv = calloc(argc + 1, sizeof *argv);
-	char (*specs)[128] = calloc(npoints ? npoints : 1, sizeof *specs);
-	char rep[16];
-	int fds[2] = {-1, -1}, rc = 0;
-	pid_t pid = -1;
-	FILE *f = NULL;
-	posix_spawn_file_actions_t fa;
-	bool fa_init = false;
-	if (!argv || !specs) {
-		rc = -ENOMEM;
-		goto out;
-	}
 	snprintf(rep, sizeof rep, "%d", repeat);
-	size_t k = 0;
-	argv[k++] = (char *)python;
-	argv[k++] = (char *)MPROC_BENCH_PY;
-	argv[k++] = (char *)"--repeat";
-	argv[k++] = rep;
-	argv[k++] = (char *)"--backends";
-	argv[k++] = backends;
-	for (size_t i = 0; i < npoints; i++) {
-		const struct point *pt = &points[i];
-		snprintf(specs[i], sizeof specs[i],
-		         "%zu:%s:%s:%u:%zu:%" PRIu64 ":%zu:%zu:%zu:%d", i,
-		         task_name[pt->task], api_name[pt->api], pt->workers,
-		         pt->chunksize, pt->task_ns, pt->payload, pt->n, pt->warm,
-		         pt->startup);
-		argv[k++] = specs[i];
-	}
-	argv[k] = NULL;
-
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		rc = -errno;
-		goto out;
+	char *argv[] = {(char *)python, (char *)MPROC_BENCH_PY, "--repeat",
+	                rep,            "--backends",           backends,
+	                NULL};
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		snprintf(msg, sizeof msg, "pipe: %s", strerror(errno));
+		goto fail;
 	}
 	posix_spawn_file_actions_init(&fa);
-	fa_init = true;
-	posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-	int err = posix_spawnp(&pid, python, &fa, NULL, argv, environ);
-	close(fds[1]);
-	fds[1] = -1;
+	posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+	int err = posix_spawnp(&py_pid, python, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
 	if (err) {
-		pid = -1;
-		notice("%s: %s; skipping the Python backends", python,
-		       strerror(err));
-		for (int b = B_PY_POOL; b < B_COUNT; b++)
-			failed[b] = true;
-		goto out;
+		py_pid = -1;
+		snprintf(msg, sizeof msg, "%s: %s", python, strerror(err));
+		goto fail;
 	}
-	f = fdopen(fds[0], "r");
-	if (!f) {
-		rc = -errno;
-		goto out;
+	close(in[0]);
+	close(out[1]);
+	py_in = fdopen(in[1], "w");
+	py_out = fdopen(out[0], "r");
+	if (!py_in || !py_out) {
+		snprintf(msg, sizeof msg, "fdopen: %s", strerror(errno));
+		in[0] = out[1] = -1;
+		if (!py_in)
+			close(in[1]);
+		if (!py_out)
+			close(out[0]);
+		in[1] = out[0] = -1;
+		goto fail;
 	}
-	fds[0] = -1;
+	return 0;
+fail:
+	for (int k = 0; k < 2; k++) {
+		if (in[k] >= 0)
+			close(in[k]);
+		if (out[k] >= 0)
+			close(out[k]);
+	}
+	py_fail(msg);
+	return -1;
+}
+
+/* Stop the script and reap it; 0, or -1 when it failed. */
+static int py_stop(void)
+{
+	int rc = 0, st = 0;
+	if (py_in)
+		fclose(py_in);
+	if (py_out)
+		fclose(py_out);
+	py_in = py_out = NULL;
+	if (py_pid <= 0)
+		return 0;
+	while (waitpid(py_pid, &st, 0) < 0 && errno == EINTR)
+		;
+	py_pid = -1;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 3) {
+		py_fail("this python has no usable multiprocessing");
+	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		notice("%s failed", MPROC_BENCH_PY);
+		rc = -1;
+	}
+	return rc;
+}
+
+/* Measure point i on the Python backends. 0, or -1 when a point failed. */
+static int py_point(size_t i)
+{
+	const struct point *pt = &points[i];
 	char line[512];
-	while (fgets(line, sizeof line, f)) {
+	int rc = 0;
+
+	if (!py_in || failed[B_PY_POOL])
+		return 0;
+	for (int b = B_PY_POOL; b < B_COUNT; b++)
+		if (selected[b]) {
+			progress(pt, backend_name[b]);
+			break;
+		}
+	fprintf(py_in, "P %zu:%s:%s:%u:%zu:%" PRIu64 ":%zu:%zu:%zu:%d\n", i,
+	        task_name[pt->task], api_name[pt->api], pt->workers,
+	        pt->chunksize, pt->task_ns, pt->payload, pt->n, pt->warm,
+	        pt->startup);
+	if (fflush(py_in) != 0) {
+		py_stop();
+		py_fail("the Python script exited early");
+		return -1;
+	}
+	while (fgets(line, sizeof line, py_out)) {
 		char kind, name[32];
-		size_t i;
+		size_t k;
 		struct stat3 s;
-		int used;
-		if (sscanf(line, "%c %zu %31s %n", &kind, &i, name, &used) < 3 ||
-		    i >= npoints)
+		int used = 0;
+		int got = sscanf(line, "%c %zu %31s %n", &kind, &k, name, &used);
+		if (got >= 2 && kind == 'D' && k == i)
+			return rc;
+		if (got < 3 || k != i || !used)
 			continue;
 		int b = B_PY_POOL;
 		while (b < B_COUNT && strcmp(backend_key[b], name))
 			b++;
 		if (b == B_COUNT)
 			continue;
+		if (b == B_PY_POOL && selected[B_PY_THREADPOOL])
+			progress(pt, backend_name[B_PY_THREADPOOL]);
 		if (kind == 'R' && sscanf(line + used, "%lf %lf %lf", &s.med,
 		                          &s.min, &s.max) == 3) {
 			points[i].res[b] = s;
 			points[i].have[b] = true;
 		} else if (kind == 'E') {
+			char d[96];
 			line[strcspn(line, "\n")] = 0;
-			notice("%s: point %zu: %s", backend_name[b], i,
-			       line + used);
-			rc = -EIO;
-		}
-		/* The step just finished: the line lags one point behind. */
-		progress(&points[i], backend_name[b]);
-	}
-out:
-	if (f)
-		fclose(f);
-	if (fds[0] >= 0)
-		close(fds[0]);
-	if (fds[1] >= 0)
-		close(fds[1]);
-	if (fa_init)
-		posix_spawn_file_actions_destroy(&fa);
-	if (pid > 0) {
-		int st;
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			if (WIFEXITED(st) && WEXITSTATUS(st) == 3) {
-				notice("%s has no usable multiprocessing; "
-				       "skipping the Python backends", python);
-				for (int b = B_PY_POOL; b < B_COUNT; b++)
-					failed[b] = true;
-			} else {
-				notice("%s %s failed", python, MPROC_BENCH_PY);
-				rc = -EIO;
-			}
+			describe(pt, d, sizeof d);
+			notice("%s: %s: %s", backend_name[b], d, line + used);
+			rc = -1;
 		}
 	}
-	free(argv);
-	free(specs);
-	return rc;
+	py_stop();
+	py_fail("the Python script exited early");
+	return -1;
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -1402,6 +1445,7 @@ int main(int argc, char *argv[], char *envp[])
 		for (int b = 0; b < B_COUNT; b++)
 			prog_total += selected[b] &&
 			              !(points[i].startup && b == B_SERIAL);
+	py_start(python);
 	for (size_t i = 0; i < npoints; i++) {
 		for (int b = 0; b < B_PY_POOL; b++) {
 			if (!selected[b] || (points[i].startup && b == B_SERIAL))
@@ -1428,8 +1472,10 @@ int main(int argc, char *argv[], char *envp[])
 					status = 1;
 			}
 		}
+		if (py_point(i) < 0)
+			status = 1;
 	}
-	if (run_python(python) < 0)
+	if (py_stop() < 0)
 		status = 1;
 	progress_clear();
 

@@ -2,17 +2,22 @@
 """Python's side of mproc-bench (bench/mproc_bench.c): the same points on
 multiprocessing.Pool and multiprocessing.pool.ThreadPool.
 
-Usage: mproc_bench.py --repeat N --backends py-pool,py-threadpool POINT...
+Usage: mproc_bench.py --repeat N --backends py-pool,py-threadpool
 
-A POINT is "i:task:api:workers:chunksize:task_ns:payload:n:warm:startup",
-as the C tool writes it. For each backend and point, the script runs `warm`
-untimed tasks, then times `repeat` runs of `n` tasks, and prints
-"R i backend median min max" (seconds) on stdout, or "E i backend message"
-when the point failed. Exit status 3: multiprocessing cannot run here.
+The C tool drives it point by point, one line on stdin each,
+"P i:task:api:workers:chunksize:task_ns:payload:n:warm:startup"; EOF ends
+it. For each backend, the script opens a pool of `workers`, runs `warm`
+untimed tasks, times `repeat` runs of `n` tasks and closes the pool, then
+prints "R i backend median min max" (seconds) on stdout, or
+"E i backend message" when the point failed; "D i" ends the point's
+answer. Pools live only for their point, so no pool's threads are alive
+when the next one forks. Exit status 3: multiprocessing cannot run here.
 
 The spin task busy-waits on time.perf_counter_ns() for task_ns of wall
 time: Python cannot run the C spin loop at the same cost. The empty task
-returns None; the payload task returns its bytes argument.
+returns None; the payload task returns a copy of its bytes argument (one
+copy, as the C backends make: returning the argument itself would let a
+ThreadPool skip the copy).
 """
 import argparse
 import itertools
@@ -39,7 +44,7 @@ def spin(ns):
 
 
 def echo(b):
-    return b
+    return memoryview(b).tobytes()
 
 
 class Point:
@@ -87,23 +92,27 @@ def run_startup(cls, pt, n):
         p.join()
 
 
-def measure(cls, pools, pt, repeat):
+def measure(cls, pt, repeat):
     if pt.startup:
         run_startup(cls, pt, pt.warm)
+        pool = None
     else:
-        pool = pools.get(pt.workers)
-        if pool is None:
-            pool = pools[pt.workers] = cls(pt.workers)
-        if pt.warm:
+        pool = cls(pt.workers)
+    try:
+        if pool is not None and pt.warm:
             run_calls(pool, pt, pt.warm)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        if pt.startup:
-            run_startup(cls, pt, pt.n)
-        else:
-            run_calls(pool, pt, pt.n)
-        times.append(time.perf_counter() - t0)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            if pt.startup:
+                run_startup(cls, pt, pt.n)
+            else:
+                run_calls(pool, pt, pt.n)
+            times.append(time.perf_counter() - t0)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     return statistics.median(times), min(times), max(times)
 
 
@@ -111,35 +120,28 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--backends", default="py-pool,py-threadpool")
-    ap.add_argument("points", nargs="*")
     args = ap.parse_args()
-    points = [Point(s) for s in args.points]
     try:
         mp.set_start_method("fork")
     except (RuntimeError, ValueError) as e:
         print(f"mproc_bench.py: {e}", file=sys.stderr)
         sys.exit(3)
     classes = {"py-pool": mp.Pool, "py-threadpool": ThreadPool}
-    # Process pools first: forking a program with ThreadPool threads alive
-    # is what Python warns about.
-    for name in ("py-pool", "py-threadpool"):
-        if name not in args.backends.split(","):
+    backends = [b for b in ("py-pool", "py-threadpool")
+                if b in args.backends.split(",")]
+    for line in sys.stdin:
+        if not line.startswith("P "):
             continue
-        cls = classes[name]
-        pools = {}
-        try:
-            for pt in points:
-                try:
-                    med, lo, hi = measure(cls, pools, pt, args.repeat)
-                    print(f"R {pt.id} {name} {med:.9f} {lo:.9f} {hi:.9f}",
-                          flush=True)
-                except Exception as e:  # report the point, go on
-                    msg = f"{type(e).__name__}: {e}".replace("\n", " ")
-                    print(f"E {pt.id} {name} {msg}", flush=True)
-        finally:
-            for p in pools.values():
-                p.close()
-                p.join()
+        pt = Point(line[2:].strip())
+        for name in backends:
+            try:
+                med, lo, hi = measure(classes[name], pt, args.repeat)
+                print(f"R {pt.id} {name} {med:.9f} {lo:.9f} {hi:.9f}",
+                      flush=True)
+            except Exception as e:  # report the point, go on
+                msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+                print(f"E {pt.id} {name} {msg}", flush=True)
+        print(f"D {pt.id}", flush=True)
 
 
 if __name__ == "__main__":
