@@ -445,7 +445,8 @@ MPROC_EXPORT int mproc_pool_close(struct mproc_pool *pool);
 /*
  * Stop the workers at once (Pool.terminate()): running tasks are killed,
  * unfinished results end with status MPROC_CANCELLED, and every worker is
- * reaped before it returns. Idempotent. Returns 0, -EINVAL for a NULL pool,
+ * reaped before it returns. Threads cannot be killed: with the threads
+ * backend each finishes the task it runs (its result is kept) first. Idempotent. Returns 0, -EINVAL for a NULL pool,
  * -EDEADLK from a callback of this pool.
  */
 MPROC_EXPORT int mproc_pool_terminate(struct mproc_pool *pool);

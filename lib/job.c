@@ -36,6 +36,9 @@ int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co
 		return 0;
 	if (isnan(co->timeout) || co->timeout >= 1e9)
 		return -EINVAL;
+	/* A thread running past its timeout cannot be stopped. */
+	if (co->timeout > 0 && job->pool->opts.backend == MPROC_BACKEND_THREADS)
+		return -ENOTSUP;
 	job->timeout_ns = co->timeout > 0   ? (uint64_t)(co->timeout * 1e9)
 	                  : co->timeout < 0 ? UINT64_MAX
 	                                    : 0;

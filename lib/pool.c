@@ -87,6 +87,11 @@ static void reg_close(int *fd)
 	*fd = -1;
 }
 
+void mproc__fd_close(int *fd)
+{
+	reg_close(fd);
+}
+
 void mproc__fdreg_child(void)
 {
 	/* In a fresh worker: the parent's lock state and list mean nothing. */
@@ -113,11 +118,107 @@ static int set_nonblock(int fd)
 	return 0;
 }
 
+/* Fill in a worker slot whose channels (manager's ends) are ready. */
+static void worker_started(struct mproc__worker *w, pid_t pid, int task_wr,
+                           int task_rd, int result_rd)
+{
+	w->pid = pid;
+	w->task_fd = task_wr;
+	w->task_guard_fd = task_rd;
+	w->result_fd = result_rd;
+	w->retiring = false;
+	w->chunks_sent = 0;
+	w->out.len = w->out_acked = w->out_sent = 0;
+	w->in.len = 0;
+	w->qhead = w->qlen = 0;
+	w->inflight_tasks = 0;
+	w->spawned_ns = mproc__coarse_ns();
+	w->respawn_backoff = 0;
+}
+
+/*
+ * The threads backend: the same two pipes, and a thread where a process
+ * would be. The thread owns the result pipe's write end and closes it when
+ * it ends; every end stays in the registry meanwhile, so that a process
+ * pool's worker forked in between closes them and never hides their end of
+ * file.
+ */
+static int pool_spawn_thread(struct mproc_pool *pool, struct mproc__worker *w)
+{
+	int sv[2] = {-1, -1}, pp[2] = {-1, -1};
+	int rc;
+
+	pthread_mutex_lock(&reg_mu);
+	if (pipe2(sv, O_CLOEXEC) < 0 || pipe2(pp, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	(void)fcntl(pp[1], F_SETPIPE_SZ, 256 * 1024);
+	if ((rc = set_nonblock(sv[1])) < 0 || (rc = set_nonblock(pp[0])) < 0)
+		goto fail;
+	if (reg_cap < reg_len + 4) {
+		/* Room first, so that the four adds below cannot fail. */
+		int *p = reallocarray(reg_fds, reg_len + 64, sizeof *p);
+		if (!p) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		reg_fds = p;
+		reg_cap = reg_len + 64;
+	}
+	w->tplan = (struct mproc__child_plan){
+		.task_fd = sv[0],
+		.result_fd = pp[1],
+		.number = w->number,
+		.threaded = true,
+		.stop = &w->stop,
+		.maxtasks = pool->opts.maxtasksperchild,
+		.initializer = pool->opts.initializer,
+		.initarg = pool->opts.initarg,
+		.status = &pool->status[w->number],
+		.limits = pool->opts.limits,
+	};
+	atomic_store(&w->stop, 0);
+	atomic_store(&w->tplan.status->task_id, 0);
+	atomic_store(&w->tplan.status->retired_rss, 0);
+
+	/* The thread takes no signal of the host program's. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&w->thread, NULL, mproc__worker_thread, &w->tplan);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc < 0)
+		goto fail;
+	(void)reg_add_locked(sv[0]);
+	(void)reg_add_locked(sv[1]);
+	(void)reg_add_locked(pp[0]);
+	(void)reg_add_locked(pp[1]);
+	pthread_mutex_unlock(&reg_mu);
+	w->threaded = true;
+	w->pidfd = -1;
+	worker_started(w, MPROC__THREAD_PID, sv[1], sv[0], pp[0]);
+	return 0;
+
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (sv[i] >= 0)
+			close(sv[i]);
+		if (pp[i] >= 0)
+			close(pp[i]);
+	}
+	pthread_mutex_unlock(&reg_mu);
+	return rc;
+}
+
 int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 {
 	int sv[2] = {-1, -1}, pp[2] = {-1, -1};
 	int *closelist = NULL;
 	int rc;
+
+	if (pool->opts.backend == MPROC_BACKEND_THREADS)
+		return pool_spawn_thread(pool, w);
 
 	/* The registry stays locked from the pipes' creation to the fork, so
 	 * that no other pool forks a child between, which would inherit these
@@ -203,10 +304,6 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	pthread_mutex_unlock(&reg_mu);
 	free(closelist);
 
-	w->pid = pid;
-	w->task_fd = sv[1];
-	w->task_guard_fd = sv[0];
-	w->result_fd = pp[0];
 	w->pidfd = -1;
 #if HAVE_PIDFD_OPEN
 	w->pidfd = pidfd_open(pid, 0);
@@ -215,14 +312,7 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 		w->pidfd = -1;
 	}
 #endif
-	w->retiring = false;
-	w->chunks_sent = 0;
-	w->out.len = w->out_acked = w->out_sent = 0;
-	w->in.len = 0;
-	w->qhead = w->qlen = 0;
-	w->inflight_tasks = 0;
-	w->spawned_ns = mproc__coarse_ns();
-	w->respawn_backoff = 0;
+	worker_started(w, pid, sv[1], sv[0], pp[0]);
 	return 0;
 
 fail:
@@ -242,6 +332,32 @@ fail:
 void mproc__worker_reap(struct mproc_pool *pool, struct mproc__worker *w,
                         siginfo_t *si)
 {
+	if (w->threaded) {
+		/* Take in what it still writes until its end of file: a
+		 * thread blocked on a full result pipe would never end. */
+		int r;
+		while ((r = mproc__worker_read(pool, w, INT_MAX)) == 0) {
+			struct pollfd p = {.fd = w->result_fd, .events = POLLIN};
+			(void)poll(&p, 1, -1);
+		}
+		if (r < 0) {
+			/* Unreadable stream: discard up to end of file. */
+			char junk[4096];
+			ssize_t n;
+			struct pollfd p = {.fd = w->result_fd, .events = POLLIN};
+			while ((n = read(w->result_fd, junk, sizeof junk)) != 0)
+				if (n < 0 && errno == EAGAIN)
+					(void)poll(&p, 1, -1);
+				else if (n < 0 && errno != EINTR)
+					break;
+		}
+		void *ret = NULL;
+		pthread_join(w->thread, &ret);
+		memset(si, 0, sizeof *si);
+		si->si_code = CLD_EXITED;
+		si->si_status = (int)(intptr_t)ret;
+		return;
+	}
 	if (pool->fs_pid) {
 		mproc__fs_reap(pool, w->pid, si); /* the server's child */
 		return;
@@ -265,6 +381,14 @@ void mproc__worker_close(struct mproc__worker *w)
 /* Signal a worker through its pidfd (no pid reuse race), else by pid. */
 void mproc__worker_signal(struct mproc__worker *w, int sig)
 {
+	if (w->threaded) {
+		/* A thread cannot be killed: it stops before its next task,
+		 * and end of file on its task pipe ends its wait for one. */
+		(void)sig;
+		atomic_store_explicit(&w->stop, 1, memory_order_relaxed);
+		reg_close(&w->task_fd);
+		return;
+	}
 #if HAVE_PIDFD_OPEN
 	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, sig, NULL, 0) == 0)
 		return;
@@ -848,8 +972,15 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	    !(opts->task_timeout >= 0 && opts->task_timeout < 1e9) ||
 	    !(opts->kill_grace >= 0 && opts->kill_grace < 1e9) ||
 	    !(opts->halt_fraction >= 0 && opts->halt_fraction <= 1) ||
-	    opts->retries > 1000)
+	    opts->retries > 1000 ||
+	    (opts->backend != MPROC_BACKEND_PROCESSES &&
+	     opts->backend != MPROC_BACKEND_THREADS))
 		return -EINVAL;
+	/* What only a process can do (docs/threads.md). */
+	if (opts->backend == MPROC_BACKEND_THREADS &&
+	    (opts->task_timeout > 0 || opts->max_rss || opts->max_vm ||
+	     opts->start_method == MPROC_START_FORKSERVER))
+		return -ENOTSUP;
 
 	struct mproc_pool *pool = calloc(1, sizeof *pool);
 	if (!pool)

@@ -53,7 +53,9 @@ struct mproc__child_plan {
 	int result_fd;            /* its end of the result pipe (writes) */
 	const int *close_fds;     /* every other mproc descriptor */
 	size_t nclose;
-	pid_t manager;            /* getppid() must answer this */
+	pid_t manager;            /* getppid() must answer this; 0: a thread */
+	bool threaded;            /* runs in a thread of the program */
+	_Atomic int *stop;        /* threads: set by terminate, checked per task */
 	unsigned number;          /* worker number, for its title */
 	unsigned maxtasks;        /* chunks before it retires; 0 = never */
 	bool pdeathsig;           /* arm PR_SET_PDEATHSIG (forked by main thread) */
@@ -70,6 +72,14 @@ void mproc__reset_signals(void);
 
 /* Runs in the child after fork; never returns. */
 _Noreturn void mproc__worker_main(const struct mproc__child_plan *plan);
+
+/* The threads backend's worker: the same loop in a thread (pthread start
+ * routine, arg a struct mproc__child_plan). Returns its exit status as
+ * (void *)(intptr_t), after closing plan->result_fd. */
+void *mproc__worker_thread(void *arg);
+
+/* Close a descriptor of the registry and set *fd to -1 (pool.c). */
+void mproc__fd_close(int *fd);
 
 /* In a new child: forget the parent's descriptor registry (pool.c). */
 void mproc__fdreg_child(void);
@@ -167,9 +177,17 @@ struct mproc__chunk {
 	size_t frame_len;   /* bytes of its TASK frame in the worker's out */
 };
 
+/* A thread worker's pid: never a real process, so that a signal sent by
+ * mistake finds nobody (mproc__worker_signal never sends one to it). */
+#define MPROC__THREAD_PID ((pid_t)0x7fffffff)
+
 struct mproc__worker {
 	unsigned number;
-	pid_t pid;          /* 0 when there is no process */
+	pid_t pid;          /* 0 when there is no worker; MPROC__THREAD_PID */
+	bool threaded;      /* a thread of the threads backend */
+	pthread_t thread;
+	_Atomic int stop;   /* threads: stop before the next task */
+	struct mproc__child_plan tplan; /* threads: the plan it runs on */
 	int pidfd;
 	int task_fd;        /* manager's end, non-blocking pipe */
 	int task_guard_fd;  /* the read end, kept so writes never SIGPIPE */

@@ -11,11 +11,20 @@
  * _exit(), so the host program's atexit handlers and stdio buffers are not
  * run twice. It exits 0 at end of file on its task channel (the pool closed
  * it) and when maxtasksperchild is reached.
+ *
+ * The threads backend runs the same loop in a thread of the program
+ * (mproc__worker_thread): same pipes, same frames, same codec. There the
+ * process-only parts (signals, title, crash handler, parent checks) are
+ * skipped, and where a process would _exit() the thread returns its exit
+ * code instead, having closed its end of the result pipe so that the
+ * manager sees end of file as it would for a process.
  */
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -142,6 +151,7 @@ static void worker_mark_grandchild(void)
 
 struct worker {
 	const struct mproc__child_plan *plan;
+	jmp_buf exit_jb;        /* threads: where worker_exit() returns to */
 	size_t committed;       /* out bytes that are whole result records */
 	int statm_fd;           /* /proc/self/statm, for max_rss */
 	ino_t task_ino, result_ino; /* its own pipes, for suspect mode */
@@ -158,6 +168,15 @@ struct worker {
 	uint32_t check_every, since_check;
 	uint64_t last_check_ns;
 };
+
+/* End the worker: _exit() in a process; in a thread, unwind to
+ * mproc__worker_thread (only worker code lies between, never a task). */
+static _Noreturn void worker_exit(struct worker *wk, int code)
+{
+	if (wk->plan->threaded)
+		longjmp(wk->exit_jb, 0x100 | code);
+	_exit(code);
+}
 
 /* Parse the leading decimal of s (async-signal-safe, no locale). */
 static uint64_t parse_u64(const char **s)
@@ -277,7 +296,7 @@ static void worker_flush(struct worker *wk)
 {
 	size_t sent = 0;
 	if (mproc__wire_write(wk->plan->result_fd, &wk->out, &sent) < 0)
-		_exit(0); /* the manager is gone: nothing to report to */
+		worker_exit(wk, 0); /* the manager is gone: nothing to report to */
 	wk->out.len = 0;
 	wk->first_unflushed_ns = 0;
 }
@@ -285,7 +304,7 @@ static void worker_flush(struct worker *wk)
 static void worker_frame_open(struct worker *wk, uint64_t id)
 {
 	if (mproc__wire_begin(&wk->out, &wk->hdr_off) < 0)
-		_exit(70);
+		worker_exit(wk, 70);
 	wk->frame_id = id;
 	wk->frame_count = 0;
 	wk->committed = wk->out.len;
@@ -330,7 +349,7 @@ static void worker_check_channel(struct worker *wk, uint64_t id)
 	    a.st_ino != wk->task_ino || b.st_ino != wk->result_ino) {
 		atomic_store_explicit(&wk->plan->status->culprit, id,
 		                      memory_order_release);
-		_exit(72);
+		worker_exit(wk, 72);
 	}
 }
 
@@ -340,7 +359,7 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 {
 	struct mproc__buf *out = &wk->out;
 	if (mproc__buf_reserve(out, MPROC__RESULT_REC) < 0)
-		_exit(70);
+		worker_exit(wk, 70);
 	size_t rec = out->len;
 	out->len += MPROC__RESULT_REC;
 	mproc__writer_attach(wk->w, out);
@@ -382,7 +401,7 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 		worker_raise_code(wk->w, rc);
 		status = MPROC_RAISED;
 		if (mproc__writer_end(wk->w) < 0)
-			_exit(70);
+			worker_exit(wk, 70);
 	}
 	mproc__writer_attach(wk->w, NULL);
 
@@ -432,11 +451,18 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 	for (uint32_t k = 0; k < f->count; k++) {
 		uint32_t len;
 		if ((size_t)(end - p) < MPROC__TASK_REC)
-			_exit(71);
+			worker_exit(wk, 71);
 		memcpy(&len, p, sizeof len);
 		p += MPROC__TASK_REC;
 		if ((size_t)(end - p) < len)
-			_exit(71);
+			worker_exit(wk, 71);
+		/* Threads: terminate asks them to stop before the next task. */
+		if (wk->plan->stop &&
+		    atomic_load_explicit(wk->plan->stop, memory_order_relaxed)) {
+			worker_frame_close(wk);
+			worker_flush(wk);
+			worker_exit(wk, 0);
+		}
 		worker_run(wk, fn, f->flags, f->id + k, p, len);
 		p += len;
 		if (wk->plan->max_rss && worker_over_rss(wk)) {
@@ -445,7 +471,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			worker_frame_close(wk);
 			worker_flush(wk);
 			atomic_store(&wk->plan->status->retired_rss, 1);
-			_exit(MPROC__EXIT_MEMORY);
+			worker_exit(wk, MPROC__EXIT_MEMORY);
 		}
 		/* Long tasks report as they finish, not at the end of the batch. */
 		if (k + 1 < f->count && worker_should_flush(wk)) {
@@ -457,48 +483,97 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 	worker_frame_close(wk);
 }
 
-_Noreturn void mproc__worker_main(const struct mproc__child_plan *plan)
+/* The worker's own state, once setup is done; -ENOMEM on failure. */
+static int worker_init(struct worker *wk, const struct mproc__child_plan *plan)
 {
-	worker_setup(plan);
-
-	struct worker wk = {.plan = plan, .check_every = 1, .statm_fd = -1};
-	if (mproc_decoder_new(&wk.dec, &plan->limits) < 0 ||
-	    mproc_writer_new(&wk.w, 5) < 0)
-		_exit(70);
+	wk->plan = plan;
+	wk->check_every = 1;
+	wk->statm_fd = -1;
+	if (mproc_decoder_new(&wk->dec, &plan->limits) < 0 ||
+	    mproc_writer_new(&wk->w, 5) < 0)
+		return -ENOMEM;
 	struct stat st;
 	if (fstat(plan->task_fd, &st) == 0)
-		wk.task_ino = st.st_ino;
+		wk->task_ino = st.st_ino;
 	if (fstat(plan->result_fd, &st) == 0)
-		wk.result_ino = st.st_ino;
+		wk->result_ino = st.st_ino;
 	if (plan->max_rss)
-		wk.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	worker_self = &wk;
+		wk->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	return 0;
+}
+
+/* Read TASK frames and run them until the task channel ends; the exit
+ * status, or worker_exit() from deeper down. */
+static int worker_loop(struct worker *wk)
+{
+	const struct mproc__child_plan *plan = wk->plan;
 	size_t max = plan->limits.max_size ? plan->limits.max_size : (1u << 30);
 	unsigned chunks = 0;
 
 	for (;;) {
-		ssize_t n = mproc__wire_read(plan->task_fd, &wk.in);
-		if (n == 0 || getppid() != plan->manager)
-			_exit(0); /* the pool closed its pipe, or the manager died */
+		ssize_t n = mproc__wire_read(plan->task_fd, &wk->in);
+		if (n == 0 || (plan->manager && getppid() != plan->manager))
+			return 0; /* the pool closed its pipe, or the manager died */
 		if (n < 0)
-			_exit(n == -ENOMEM ? 70 : 0);
+			return n == -ENOMEM ? 70 : 0;
 		size_t off = 0;
 		struct mproc__frame f;
 		const char *payload;
 		int rc;
-		while ((rc = mproc__wire_next(&wk.in, &off, &f, &payload, max)) == 1) {
+		while ((rc = mproc__wire_next(&wk->in, &off, &f, &payload, max)) == 1) {
 			if (f.type != MPROC__F_TASK)
-				_exit(71);
-			worker_chunk(&wk, &f, payload);
+				return 71;
+			worker_chunk(wk, &f, payload);
 			if (plan->maxtasks && ++chunks >= plan->maxtasks) {
-				worker_flush(&wk);
-				_exit(0);
+				worker_flush(wk);
+				return 0;
 			}
 		}
 		if (rc < 0)
-			_exit(71);
-		mproc__buf_consume(&wk.in, off);
-		if (wk.out.len)
-			worker_flush(&wk);
+			return 71;
+		mproc__buf_consume(&wk->in, off);
+		if (wk->out.len)
+			worker_flush(wk);
 	}
+}
+
+_Noreturn void mproc__worker_main(const struct mproc__child_plan *plan)
+{
+	worker_setup(plan);
+
+	struct worker wk = {0};
+	if (worker_init(&wk, plan) < 0)
+		_exit(70);
+	worker_self = &wk;
+	_exit(worker_loop(&wk));
+}
+
+void *mproc__worker_thread(void *arg)
+{
+	struct mproc__child_plan *plan = arg;
+	int code = 70;
+	char name[16];
+	snprintf(name, sizeof name, "mproc-worker%u", plan->number);
+	pthread_setname_np(pthread_self(), name);
+	if (plan->initializer)
+		plan->initializer(plan->initarg);
+	atomic_store_explicit(&plan->status->ready_ns, mproc__now_ns(),
+	                      memory_order_release);
+	struct worker *wk = calloc(1, sizeof *wk);
+	if (wk && worker_init(wk, plan) == 0) {
+		int jumped = setjmp(wk->exit_jb);
+		code = jumped ? jumped & 0xff : worker_loop(wk);
+	}
+	if (wk) {
+		mproc_decoder_free(wk->dec);
+		mproc_writer_free(wk->w);
+		mproc__buf_free(&wk->in);
+		mproc__buf_free(&wk->out);
+		if (wk->statm_fd >= 0)
+			close(wk->statm_fd);
+		free(wk);
+	}
+	/* End of file for the manager, as a process's exit would give. */
+	mproc__fd_close(&plan->result_fd);
+	return (void *)(intptr_t)code;
 }

@@ -23,7 +23,16 @@ static inline int open_with_start(struct mproc_pool **p,
 	o->start_method = m && strcmp(m, "forkserver") == 0
 	                          ? MPROC_START_FORKSERVER
 	                          : MPROC_START_FORK;
+	if (m && strcmp(m, "threads") == 0)
+		o->backend = MPROC_BACKEND_THREADS;
 	return mproc_pool_open(p, o);
+}
+
+/* The suite runs against the threads backend (MPROC_TEST_START=threads). */
+static inline bool test_threads(void)
+{
+	const char *m = getenv("MPROC_TEST_START");
+	return m && strcmp(m, "threads") == 0;
 }
 
 /* Descriptors open in this process. */
