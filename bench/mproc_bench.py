@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Python's side of mproc-bench (bench/mproc_bench.c): the same points on
+multiprocessing.Pool and multiprocessing.pool.ThreadPool.
+
+Usage: mproc_bench.py --repeat N --backends py-pool,py-threadpool
+
+The C tool drives it point by point, one line on stdin each,
+"P i:task:api:workers:chunksize:task_ns:payload:n:warm:startup"; EOF ends
+it. For each backend, the script opens a pool of `workers`, runs `warm`
+untimed tasks, times `repeat` runs of `n` tasks and closes the pool, then
+prints "R i backend median min max" (seconds) on stdout, or
+"E i backend message" when the point failed; "D i" ends the point's
+answer. Pools live only for their point, so no pool's threads are alive
+when the next one forks. Exit status 3: multiprocessing cannot run here.
+
+The spin task busy-waits on time.perf_counter_ns() for task_ns of wall
+time: Python cannot run the C spin loop at the same cost. The empty task
+returns None; the payload task returns a copy of its bytes argument (one
+copy, as the C backends make: returning the argument itself would let a
+ThreadPool skip the copy).
+"""
+import argparse
+import itertools
+import statistics
+import sys
+import time
+
+try:
+    import multiprocessing as mp
+    from multiprocessing.pool import ThreadPool
+except ImportError as e:  # a python built without _multiprocessing
+    print(f"mproc_bench.py: {e}", file=sys.stderr)
+    sys.exit(3)
+
+
+def empty(x):
+    return None
+
+
+def spin(ns):
+    end = time.perf_counter_ns() + ns
+    while time.perf_counter_ns() < end:
+        pass
+
+
+def echo(b):
+    return memoryview(b).tobytes()
+
+
+class Point:
+    def __init__(self, spec):
+        f = spec.split(":")
+        self.id = int(f[0])
+        self.task = f[1]
+        self.api = f[2]
+        self.workers = int(f[3])
+        self.chunksize = int(f[4])
+        self.task_ns = int(f[5])
+        self.payload = int(f[6])
+        self.n = int(f[7])
+        self.warm = int(f[8])
+        self.startup = f[9] == "1"
+
+    def work(self, n):
+        """The task function and an iterable of its n arguments."""
+        if self.task == "spin":
+            return spin, itertools.repeat(self.task_ns, n)
+        if self.task == "payload":
+            return echo, itertools.repeat(bytes(self.payload), n)
+        return empty, range(n)
+
+
+def run_calls(pool, pt, n):
+    fn, args = pt.work(n)
+    if pt.api == "map":
+        pool.map(fn, args, pt.chunksize)
+    elif pt.api == "apply_async":
+        rs = [pool.apply_async(fn, (a,)) for a in args]
+        for r in rs:
+            r.get()
+    else:
+        call = pool.imap if pt.api == "imap" else pool.imap_unordered
+        for _ in call(fn, args, pt.chunksize):
+            pass
+
+
+def run_startup(cls, pt, n):
+    for _ in range(n):
+        p = cls(pt.workers)
+        p.apply(empty, (0,))
+        p.close()
+        p.join()
+
+
+def measure(cls, pt, repeat):
+    if pt.startup:
+        run_startup(cls, pt, pt.warm)
+        pool = None
+    else:
+        pool = cls(pt.workers)
+    try:
+        if pool is not None and pt.warm:
+            run_calls(pool, pt, pt.warm)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            if pt.startup:
+                run_startup(cls, pt, pt.n)
+            else:
+                run_calls(pool, pt, pt.n)
+            times.append(time.perf_counter() - t0)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return statistics.median(times), min(times), max(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--backends", default="py-pool,py-threadpool")
+    args = ap.parse_args()
+    try:
+        mp.set_start_method("fork")
+    except (RuntimeError, ValueError) as e:
+        print(f"mproc_bench.py: {e}", file=sys.stderr)
+        sys.exit(3)
+    classes = {"py-pool": mp.Pool, "py-threadpool": ThreadPool}
+    backends = [b for b in ("py-pool", "py-threadpool")
+                if b in args.backends.split(",")]
+    for line in sys.stdin:
+        if not line.startswith("P "):
+            continue
+        pt = Point(line[2:].strip())
+        for name in backends:
+            try:
+                med, lo, hi = measure(classes[name], pt, args.repeat)
+                print(f"R {pt.id} {name} {med:.9f} {lo:.9f} {hi:.9f}",
+                      flush=True)
+            except Exception as e:  # report the point, go on
+                msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+                print(f"E {pt.id} {name} {msg}", flush=True)
+        print(f"D {pt.id}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
