@@ -1009,7 +1009,7 @@ static void print_table(void)
 	       "median", "min", "max", "us/task", "tasks/s", "speedup");
 	for (size_t i = 0; i < npoints; i++) {
 		const struct point *pt = &points[i];
-		char task[16], pay[16];
+		char task[24], pay[24];
 		point_cells(pt, task, sizeof task, pay, sizeof pay);
 		bool first = true;
 		for (int b = 0; b < B_COUNT; b++) {
@@ -1070,7 +1070,7 @@ static void print_summary(void)
 				if (s > 1 && (!best || pt->task_ns < best))
 					best = pt->task_ns;
 			}
-			char d[16];
+			char d[24];
 			printf("  %-13s ", backend_name[b]);
 			if (!measured) {
 				printf("n/a\n");

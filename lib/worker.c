@@ -92,7 +92,30 @@ void mproc__reset_signals(void)
 }
 
 static void worker_crash_handlers(void);
-static void worker_guard_forks(void);
+
+/* Set in the child of a fork, in the thread that forked: a task that forks
+ * and returns in its child finds it set there and ends that child instead
+ * of running the worker loop on the worker's pipes. Thread-local, so that a
+ * fork by some other thread of the program marks no worker thread. */
+static _Thread_local volatile sig_atomic_t worker_is_grandchild
+        __attribute__((tls_model("initial-exec")));
+static pthread_once_t worker_fork_once = PTHREAD_ONCE_INIT;
+
+static void worker_mark_grandchild(void)
+{
+	worker_is_grandchild = 1;
+}
+
+static void worker_register_guard(void)
+{
+	pthread_atfork(NULL, NULL, worker_mark_grandchild);
+}
+
+/* Once per process: a forked worker inherits the registration. */
+static void worker_guard_forks(void)
+{
+	pthread_once(&worker_fork_once, worker_register_guard);
+}
 
 static void worker_setup(const struct mproc__child_plan *plan)
 {
@@ -129,7 +152,11 @@ static void worker_setup(const struct mproc__child_plan *plan)
 		struct rlimit rl = {plan->max_vm, plan->max_vm};
 		setrlimit(RLIMIT_AS, &rl);
 	}
+	/* The fork that made this worker marked it (a thread pool of the
+	 * program may have registered the mark): it is the worker, not a
+	 * task's child. */
 	worker_guard_forks();
+	worker_is_grandchild = 0;
 	worker_crash_handlers();
 
 	if (plan->initializer)
@@ -140,29 +167,6 @@ static void worker_setup(const struct mproc__child_plan *plan)
 
 struct worker;
 static struct worker *worker_self; /* the one worker of this process */
-/* Set in the child of a fork, in the thread that forked: a task that forks
- * and returns in its child finds it set there and ends that child instead
- * of running the worker loop on the worker's pipes. Thread-local, so that a
- * fork by some other thread of the program marks no worker thread. */
-static _Thread_local volatile sig_atomic_t worker_is_grandchild
-        __attribute__((tls_model("initial-exec")));
-static pthread_once_t worker_fork_once = PTHREAD_ONCE_INIT;
-
-static void worker_mark_grandchild(void)
-{
-	worker_is_grandchild = 1;
-}
-
-static void worker_register_guard(void)
-{
-	pthread_atfork(NULL, NULL, worker_mark_grandchild);
-}
-
-/* Once per process: a forked worker inherits the registration. */
-static void worker_guard_forks(void)
-{
-	pthread_once(&worker_fork_once, worker_register_guard);
-}
 
 struct worker {
 	const struct mproc__child_plan *plan;

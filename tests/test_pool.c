@@ -1057,11 +1057,13 @@ static size_t result_bytes(const struct mproc_result *r, char *out, size_t cap)
 
 START_TEST(test_pool_backends_give_identical_results)
 {
+	/* Threads first: a process pool opened after a thread pool in the
+	 * same program must work as well as one opened before. */
 	struct mproc_results *r[2];
 	for (int b = 0; b < 2; b++) {
 		struct mproc_pool_opts o = {
 		        .processes = 2,
-		        .backend = b ? MPROC_BACKEND_THREADS : MPROC_BACKEND_PROCESSES};
+		        .backend = b ? MPROC_BACKEND_PROCESSES : MPROC_BACKEND_THREADS};
 		struct mproc_pool *p;
 		ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
 		struct mproc_input in;
