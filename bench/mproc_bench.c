@@ -63,8 +63,11 @@
  * 30 seconds, Python included, on a 2-core machine.
  *
  * Every point runs `--repeat` times (default 5) after an untimed warm-up,
- * on a pool opened for the point; the table gives the median, min and max
- * wall time of one run, microseconds per task and tasks per second of the
+ * on a pool opened for the point. A C backend's run repeats the point's n
+ * tasks until 30 ms (--quick) or 100 ms have passed and counts as their
+ * mean, for n is sized for Python's slower pools and a single C batch of
+ * them can be over in a few ms. The table gives the median, min and max
+ * wall time of one run (n tasks), microseconds per task and tasks per second of the
  * median, and the speedup over serial. The task count of a point is the
  * same for every backend, chosen so that a run takes some 50-300 ms on the
  * C backends (Python's pools, slower per task, take longer at small tasks),
@@ -645,27 +648,38 @@ static int measure(struct point *pt, enum backend b)
 		mp_close(mp);
 		mp = NULL;
 	}
+	/* A C run of the n tasks that Python's pools take some 50-300 ms for
+	 * can last a few ms: too short to measure a pool that wakes threads.
+	 * So a timed run repeats the same n tasks until `min_run` has passed
+	 * and counts as the mean of those batches. */
+	double min_run = quick ? 0.03 : 0.1;
 	for (int r = -1; r < repeat; r++) {
 		/* r == -1 is the untimed warm-up. */
 		size_t n = r < 0 ? pt->warm : pt->n;
-		double dt = 0;
 		if (n == 0)
 			continue;
-		if (b == B_SERIAL) {
-			rc = run_serial(pt, n, &dt);
-		} else if (b == B_PMIN) {
-			rc = run_pmin(pt, n, &dt, pm);
-		} else if (pt->startup) {
-			rc = run_mproc_startup(pt, b, n, &dt);
-		} else {
-			double t0 = now();
-			rc = mp_call(mp, pt, n);
-			dt = now() - t0;
-		}
-		if (rc < 0)
-			goto out;
+		double total = 0;
+		unsigned batches = 0;
+		do {
+			double dt = 0;
+			if (b == B_SERIAL) {
+				rc = run_serial(pt, n, &dt);
+			} else if (b == B_PMIN) {
+				rc = run_pmin(pt, n, &dt, pm);
+			} else if (pt->startup) {
+				rc = run_mproc_startup(pt, b, n, &dt);
+			} else {
+				double t0 = now();
+				rc = mp_call(mp, pt, n);
+				dt = now() - t0;
+			}
+			if (rc < 0)
+				goto out;
+			total += dt;
+			batches++;
+		} while (r >= 0 && total < min_run && batches < 1000);
 		if (r >= 0)
-			t[r] = dt;
+			t[r] = total / batches;
 	}
 	pt->res[b] = summarize(t, repeat);
 	pt->have[b] = true;
