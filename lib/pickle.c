@@ -635,6 +635,43 @@ int mproc_write_float(struct mproc_writer *w, double f)
 	return 0;
 }
 
+size_t mproc__pickle_int(char *p, int64_t i)
+{
+	/* The bytes of mproc_write_int, between PROTO 5 and STOP. */
+	unsigned n = pickle_int_size(i);
+	p[0] = (char)OP_PROTO;
+	p[1] = 5;
+	if (n == 2) {
+		p[2] = OP_BININT1;
+		p[3] = (char)i;
+	} else if (n == 3) {
+		p[2] = OP_BININT2;
+		wr_le(p + 3, (uint64_t)i, 2);
+	} else if (i >= INT32_MIN && i <= INT32_MAX) {
+		p[2] = OP_BININT;
+		wr_le(p + 3, (uint64_t)i, 4);
+	} else {
+		p[2] = (char)OP_LONG1;
+		p[3] = (char)(n - 2);
+		wr_le(p + 4, (uint64_t)i, (int)n - 2);
+	}
+	p[2 + n] = OP_STOP;
+	return 3 + n;
+}
+
+size_t mproc__pickle_float(char *p, double f)
+{
+	uint64_t u;
+	memcpy(&u, &f, 8);
+	u = htobe64(u);
+	p[0] = (char)OP_PROTO;
+	p[1] = 5;
+	p[2] = OP_BINFLOAT;
+	memcpy(p + 3, &u, 8);
+	p[11] = OP_STOP;
+	return 12;
+}
+
 /* str or bytes with the short/4-byte/8-byte length opcode that fits. */
 static int wr_blob(struct mproc_writer *w, int type, const void *s, size_t len)
 {
@@ -2069,6 +2106,49 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 #undef POPN
 }
 
+/*
+ * A message that is one scalar alone (PROTO, None, a bool, BININT1/2/4 or BINFLOAT,
+ * STOP): its node without the unpickler loop, or NULL for anything else
+ * (and when the arena is out of memory: dec_run then says so). The
+ * commonest task arguments and results; the same node dec_run would make.
+ */
+static const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
+                                                const unsigned char *p,
+                                                size_t len)
+{
+	if (len < 4 || len > 12 || p[0] != OP_PROTO || p[1] > 5 ||
+	    p[len - 1] != OP_STOP)
+		return NULL;
+	switch (p[2]) {
+	case OP_NONE:
+		return len == 4 ? &pickle_none : NULL;
+	case OP_NEWTRUE:
+		return len == 4 ? &pickle_true : NULL;
+	case OP_NEWFALSE:
+		return len == 4 ? &pickle_false : NULL;
+	case OP_BININT1:
+		return len == 5 ? &pickle_small_ints[p[3]] : NULL;
+	case OP_BININT2:
+		return len == 6 ? dec_int(d, (int64_t)dec_le(p + 3, 2)) : NULL;
+	case OP_BININT:
+		return len == 8 ? dec_int(d, (int32_t)(uint32_t)dec_le(p + 3, 4))
+		                : NULL;
+	case OP_BINFLOAT: {
+		if (len != 12)
+			return NULL;
+		uint64_t u;
+		memcpy(&u, p + 3, 8);
+		u = be64toh(u);
+		struct mproc_value *v = dec_scalar(d, MPROC_FLOAT, PICKLE_NODE_8, 9);
+		if (v)
+			memcpy(&v->u.f, &u, 8);
+		return v;
+	}
+	default:
+		return NULL;
+	}
+}
+
 int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
                        const struct mproc_value **out)
 {
@@ -2082,6 +2162,8 @@ int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
 	if (!buf && len)
 		return dec_fail(d, -EINVAL, 0, "no message");
 	d->msg_len = len;
+	if (buf && (*out = dec_scalar_msg(d, buf, len)))
+		return 0;
 	d->sp = 0;
 	d->nmarks = 0;
 	const struct mproc_value *root = NULL;

@@ -53,6 +53,16 @@ void mproc__decoder_reset(struct mproc_decoder *d);
  */
 const struct mproc_value *mproc__decode_tiny(const void *buf, size_t len);
 
+/*
+ * The whole message a protocol-5 writer makes for the int i, or the float
+ * f, alone (PROTO, the value, STOP), byte for byte, written at p, which has
+ * room for MPROC__SCALAR_MAX bytes. Returns its length. Lets many inputs be
+ * encoded without a writer call per item.
+ */
+#define MPROC__SCALAR_MAX 13
+size_t mproc__pickle_int(char *p, int64_t i);
+size_t mproc__pickle_float(char *p, double f);
+
 /* A NUL-terminated copy of s[0..n) in d's arena (lives as its trees do). */
 const char *mproc__decoder_strdup(struct mproc_decoder *d, const char *s,
                                   size_t n);

@@ -424,14 +424,8 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		return rc;
 	size_t room = mproc__job_room(job);
 	size_t want = job->chunksize < room ? job->chunksize : room;
-	size_t got = 0;
-	/* One item at a time so that a chunk of big items stays in budget. */
-	while (got < want && w->out.len - hdr < FRAME_BUDGET) {
-		size_t n = mproc__job_pull(job, &w->out, 1);
-		if (n == 0)
-			break;
-		got += n;
-	}
+	/* A chunk of big items stops at the budget (past it by one item). */
+	size_t got = mproc__job_pull(job, &w->out, want, hdr + FRAME_BUDGET);
 	if (got == 0) {
 		w->out.len = hdr;
 		if (job->input_done) {
@@ -535,28 +529,14 @@ static int worker_result_frame(struct mproc__worker *w,
 	struct mproc__chunk *c = &w->q[w->qhead];
 	if (f->id != c->id + c->done || f->count > c->count - c->done)
 		return MPROC_EPROTO;
-	const char *end = p + f->len;
 	struct mproc__job *job = c->job;
-	for (uint32_t k = 0; k < f->count; k++) {
-		uint32_t rec[2];
-		if ((size_t)(end - p) < MPROC__RESULT_REC)
-			return MPROC_EPROTO;
-		memcpy(rec, p, sizeof rec);
-		p += MPROC__RESULT_REC;
-		if ((size_t)(end - p) < rec[0] ||
-		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED))
-			return MPROC_EPROTO;
-		if (job->user_released && job->kind != MPROC__JOB_ALL) {
-			job->completed++;
-			mproc__fault_count(job->pool, rec[1]);
-		} else {
-			mproc__job_store(job, c->index + c->done, rec[1], c->attempts,
-			                 p, rec[0]);
-		}
-		p += rec[0];
-		c->done++;
-		w->inflight_tasks--;
-	}
+	size_t stored;
+	int rc = mproc__job_store_run(job, c->index + c->done, c->attempts, p,
+	                              p + f->len, f->count, &stored);
+	c->done += (uint32_t)stored;
+	w->inflight_tasks -= stored;
+	if (rc < 0)
+		return rc;
 	if (f->count) {
 		double sample = (double)f->ref / f->count;
 		w->ns_per_task = w->ns_per_task > 0

@@ -384,7 +384,8 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 		if (mproc__writer_end(wk->w) < 0)
 			_exit(70);
 	}
-	mproc__writer_attach(wk->w, NULL);
+	/* Left attached: the next task attaches it anew, and the end of the
+	 * chunk detaches it (worker_chunk), a restart less per task. */
 
 	atomic_store_explicit(&wk->plan->status->task_id, 0,
 	                      memory_order_release);
@@ -454,6 +455,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			worker_frame_open(wk, f->id + k + 1);
 		}
 	}
+	mproc__writer_attach(wk->w, NULL);
 	worker_frame_close(wk);
 }
 
