@@ -410,6 +410,14 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	return rc;
 }
 
+/* n results stored OK: what mproc__fault_count does for each. */
+static void job_count_ok(struct mproc__job *job, size_t n)
+{
+	job->pool->stats.tasks_done += n;
+	job->pool->stats.ok += n;
+	job->completed += n;
+}
+
 /*
  * The records of one RESULT frame, for tasks index.. of job. A map's
  * results that are just None, a bool or a small int (the commonest) go
@@ -421,11 +429,15 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
                          unsigned attempts, const char *p, const char *end,
                          uint32_t count, size_t *stored)
 {
-	struct mproc_pool_stats *st = &job->pool->stats;
 	bool fast = job->kind == MPROC__JOB_ALL &&
 	            (!job->user_released || job->cb.callback ||
 	             job->cb.error_callback);
 	struct mproc_result *items = job->items;
+	/* Results of a map are mostly the same few bytes (None, say): the
+	 * previous tiny pickle and its node are kept to skip even the check. */
+	uint64_t last = UINT64_MAX;
+	const struct mproc_value *last_v = NULL;
+	size_t ok = 0;
 	uint32_t k = 0;
 	int rc = 0;
 	for (; k < count; k++) {
@@ -441,17 +453,30 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			rc = MPROC_EPROTO;
 			break;
 		}
-		const struct mproc_value *tiny;
-		if (fast && rec[1] == MPROC_OK &&
-		    (tiny = mproc__decode_tiny(p, rec[0]))) {
-			/* What mproc__fault_count does for an OK. */
-			st->tasks_done++;
-			st->ok++;
-			job->completed++;
-			items[index + k] = (struct mproc_result){
-			        .index = index + k, .status = MPROC_OK,
-			        .value = tiny, .attempts = attempts};
-		} else if (job->user_released && job->kind != MPROC__JOB_ALL) {
+		if (fast && rec[1] == MPROC_OK && rec[0] - 4 <= 1) {
+			uint32_t head;
+			memcpy(&head, p, 4);
+			uint64_t key = head | (uint64_t)rec[0] << 32 |
+			               (rec[0] == 5 ? (uint64_t)(unsigned char)p[4] << 40 : 0);
+			const struct mproc_value *v =
+			        key == last ? last_v : mproc__decode_tiny(p, rec[0]);
+			if (v) {
+				last = key;
+				last_v = v;
+				ok++;
+				items[index + k] = (struct mproc_result){
+				        .index = index + k, .status = MPROC_OK,
+				        .value = v, .attempts = attempts};
+				p += rec[0];
+				continue;
+			}
+		}
+		if (ok) {
+			/* Counted before anything else, in arrival order. */
+			job_count_ok(job, ok);
+			ok = 0;
+		}
+		if (job->user_released && job->kind != MPROC__JOB_ALL) {
 			job->completed++;
 			mproc__fault_count(job->pool, rec[1]);
 		} else {
@@ -459,6 +484,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 		}
 		p += rec[0];
 	}
+	if (ok)
+		job_count_ok(job, ok);
 	*stored = k;
 	return rc;
 }

@@ -524,6 +524,20 @@ int mproc_writer_finish(struct mproc_writer *w, const void **data,
 	return 0;
 }
 
+int mproc__writer_end_result(struct mproc_writer *w)
+{
+	/* Nothing written: None, PROTO already there, in one step. */
+	if (!w->err && !w->depth && w->top_type < 0 &&
+	    mproc__buf_reserve(w->b, 2) == 0) {
+		w->b->data[w->b->len++] = OP_NONE;
+		w->b->data[w->b->len++] = OP_STOP;
+		w->top_type = MPROC_NONE;
+		w->finished = true;
+		return 0;
+	}
+	return mproc__writer_end(w);
+}
+
 int mproc__writer_end(struct mproc_writer *w)
 {
 	int rc = wr_check_end(w);
@@ -1099,7 +1113,20 @@ static inline void *arena_alloc(struct mproc_decoder *d, size_t n)
  * together, so that a decoder that decodes messages of similar size
  * reaches a steady state with no allocation at all.
  */
-static void arena_reset(struct mproc_decoder *d)
+static void arena_reset_many(struct mproc_decoder *d);
+
+static inline void arena_reset(struct mproc_decoder *d)
+{
+	struct pickle_chunk *c = d->chunks;
+	if (__builtin_expect(c && !c->next, 1)) {
+		d->bump = c->data;
+		d->bump_end = c->data + c->size;
+	} else {
+		arena_reset_many(d);
+	}
+}
+
+static void arena_reset_many(struct mproc_decoder *d)
 {
 	struct pickle_chunk *c = d->chunks;
 	if (c && c->next) {
@@ -2112,12 +2139,12 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
  * (and when the arena is out of memory: dec_run then says so). The
  * commonest task arguments and results; the same node dec_run would make.
  */
-static const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
+static inline const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
                                                 const unsigned char *p,
                                                 size_t len)
 {
-	if (len < 4 || len > 12 || p[0] != OP_PROTO || p[1] > 5 ||
-	    p[len - 1] != OP_STOP)
+	/* 4 <= len <= 12 is the caller's check. */
+	if (p[0] != OP_PROTO || p[1] > 5 || p[len - 1] != OP_STOP)
 		return NULL;
 	switch (p[2]) {
 	case OP_NONE:
@@ -2149,21 +2176,22 @@ static const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
 	}
 }
 
-int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
-                       const struct mproc_value **out)
+/* The unpickler over a whole message; kept out of line so that the scalar
+ * path below does not pay for its stack frame. */
+static __attribute__((noinline)) int dec_message(struct mproc_decoder *d,
+                                                 const void *buf, size_t len,
+                                                 const struct mproc_value **out)
 {
 	*out = NULL;
 	d->err[0] = '\0';
 	d->err_off = 0;
+	d->msg_len = len;
 	if (len > d->lim.max_size)
 		return dec_fail(d, MPROC_EPICKLE_TOOBIG, 0,
 		                "message of %zu bytes past the limit of %zu",
 		                len, d->lim.max_size);
 	if (!buf && len)
 		return dec_fail(d, -EINVAL, 0, "no message");
-	d->msg_len = len;
-	if (buf && (*out = dec_scalar_msg(d, buf, len)))
-		return 0;
 	d->sp = 0;
 	d->nmarks = 0;
 	const struct mproc_value *root = NULL;
@@ -2178,6 +2206,22 @@ int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
 	if (rc == 0)
 		*out = root;
 	return rc;
+}
+
+int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
+                       const struct mproc_value **out)
+{
+	if (buf && len - 4 <= 8 && len <= d->lim.max_size) {
+		const struct mproc_value *v = dec_scalar_msg(d, buf, len);
+		if (v) {
+			d->err[0] = '\0';
+			d->err_off = 0;
+			d->msg_len = len;
+			*out = v;
+			return 0;
+		}
+	}
+	return dec_message(d, buf, len, out);
 }
 
 int mproc_decode(struct mproc_decoder *d, const void *buf, size_t len,

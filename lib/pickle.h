@@ -27,6 +27,10 @@ void mproc__writer_attach(struct mproc_writer *w, struct mproc__buf *b);
  */
 int mproc__writer_end(struct mproc_writer *w);
 
+/* mproc__writer_end(), writing None first when nothing was written (a
+ * task that returned without a value). */
+int mproc__writer_end_result(struct mproc_writer *w);
+
 /* True when mproc_raise() was the last thing done on w (since attach/reset). */
 bool mproc__writer_raised(const struct mproc_writer *w);
 
