@@ -114,7 +114,7 @@ int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
 	return 0;
 }
 
-/* One record: u32 length, then the pickle mproc__pickle_int/float made. */
+/* One record: u32 length, then the pickle mproc__pickle_int/float make. */
 #define INPUT_REC_MAX (MPROC__TASK_REC + MPROC__SCALAR_MAX)
 
 size_t mproc__input_records(const struct mproc_input *in, size_t index,
@@ -136,39 +136,21 @@ size_t mproc__input_records(const struct mproc_input *in, size_t index,
 	    mproc__buf_reserve(out, n * INPUT_REC_MAX) < 0)
 		return 0; /* the generator path reports the error */
 	char *p = out->data + out->len;
-	uint32_t len;
 	switch (kind) {
-	case RANGE: {
+	case RANGE:
 		/* As input_range_next: wrapping arithmetic, exact in range. */
-		uint64_t v = (uint64_t)st->range_[0] +
-		             (uint64_t)index * (uint64_t)st->range_[2];
-		for (size_t k = 0; k < n; k++) {
-			len = (uint32_t)mproc__pickle_int(p + MPROC__TASK_REC,
-			                                  (int64_t)v);
-			memcpy(p, &len, sizeof len);
-			p += MPROC__TASK_REC + len;
-			v += (uint64_t)st->range_[2];
-		}
+		p = mproc__pickle_int_run(p, (uint64_t)st->range_[0] +
+		                                     (uint64_t)index *
+		                                             (uint64_t)st->range_[2],
+		                          (uint64_t)st->range_[2], n);
 		break;
-	}
-	case INT64S: {
-		const int64_t *a = (const int64_t *)st->array_ + index;
-		for (size_t k = 0; k < n; k++) {
-			len = (uint32_t)mproc__pickle_int(p + MPROC__TASK_REC, a[k]);
-			memcpy(p, &len, sizeof len);
-			p += MPROC__TASK_REC + len;
-		}
+	case INT64S:
+		p = mproc__pickle_int_array(p, (const int64_t *)st->array_ + index, n);
 		break;
-	}
-	case DOUBLES: {
-		const double *a = (const double *)st->array_ + index;
-		for (size_t k = 0; k < n; k++) {
-			len = (uint32_t)mproc__pickle_float(p + MPROC__TASK_REC, a[k]);
-			memcpy(p, &len, sizeof len);
-			p += MPROC__TASK_REC + len;
-		}
+	case DOUBLES:
+		p = mproc__pickle_float_array(p, (const double *)st->array_ + index,
+		                              n);
 		break;
-	}
 	default:
 		return 0;
 	}

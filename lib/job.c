@@ -433,56 +433,80 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 	            (!job->user_released || job->cb.callback ||
 	             job->cb.error_callback);
 	struct mproc_result *items = job->items;
-	/* Results of a map are mostly the same few bytes (None, say): the
-	 * previous tiny pickle and its node are kept to skip even the check. */
-	uint64_t last = UINT64_MAX;
+	/*
+	 * A map's results are mostly the same few bytes (None, say): the last
+	 * tiny record (header and pickle, 12 or 13 bytes) and its node are
+	 * kept, and a record equal to it is stored with two compares.
+	 */
+	uint64_t last_hdr = 0, last_body = 0;
+	size_t last_len = 0;
 	const struct mproc_value *last_v = NULL;
 	size_t ok = 0;
 	uint32_t k = 0;
 	int rc = 0;
-	for (; k < count; k++) {
+	while (k < count) {
+		if (last_v) {
+			uint64_t mask = (UINT64_C(1) << (8 * (last_len - 8))) - 1;
+			size_t i = index + k, stop = index + count;
+			while (i < stop && (size_t)(end - p) >= 16) {
+				uint64_t hdr, body;
+				memcpy(&hdr, p, 8);
+				memcpy(&body, p + 8, 8);
+				if (hdr != last_hdr || ((body ^ last_body) & mask))
+					break;
+				items[i] = (struct mproc_result){
+				        .index = i, .status = MPROC_OK,
+				        .value = last_v, .attempts = attempts};
+				p += last_len;
+				i++;
+			}
+			ok += i - (index + k);
+			k = (uint32_t)(i - index);
+			if (k == count)
+				break;
+		}
 		uint32_t rec[2];
 		if ((size_t)(end - p) < MPROC__RESULT_REC) {
 			rc = MPROC_EPROTO;
 			break;
 		}
 		memcpy(rec, p, sizeof rec);
-		p += MPROC__RESULT_REC;
-		if ((size_t)(end - p) < rec[0] ||
+		const char *body = p + MPROC__RESULT_REC;
+		if ((size_t)(end - body) < rec[0] ||
 		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED)) {
 			rc = MPROC_EPROTO;
 			break;
 		}
-		if (fast && rec[1] == MPROC_OK && rec[0] - 4 <= 1) {
-			uint32_t head;
-			memcpy(&head, p, 4);
-			uint64_t key = head | (uint64_t)rec[0] << 32 |
-			               (rec[0] == 5 ? (uint64_t)(unsigned char)p[4] << 40 : 0);
-			const struct mproc_value *v =
-			        key == last ? last_v : mproc__decode_tiny(p, rec[0]);
-			if (v) {
-				last = key;
-				last_v = v;
-				ok++;
-				items[index + k] = (struct mproc_result){
-				        .index = index + k, .status = MPROC_OK,
-				        .value = v, .attempts = attempts};
-				p += rec[0];
-				continue;
+		const struct mproc_value *v = NULL;
+		if (fast && rec[1] == MPROC_OK)
+			v = mproc__decode_tiny(body, rec[0]);
+		if (v) {
+			/* Kept as the record to match: 12 or 13 bytes. */
+			last_len = MPROC__RESULT_REC + rec[0];
+			memcpy(&last_hdr, p, 8);
+			last_body = 0;
+			memcpy(&last_body, body, rec[0]);
+			last_v = v;
+			items[index + k] = (struct mproc_result){
+			        .index = index + k, .status = MPROC_OK,
+			        .value = v, .attempts = attempts};
+			ok++;
+		} else {
+			if (ok) {
+				/* Counted before anything else, in arrival order. */
+				job_count_ok(job, ok);
+				ok = 0;
+			}
+			if (job->user_released && job->kind != MPROC__JOB_ALL) {
+				job->completed++;
+				mproc__fault_count(job->pool, rec[1]);
+			} else {
+				mproc__job_store(job, index + k, rec[1], attempts, body,
+				                 rec[0]);
 			}
 		}
-		if (ok) {
-			/* Counted before anything else, in arrival order. */
-			job_count_ok(job, ok);
-			ok = 0;
-		}
-		if (job->user_released && job->kind != MPROC__JOB_ALL) {
-			job->completed++;
-			mproc__fault_count(job->pool, rec[1]);
-		} else {
-			mproc__job_store(job, index + k, rec[1], attempts, p, rec[0]);
-		}
-		p += rec[0];
+		p = body + rec[0];
+		k++;
 	}
 	if (ok)
 		job_count_ok(job, ok);

@@ -649,7 +649,7 @@ int mproc_write_float(struct mproc_writer *w, double f)
 	return 0;
 }
 
-size_t mproc__pickle_int(char *p, int64_t i)
+static inline size_t pickle_int_msg(char *p, int64_t i)
 {
 	/* The bytes of mproc_write_int, between PROTO 5 and STOP. */
 	unsigned n = pickle_int_size(i);
@@ -671,6 +671,41 @@ size_t mproc__pickle_int(char *p, int64_t i)
 	}
 	p[2 + n] = OP_STOP;
 	return 3 + n;
+}
+
+size_t mproc__pickle_int(char *p, int64_t i)
+{
+	return pickle_int_msg(p, i);
+}
+
+char *mproc__pickle_int_run(char *p, uint64_t v, uint64_t step, size_t n)
+{
+	for (size_t k = 0; k < n; k++, v += step) {
+		uint32_t len = (uint32_t)pickle_int_msg(p + 4, (int64_t)v);
+		memcpy(p, &len, 4);
+		p += 4 + len;
+	}
+	return p;
+}
+
+char *mproc__pickle_int_array(char *p, const int64_t *a, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		uint32_t len = (uint32_t)pickle_int_msg(p + 4, a[k]);
+		memcpy(p, &len, 4);
+		p += 4 + len;
+	}
+	return p;
+}
+
+char *mproc__pickle_float_array(char *p, const double *a, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		uint32_t len = (uint32_t)mproc__pickle_float(p + 4, a[k]);
+		memcpy(p, &len, 4);
+		p += 4 + len;
+	}
+	return p;
 }
 
 size_t mproc__pickle_float(char *p, double f)

@@ -67,6 +67,16 @@ const struct mproc_value *mproc__decode_tiny(const void *buf, size_t len);
 size_t mproc__pickle_int(char *p, int64_t i);
 size_t mproc__pickle_float(char *p, double f);
 
+/*
+ * n such messages, each after its length as a u32 (the records of a TASK
+ * frame), from p on; each takes at most 4 + MPROC__SCALAR_MAX bytes.
+ * Returns the end. The ints v, v + step, ... (wrapping, as a range
+ * computes them), or the elements of an array.
+ */
+char *mproc__pickle_int_run(char *p, uint64_t v, uint64_t step, size_t n);
+char *mproc__pickle_int_array(char *p, const int64_t *a, size_t n);
+char *mproc__pickle_float_array(char *p, const double *a, size_t n);
+
 /* A NUL-terminated copy of s[0..n) in d's arena (lives as its trees do). */
 const char *mproc__decoder_strdup(struct mproc_decoder *d, const char *s,
                                   size_t n);

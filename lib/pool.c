@@ -413,6 +413,27 @@ static struct mproc__job *pool_next_job(struct mproc_pool *pool)
 	return NULL;
 }
 
+/*
+ * A chunk bigger than a pipe (64 KiB by default) would cross it in
+ * 64 KiB writes, each a wakeup of the worker, which cannot start before
+ * the whole frame is there; its results would come back the same way.
+ * Such a worker's pipes grow to 1 MiB, the most an unprivileged process
+ * may ask for, once: pools of small chunks keep small pipes.
+ */
+#define PIPE_BIG (1u << 20)
+
+static void worker_grow_pipes(struct mproc__worker *w, size_t frame_len)
+{
+	if (frame_len <= (64u << 10))
+		return;
+	int sz = fcntl(w->task_fd, F_GETPIPE_SZ);
+	if (sz < 0 || (size_t)sz >= PIPE_BIG)
+		return;
+	/* Advice only: past the user's pipe quota the pipes stay small. */
+	(void)fcntl(w->task_fd, F_SETPIPE_SZ, (int)PIPE_BIG);
+	(void)fcntl(w->result_fd, F_SETPIPE_SZ, (int)PIPE_BIG);
+}
+
 /* Pull one chunk of `job` into a TASK frame for w. */
 static int pool_dispatch_chunk(struct mproc_pool *pool,
                                struct mproc__worker *w,
@@ -458,6 +479,12 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 			mproc__job_store(job, c.index + i, MPROC_CANCELLED, 0, NULL, 0);
 		return rc;
 	}
+	worker_grow_pipes(w, c.frame_len);
+	/* A big frame is written at once, not after the next ones are
+	 * encoded: the worker starts on it meanwhile. Small frames wait, to
+	 * go together in one write. */
+	if (c.frame_len > (64u << 10) && w->out_sent == w->out.len - c.frame_len)
+		(void)mproc__wire_write(w->task_fd, &w->out, &w->out_sent);
 	pool->next_id += got;
 	job->inflight++;
 	w->inflight_tasks += got;
