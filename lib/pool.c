@@ -596,7 +596,16 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
                        int max_reads)
 {
 	int eof = 0;
+	if (w->in_off > w->in.len)
+		w->in_off = 0; /* a new worker in the slot: in was emptied */
 	for (int i = 0; i < max_reads; i++) {
+		/* Parsed bytes are dropped only when the read would otherwise
+		 * grow the buffer: moving a partial frame to the front after
+		 * every read copied much of the result stream again. */
+		if (w->in_off && w->in.cap - w->in.len < (64u << 10)) {
+			mproc__buf_consume(&w->in, w->in_off);
+			w->in_off = 0;
+		}
 		ssize_t n = mproc__wire_read(w->result_fd, &w->in);
 		if (n == -EAGAIN)
 			break;
@@ -604,7 +613,7 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 			eof = 1;
 			break;
 		}
-		size_t off = 0;
+		size_t off = w->in_off;
 		struct mproc__frame f;
 		const char *payload;
 		int rc;
@@ -613,7 +622,9 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 			if ((rc = worker_result_frame(w, &f, payload)) < 0)
 				break;
 		}
-		mproc__buf_consume(&w->in, off);
+		if (off == w->in.len)
+			w->in.len = off = 0;
+		w->in_off = off;
 		if (rc < 0)
 			return MPROC_EPROTO;
 		/* A read that did not fill the buffer drained the pipe: save

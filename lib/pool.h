@@ -179,6 +179,7 @@ struct mproc__worker {
 	struct mproc__buf out; /* [acked | in flight, sent | unsent] frames */
 	size_t out_acked, out_sent;
 	struct mproc__buf in;
+	size_t in_off;       /* in: bytes parsed, dropped when room runs out */
 	struct mproc__chunk *q; /* ring of chunks in flight, oldest first */
 	size_t qhead, qlen, qcap;
 	size_t inflight_tasks;
