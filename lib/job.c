@@ -1,12 +1,14 @@
 /*
  * job.c - one call's inputs and results: what map, apply and imap share.
  *
- * A job pulls its input lazily into TASK frames (job_pull) and stores each
- * result as it comes back (job_store). ALL jobs (map, apply) keep every
- * result and decode them once, when the last arrives; iterator jobs keep at
- * most `window` results pulled ahead of the consumer, in a ring of slots
- * whose buffers are reused, so a long imap allocates nothing per task once
- * warm. Every function here runs with the pool's lock held.
+ * A job pulls its input lazily into TASK frames (job_pull; ranges and
+ * number arrays a chunk at a time, without their generator) and stores each
+ * frame of results as it comes back (job_store_run). ALL jobs (map, apply)
+ * keep every result, decoded on arrival into a table made once at the
+ * input's length (tiny results take a shared node, no decoding); iterator
+ * jobs keep at most `window` results pulled ahead of the consumer, in a
+ * ring of slots whose buffers are reused, so a long imap allocates nothing
+ * per task once warm. Every function here runs with the pool's lock held.
  */
 #include <errno.h>
 #include <math.h>
