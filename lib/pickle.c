@@ -678,9 +678,32 @@ size_t mproc__pickle_int(char *p, int64_t i)
 	return pickle_int_msg(p, i);
 }
 
+/* The record of a BININT (4-byte) int: 12 bytes in two stores. */
+static inline char *pickle_binint_rec(char *p, int64_t i)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t u = (uint64_t)(uint32_t)i;
+	uint64_t a = 8 | (uint64_t)OP_PROTO << 32 | (uint64_t)5 << 40 |
+	             (uint64_t)OP_BININT << 48 | u << 56;
+	uint32_t b = (uint32_t)(u >> 8) | (uint32_t)OP_STOP << 24;
+	memcpy(p, &a, 8);
+	memcpy(p + 8, &b, 4);
+	return p + 12;
+#else
+	uint32_t len = (uint32_t)pickle_int_msg(p + 4, i);
+	memcpy(p, &len, 4);
+	return p + 4 + len;
+#endif
+}
+
 char *mproc__pickle_int_run(char *p, uint64_t v, uint64_t step, size_t n)
 {
 	for (size_t k = 0; k < n; k++, v += step) {
+		int64_t i = (int64_t)v;
+		if (pickle_int_size(i) == 5) {
+			p = pickle_binint_rec(p, i);
+			continue;
+		}
 		uint32_t len = (uint32_t)pickle_int_msg(p + 4, (int64_t)v);
 		memcpy(p, &len, 4);
 		p += 4 + len;
@@ -691,6 +714,10 @@ char *mproc__pickle_int_run(char *p, uint64_t v, uint64_t step, size_t n)
 char *mproc__pickle_int_array(char *p, const int64_t *a, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
+		if (pickle_int_size(a[k]) == 5) {
+			p = pickle_binint_rec(p, a[k]);
+			continue;
+		}
 		uint32_t len = (uint32_t)pickle_int_msg(p + 4, a[k]);
 		memcpy(p, &len, 4);
 		p += 4 + len;

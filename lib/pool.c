@@ -542,12 +542,19 @@ static void worker_flush(struct mproc__worker *w)
 
 /* ---- results --------------------------------------------------------- */
 
-/* Drop acknowledged frames from the front of w->out now and then. */
+/*
+ * Drop acknowledged frames from the front of w->out now and then: when
+ * what is still in flight behind them is small (a map's chunk frames are
+ * megabytes: moving them at each finished chunk copied every task frame
+ * again), or when they pass a frame's budget.
+ */
 static void worker_compact(struct mproc__worker *w)
 {
+	size_t live = w->out.len - w->out_acked;
 	if (w->out_acked == w->out.len && w->out_sent == w->out.len) {
 		w->out.len = w->out_acked = w->out_sent = 0;
-	} else if (w->out_acked >= (64u << 10) && w->out_acked * 2 >= w->out.len) {
+	} else if ((w->out_acked >= (64u << 10) && live <= w->out_acked / 8) ||
+	           w->out_acked >= FRAME_BUDGET) {
 		mproc__buf_consume(&w->out, w->out_acked);
 		w->out_sent -= w->out_acked;
 		w->out_acked = 0;
