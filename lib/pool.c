@@ -480,10 +480,10 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		return rc;
 	}
 	worker_grow_pipes(w, c.frame_len);
-	/* A big frame is written at once, not after the next ones are
-	 * encoded: the worker starts on it meanwhile. Small frames wait, to
-	 * go together in one write. */
-	if (c.frame_len > (64u << 10) && w->out_sent == w->out.len - c.frame_len)
+	/* A big frame is written at once (as much as the pipe takes), not
+	 * after the next ones are encoded: the worker starts on it meanwhile.
+	 * Small frames wait, to go together in one write. */
+	if (c.frame_len > (64u << 10))
 		(void)mproc__wire_write(w->task_fd, &w->out, &w->out_sent);
 	pool->next_id += got;
 	job->inflight++;
