@@ -1188,7 +1188,7 @@ static inline void arena_reset(struct mproc_decoder *d)
 	}
 }
 
-static void arena_reset_many(struct mproc_decoder *d)
+static __attribute__((noinline)) void arena_reset_many(struct mproc_decoder *d)
 {
 	struct pickle_chunk *c = d->chunks;
 	if (c && c->next) {
@@ -2201,13 +2201,38 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
  * (and when the arena is out of memory: dec_run then says so). The
  * commonest task arguments and results; the same node dec_run would make.
  */
+/* A scalar node from the arena's current chunk, or NULL when it has no
+ * room (no allocation here: the unpickler then takes the message). */
+static inline struct mproc_value *dec_scalar_quick(struct mproc_decoder *d,
+                                                   int type, unsigned aux)
+{
+	if ((size_t)(d->bump_end - d->bump) < PICKLE_NODE_8)
+		return NULL;
+	struct mproc_value *v = (struct mproc_value *)(void *)d->bump;
+	d->bump += PICKLE_NODE_8;
+	v->type = (uint8_t)type;
+	v->flags = PICKLE_F_HASHABLE;
+	v->capl2 = 0;
+	v->aux = (uint8_t)aux;
+	v->height = 0;
+	return v;
+}
+
+/*
+ * A message that is one scalar alone (PROTO, None, a bool, BININT1/2/4 or
+ * BINFLOAT, STOP): its node without the unpickler loop, or NULL for
+ * anything else (and when the arena's chunk is full). The commonest task
+ * arguments and results; the same node dec_run would make. No call in
+ * here, so that this path costs no stack frame.
+ */
 static inline const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
-                                                const unsigned char *p,
-                                                size_t len)
+                                                       const unsigned char *p,
+                                                       size_t len)
 {
 	/* 4 <= len <= 12 is the caller's check. */
 	if (p[0] != OP_PROTO || p[1] > 5 || p[len - 1] != OP_STOP)
 		return NULL;
+	int64_t i;
 	switch (p[2]) {
 	case OP_NONE:
 		return len == 4 ? &pickle_none : NULL;
@@ -2218,17 +2243,22 @@ static inline const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
 	case OP_BININT1:
 		return len == 5 ? &pickle_small_ints[p[3]] : NULL;
 	case OP_BININT2:
-		return len == 6 ? dec_int(d, (int64_t)dec_le(p + 3, 2)) : NULL;
+		if (len != 6)
+			return NULL;
+		i = (int64_t)dec_le(p + 3, 2);
+		break;
 	case OP_BININT:
-		return len == 8 ? dec_int(d, (int32_t)(uint32_t)dec_le(p + 3, 4))
-		                : NULL;
+		if (len != 8)
+			return NULL;
+		i = (int32_t)(uint32_t)dec_le(p + 3, 4);
+		break;
 	case OP_BINFLOAT: {
 		if (len != 12)
 			return NULL;
 		uint64_t u;
 		memcpy(&u, p + 3, 8);
 		u = be64toh(u);
-		struct mproc_value *v = dec_scalar(d, MPROC_FLOAT, PICKLE_NODE_8, 9);
+		struct mproc_value *v = dec_scalar_quick(d, MPROC_FLOAT, 9);
 		if (v)
 			memcpy(&v->u.f, &u, 8);
 		return v;
@@ -2236,6 +2266,12 @@ static inline const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
 	default:
 		return NULL;
 	}
+	if ((uint64_t)i < 256)
+		return &pickle_small_ints[i];
+	struct mproc_value *v = dec_scalar_quick(d, MPROC_INT, pickle_int_size(i));
+	if (v)
+		v->u.i = i;
+	return v;
 }
 
 /* The unpickler over a whole message; kept out of line so that the scalar
