@@ -3,11 +3,12 @@
  *
  * An input is a generator called lazily, in index order, by the pool. These
  * helpers keep their state inside struct mproc_input itself, so none of
- * them allocates.
+ * them allocates. Ranges and arrays of int64_t or double are also encoded
+ * many items at a time, without the generator (mproc__input_records).
  */
 #include <errno.h>
 
-#include "mproc.h"
+#include "pool.h"
 
 static int input_range_next(void *cookie, size_t index, struct mproc_writer *w)
 {
@@ -111,4 +112,48 @@ int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
 	in->fn = fn;
 	in->cookie = cookie;
 	return 0;
+}
+
+/* One record: u32 length, then the pickle mproc__pickle_int/float make. */
+#define INPUT_REC_MAX (MPROC__TASK_REC + MPROC__SCALAR_MAX)
+
+size_t mproc__input_records(const struct mproc_input *in, size_t index,
+                            size_t n, struct mproc__buf *out)
+{
+	/* The state is where the generators read it: behind the cookie. */
+	const struct mproc_input *st = in->cookie;
+	enum { OTHER, RANGE, INT64S, DOUBLES } kind =
+	        in->fn == input_range_next ? RANGE
+	        : in->fn != input_array_next ? OTHER
+	        : st->elwrite_ == input_write_int64 ? INT64S
+	        : st->elwrite_ == input_write_double ? DOUBLES
+	                                             : OTHER;
+	if (kind == OTHER || index >= st->len)
+		return 0;
+	if (n > st->len - index)
+		n = st->len - index;
+	if (n > (SIZE_MAX - out->len) / INPUT_REC_MAX ||
+	    mproc__buf_reserve(out, n * INPUT_REC_MAX) < 0)
+		return 0; /* the generator path reports the error */
+	char *p = out->data + out->len;
+	switch (kind) {
+	case RANGE:
+		/* As input_range_next: wrapping arithmetic, exact in range. */
+		p = mproc__pickle_int_run(p, (uint64_t)st->range_[0] +
+		                                     (uint64_t)index *
+		                                             (uint64_t)st->range_[2],
+		                          (uint64_t)st->range_[2], n);
+		break;
+	case INT64S:
+		p = mproc__pickle_int_array(p, (const int64_t *)st->array_ + index, n);
+		break;
+	case DOUBLES:
+		p = mproc__pickle_float_array(p, (const double *)st->array_ + index,
+		                              n);
+		break;
+	default:
+		return 0;
+	}
+	out->len = (size_t)(p - out->data);
+	return n;
 }

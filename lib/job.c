@@ -1,19 +1,63 @@
 /*
  * job.c - one call's inputs and results: what map, apply and imap share.
  *
- * A job pulls its input lazily into TASK frames (job_pull) and stores each
- * result as it comes back (job_store). ALL jobs (map, apply) keep every
- * result and decode them once, when the last arrives; iterator jobs keep at
- * most `window` results pulled ahead of the consumer, in a ring of slots
- * whose buffers are reused, so a long imap allocates nothing per task once
- * warm. Every function here runs with the pool's lock held.
+ * A job pulls its input lazily into TASK frames (job_pull; ranges and
+ * number arrays a chunk at a time, without their generator) and stores each
+ * frame of results as it comes back (job_store_run). ALL jobs (map, apply)
+ * keep every result, decoded on arrival into a table made once at the
+ * input's length (tiny results take a shared node, no decoding); iterator
+ * jobs keep at most `window` results pulled ahead of the consumer, in a
+ * ring of slots whose buffers are reused, so a long imap allocates nothing
+ * per task once warm. Every function here runs with the pool's lock held.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
-
+#include <sys/mman.h>
 
 #include "pool.h"
+
+/*
+ * A map's result table. A big one comes straight from mmap, 2 MiB aligned
+ * and asking for transparent huge pages: 10^6 results are 56 MB, whose
+ * first touch would otherwise cost a page fault per 4 KiB while the
+ * results come in. Small ones stay with malloc.
+ */
+#define ITEMS_MMAP ((size_t)2 << 20)
+
+static struct mproc_result *items_alloc(size_t n)
+{
+	if (n > SIZE_MAX / sizeof(struct mproc_result) - ITEMS_MMAP)
+		return NULL;
+	size_t bytes = n * sizeof(struct mproc_result);
+	if (bytes < ITEMS_MMAP)
+		return malloc(bytes);
+	size_t len = (bytes + ITEMS_MMAP - 1) & ~(ITEMS_MMAP - 1);
+	char *p = mmap(NULL, len + ITEMS_MMAP, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Trim to an aligned start; the tail past len goes too. */
+	size_t head = (ITEMS_MMAP - ((uintptr_t)p & (ITEMS_MMAP - 1))) &
+	              (ITEMS_MMAP - 1);
+	if (head)
+		munmap(p, head);
+	munmap(p + head + len, ITEMS_MMAP - head);
+	/* Advice only: without THP the table works the same. */
+	(void)madvise(p + head, len, MADV_HUGEPAGE);
+	return (struct mproc_result *)(void *)(p + head);
+}
+
+static void items_free(struct mproc_result *r, size_t n)
+{
+	if (!r)
+		return;
+	size_t bytes = n * sizeof *r;
+	if (bytes < ITEMS_MMAP)
+		free(r);
+	else
+		munmap(r, (bytes + ITEMS_MMAP - 1) & ~(ITEMS_MMAP - 1));
+}
 
 struct mproc__job *mproc__job_new(struct mproc_pool *pool,
                                   enum mproc__job_kind kind, mproc_task_fn fn,
@@ -60,7 +104,7 @@ void mproc__job_free(struct mproc__job *job)
 	for (size_t i = 0; i < job->nslots; i++)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
-	free(job->items);
+	items_free(job->items, job->nitems);
 	while (job->crashes) {
 		struct mproc__crashes *b = job->crashes;
 		job->crashes = b->next;
@@ -179,22 +223,49 @@ static int job_grow_items(struct mproc__job *job, size_t need)
 {
 	if (need <= job->nitems)
 		return 0;
+	/* A map knows its length: the table is made once, at its size. */
 	size_t n = job->nitems ? job->nitems : 64;
 	while (n < need)
 		n *= 2;
+	if (job->in.has_len && need <= job->in.len && n > job->in.len)
+		n = job->in.len;
 	/* Not cleared: every item up to `pulled` is written whole when its
 	 * result is stored, and none past it is ever read. A map over 10^6
-	 * inputs would otherwise spend a pass over 48 MB on zeros. */
-	struct mproc_result *r = reallocarray(job->items, n, sizeof *r);
+	 * inputs would otherwise spend a pass over 56 MB on zeros. */
+	struct mproc_result *r = items_alloc(n);
 	if (!r)
 		return -ENOMEM;
+	if (job->pulled)
+		memcpy(r, job->items, job->pulled * sizeof *r);
+	items_free(job->items, job->nitems);
 	job->items = r;
 	job->nitems = n;
 	return 0;
 }
 
+/* Records of the input's next items in one pass (ranges, number arrays). */
+static size_t job_pull_bulk(struct mproc__job *job, struct mproc__buf *out,
+                            size_t n, size_t limit)
+{
+	if (job->use_pre || !job->in.has_len || job->pulled >= job->in.len)
+		return 0;
+	/* Within the byte budget even if every record is the longest. */
+	size_t fit = out->len < limit ? (limit - out->len) /
+	                                        (MPROC__TASK_REC + MPROC__SCALAR_MAX)
+	                              : 0;
+	if (n > fit)
+		n = fit;
+	if (n > job->in.len - job->pulled)
+		n = job->in.len - job->pulled;
+	if (n == 0)
+		return 0;
+	size_t got = mproc__input_records(&job->in, job->pulled, n, out);
+	job->pulled += got;
+	return got;
+}
+
 size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
-                       size_t n)
+                       size_t n, size_t limit)
 {
 	size_t got = 0;
 	if (job->kind == MPROC__JOB_ALL && job->in.has_len &&
@@ -203,8 +274,13 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 		job->input_done = true;
 		return 0;
 	}
-	while (got < n && !job->input_done) {
+	while (got < n && !job->input_done && out->len < limit) {
 		int rc;
+		size_t bulk = job_pull_bulk(job, out, n - got, limit);
+		if (bulk) {
+			got += bulk;
+			continue;
+		}
 		if (job->use_pre) {
 			if (job->pre_off >= job->pre.len) {
 				rc = 0;
@@ -336,6 +412,110 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	s->attempts = attempts;
 	s->ready = true;
 	job->completed++;
+	return rc;
+}
+
+/* n results stored OK: what mproc__fault_count does for each. */
+static void job_count_ok(struct mproc__job *job, size_t n)
+{
+	job->pool->stats.tasks_done += n;
+	job->pool->stats.ok += n;
+	job->completed += n;
+}
+
+/*
+ * The records of one RESULT frame, for tasks index.. of job. A map's
+ * results that are just None, a bool or a small int (the commonest) go
+ * straight into the table in one tight loop; any other takes the general
+ * path, in order. *stored counts the records taken even when one is
+ * malformed (MPROC_EPROTO).
+ */
+int mproc__job_store_run(struct mproc__job *job, size_t index,
+                         unsigned attempts, const char *p, const char *end,
+                         uint32_t count, size_t *stored)
+{
+	bool fast = job->kind == MPROC__JOB_ALL &&
+	            (!job->user_released || job->cb.callback ||
+	             job->cb.error_callback);
+	struct mproc_result *items = job->items;
+	/*
+	 * A map's results are mostly the same few bytes (None, say): the last
+	 * tiny record (header and pickle, 12 or 13 bytes) and its node are
+	 * kept, and a record equal to it is stored with two compares.
+	 */
+	uint64_t last_hdr = 0, last_body = 0;
+	size_t last_len = 0;
+	const struct mproc_value *last_v = NULL;
+	size_t ok = 0;
+	uint32_t k = 0;
+	int rc = 0;
+	while (k < count) {
+		if (last_v) {
+			uint64_t mask = (UINT64_C(1) << (8 * (last_len - 8))) - 1;
+			size_t i = index + k, stop = index + count;
+			while (i < stop && (size_t)(end - p) >= 16) {
+				uint64_t hdr, body;
+				memcpy(&hdr, p, 8);
+				memcpy(&body, p + 8, 8);
+				if (hdr != last_hdr || ((body ^ last_body) & mask))
+					break;
+				items[i] = (struct mproc_result){
+				        .index = i, .status = MPROC_OK,
+				        .value = last_v, .attempts = attempts};
+				p += last_len;
+				i++;
+			}
+			ok += i - (index + k);
+			k = (uint32_t)(i - index);
+			if (k == count)
+				break;
+		}
+		uint32_t rec[2];
+		if ((size_t)(end - p) < MPROC__RESULT_REC) {
+			rc = MPROC_EPROTO;
+			break;
+		}
+		memcpy(rec, p, sizeof rec);
+		const char *body = p + MPROC__RESULT_REC;
+		if ((size_t)(end - body) < rec[0] ||
+		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED)) {
+			rc = MPROC_EPROTO;
+			break;
+		}
+		const struct mproc_value *v = NULL;
+		if (fast && rec[1] == MPROC_OK)
+			v = mproc__decode_tiny(body, rec[0]);
+		if (v) {
+			/* Kept as the record to match: 12 or 13 bytes. */
+			last_len = MPROC__RESULT_REC + rec[0];
+			memcpy(&last_hdr, p, 8);
+			last_body = 0;
+			memcpy(&last_body, body, rec[0]);
+			last_v = v;
+			items[index + k] = (struct mproc_result){
+			        .index = index + k, .status = MPROC_OK,
+			        .value = v, .attempts = attempts};
+			ok++;
+		} else {
+			if (ok) {
+				/* Counted before anything else, in arrival order. */
+				job_count_ok(job, ok);
+				ok = 0;
+			}
+			if (job->user_released && job->kind != MPROC__JOB_ALL) {
+				job->completed++;
+				mproc__fault_count(job->pool, rec[1]);
+			} else {
+				mproc__job_store(job, index + k, rec[1], attempts, body,
+				                 rec[0]);
+			}
+		}
+		p = body + rec[0];
+		k++;
+	}
+	if (ok)
+		job_count_ok(job, ok);
+	*stored = k;
 	return rc;
 }
 

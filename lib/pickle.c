@@ -524,6 +524,20 @@ int mproc_writer_finish(struct mproc_writer *w, const void **data,
 	return 0;
 }
 
+int mproc__writer_end_result(struct mproc_writer *w)
+{
+	/* Nothing written: None, PROTO already there, in one step. */
+	if (!w->err && !w->depth && w->top_type < 0 &&
+	    mproc__buf_reserve(w->b, 2) == 0) {
+		w->b->data[w->b->len++] = OP_NONE;
+		w->b->data[w->b->len++] = OP_STOP;
+		w->top_type = MPROC_NONE;
+		w->finished = true;
+		return 0;
+	}
+	return mproc__writer_end(w);
+}
+
 int mproc__writer_end(struct mproc_writer *w)
 {
 	int rc = wr_check_end(w);
@@ -633,6 +647,105 @@ int mproc_write_float(struct mproc_writer *w, double f)
 	memcpy(p + 1, &u, 8);
 	w->b->len += 9;
 	return 0;
+}
+
+static inline size_t pickle_int_msg(char *p, int64_t i)
+{
+	/* The bytes of mproc_write_int, between PROTO 5 and STOP. */
+	unsigned n = pickle_int_size(i);
+	p[0] = (char)OP_PROTO;
+	p[1] = 5;
+	if (n == 2) {
+		p[2] = OP_BININT1;
+		p[3] = (char)i;
+	} else if (n == 3) {
+		p[2] = OP_BININT2;
+		wr_le(p + 3, (uint64_t)i, 2);
+	} else if (i >= INT32_MIN && i <= INT32_MAX) {
+		p[2] = OP_BININT;
+		wr_le(p + 3, (uint64_t)i, 4);
+	} else {
+		p[2] = (char)OP_LONG1;
+		p[3] = (char)(n - 2);
+		wr_le(p + 4, (uint64_t)i, (int)n - 2);
+	}
+	p[2 + n] = OP_STOP;
+	return 3 + n;
+}
+
+size_t mproc__pickle_int(char *p, int64_t i)
+{
+	return pickle_int_msg(p, i);
+}
+
+/* The record of a BININT (4-byte) int: 12 bytes in two stores. */
+static inline char *pickle_binint_rec(char *p, int64_t i)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	uint64_t u = (uint64_t)(uint32_t)i;
+	uint64_t a = 8 | (uint64_t)OP_PROTO << 32 | (uint64_t)5 << 40 |
+	             (uint64_t)OP_BININT << 48 | u << 56;
+	uint32_t b = (uint32_t)(u >> 8) | (uint32_t)OP_STOP << 24;
+	memcpy(p, &a, 8);
+	memcpy(p + 8, &b, 4);
+	return p + 12;
+#else
+	uint32_t len = (uint32_t)pickle_int_msg(p + 4, i);
+	memcpy(p, &len, 4);
+	return p + 4 + len;
+#endif
+}
+
+char *mproc__pickle_int_run(char *p, uint64_t v, uint64_t step, size_t n)
+{
+	for (size_t k = 0; k < n; k++, v += step) {
+		int64_t i = (int64_t)v;
+		if (pickle_int_size(i) == 5) {
+			p = pickle_binint_rec(p, i);
+			continue;
+		}
+		uint32_t len = (uint32_t)pickle_int_msg(p + 4, (int64_t)v);
+		memcpy(p, &len, 4);
+		p += 4 + len;
+	}
+	return p;
+}
+
+char *mproc__pickle_int_array(char *p, const int64_t *a, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		if (pickle_int_size(a[k]) == 5) {
+			p = pickle_binint_rec(p, a[k]);
+			continue;
+		}
+		uint32_t len = (uint32_t)pickle_int_msg(p + 4, a[k]);
+		memcpy(p, &len, 4);
+		p += 4 + len;
+	}
+	return p;
+}
+
+char *mproc__pickle_float_array(char *p, const double *a, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		uint32_t len = (uint32_t)mproc__pickle_float(p + 4, a[k]);
+		memcpy(p, &len, 4);
+		p += 4 + len;
+	}
+	return p;
+}
+
+size_t mproc__pickle_float(char *p, double f)
+{
+	uint64_t u;
+	memcpy(&u, &f, 8);
+	u = htobe64(u);
+	p[0] = (char)OP_PROTO;
+	p[1] = 5;
+	p[2] = OP_BINFLOAT;
+	memcpy(p + 3, &u, 8);
+	p[11] = OP_STOP;
+	return 12;
 }
 
 /* str or bytes with the short/4-byte/8-byte length opcode that fits. */
@@ -1062,7 +1175,20 @@ static inline void *arena_alloc(struct mproc_decoder *d, size_t n)
  * together, so that a decoder that decodes messages of similar size
  * reaches a steady state with no allocation at all.
  */
-static void arena_reset(struct mproc_decoder *d)
+static void arena_reset_many(struct mproc_decoder *d);
+
+static inline void arena_reset(struct mproc_decoder *d)
+{
+	struct pickle_chunk *c = d->chunks;
+	if (__builtin_expect(c && !c->next, 1)) {
+		d->bump = c->data;
+		d->bump_end = c->data + c->size;
+	} else {
+		arena_reset_many(d);
+	}
+}
+
+static __attribute__((noinline)) void arena_reset_many(struct mproc_decoder *d)
 {
 	struct pickle_chunk *c = d->chunks;
 	if (c && c->next) {
@@ -2069,19 +2195,101 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 #undef POPN
 }
 
-int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
-                       const struct mproc_value **out)
+/*
+ * A message that is one scalar alone (PROTO, None, a bool, BININT1/2/4 or BINFLOAT,
+ * STOP): its node without the unpickler loop, or NULL for anything else
+ * (and when the arena is out of memory: dec_run then says so). The
+ * commonest task arguments and results; the same node dec_run would make.
+ */
+/* A scalar node from the arena's current chunk, or NULL when it has no
+ * room (no allocation here: the unpickler then takes the message). */
+static inline struct mproc_value *dec_scalar_quick(struct mproc_decoder *d,
+                                                   int type, unsigned aux)
+{
+	if ((size_t)(d->bump_end - d->bump) < PICKLE_NODE_8)
+		return NULL;
+	struct mproc_value *v = (struct mproc_value *)(void *)d->bump;
+	d->bump += PICKLE_NODE_8;
+	v->type = (uint8_t)type;
+	v->flags = PICKLE_F_HASHABLE;
+	v->capl2 = 0;
+	v->aux = (uint8_t)aux;
+	v->height = 0;
+	return v;
+}
+
+/*
+ * A message that is one scalar alone (PROTO, None, a bool, BININT1/2/4 or
+ * BINFLOAT, STOP): its node without the unpickler loop, or NULL for
+ * anything else (and when the arena's chunk is full). The commonest task
+ * arguments and results; the same node dec_run would make. No call in
+ * here, so that this path costs no stack frame.
+ */
+static inline const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
+                                                       const unsigned char *p,
+                                                       size_t len)
+{
+	/* 4 <= len <= 12 is the caller's check. */
+	if (p[0] != OP_PROTO || p[1] > 5 || p[len - 1] != OP_STOP)
+		return NULL;
+	int64_t i;
+	switch (p[2]) {
+	case OP_NONE:
+		return len == 4 ? &pickle_none : NULL;
+	case OP_NEWTRUE:
+		return len == 4 ? &pickle_true : NULL;
+	case OP_NEWFALSE:
+		return len == 4 ? &pickle_false : NULL;
+	case OP_BININT1:
+		return len == 5 ? &pickle_small_ints[p[3]] : NULL;
+	case OP_BININT2:
+		if (len != 6)
+			return NULL;
+		i = (int64_t)dec_le(p + 3, 2);
+		break;
+	case OP_BININT:
+		if (len != 8)
+			return NULL;
+		i = (int32_t)(uint32_t)dec_le(p + 3, 4);
+		break;
+	case OP_BINFLOAT: {
+		if (len != 12)
+			return NULL;
+		uint64_t u;
+		memcpy(&u, p + 3, 8);
+		u = be64toh(u);
+		struct mproc_value *v = dec_scalar_quick(d, MPROC_FLOAT, 9);
+		if (v)
+			memcpy(&v->u.f, &u, 8);
+		return v;
+	}
+	default:
+		return NULL;
+	}
+	if ((uint64_t)i < 256)
+		return &pickle_small_ints[i];
+	struct mproc_value *v = dec_scalar_quick(d, MPROC_INT, pickle_int_size(i));
+	if (v)
+		v->u.i = i;
+	return v;
+}
+
+/* The unpickler over a whole message; kept out of line so that the scalar
+ * path below does not pay for its stack frame. */
+static __attribute__((noinline)) int dec_message(struct mproc_decoder *d,
+                                                 const void *buf, size_t len,
+                                                 const struct mproc_value **out)
 {
 	*out = NULL;
 	d->err[0] = '\0';
 	d->err_off = 0;
+	d->msg_len = len;
 	if (len > d->lim.max_size)
 		return dec_fail(d, MPROC_EPICKLE_TOOBIG, 0,
 		                "message of %zu bytes past the limit of %zu",
 		                len, d->lim.max_size);
 	if (!buf && len)
 		return dec_fail(d, -EINVAL, 0, "no message");
-	d->msg_len = len;
 	d->sp = 0;
 	d->nmarks = 0;
 	const struct mproc_value *root = NULL;
@@ -2096,6 +2304,22 @@ int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
 	if (rc == 0)
 		*out = root;
 	return rc;
+}
+
+int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
+                       const struct mproc_value **out)
+{
+	if (buf && len - 4 <= 8 && len <= d->lim.max_size) {
+		const struct mproc_value *v = dec_scalar_msg(d, buf, len);
+		if (v) {
+			d->err[0] = '\0';
+			d->err_off = 0;
+			d->msg_len = len;
+			*out = v;
+			return 0;
+		}
+	}
+	return dec_message(d, buf, len, out);
 }
 
 int mproc_decode(struct mproc_decoder *d, const void *buf, size_t len,

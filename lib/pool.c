@@ -129,7 +129,7 @@ static void worker_started(struct mproc__worker *w, pid_t pid, int task_wr,
 	w->retiring = false;
 	w->chunks_sent = 0;
 	w->out.len = w->out_acked = w->out_sent = 0;
-	w->in.len = 0;
+	w->in.len = w->in_off = 0;
 	w->qhead = w->qlen = 0;
 	w->inflight_tasks = 0;
 	w->spawned_ns = mproc__coarse_ns();
@@ -549,6 +549,27 @@ static struct mproc__job *pool_next_job(struct mproc_pool *pool)
 	return NULL;
 }
 
+/*
+ * A chunk bigger than a pipe (64 KiB by default) would cross it in
+ * 64 KiB writes, each a wakeup of the worker, which cannot start before
+ * the whole frame is there; its results would come back the same way.
+ * Such a worker's pipes grow to 1 MiB, the most an unprivileged process
+ * may ask for, once: pools of small chunks keep small pipes.
+ */
+#define PIPE_BIG (1u << 20)
+
+static void worker_grow_pipes(struct mproc__worker *w, size_t frame_len)
+{
+	if (frame_len <= (64u << 10))
+		return;
+	int sz = fcntl(w->task_fd, F_GETPIPE_SZ);
+	if (sz < 0 || (size_t)sz >= PIPE_BIG)
+		return;
+	/* Advice only: past the user's pipe quota the pipes stay small. */
+	(void)fcntl(w->task_fd, F_SETPIPE_SZ, (int)PIPE_BIG);
+	(void)fcntl(w->result_fd, F_SETPIPE_SZ, (int)PIPE_BIG);
+}
+
 /* Pull one chunk of `job` into a TASK frame for w. */
 static int pool_dispatch_chunk(struct mproc_pool *pool,
                                struct mproc__worker *w,
@@ -560,14 +581,8 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		return rc;
 	size_t room = mproc__job_room(job);
 	size_t want = job->chunksize < room ? job->chunksize : room;
-	size_t got = 0;
-	/* One item at a time so that a chunk of big items stays in budget. */
-	while (got < want && w->out.len - hdr < FRAME_BUDGET) {
-		size_t n = mproc__job_pull(job, &w->out, 1);
-		if (n == 0)
-			break;
-		got += n;
-	}
+	/* A chunk of big items stops at the budget (past it by one item). */
+	size_t got = mproc__job_pull(job, &w->out, want, hdr + FRAME_BUDGET);
 	if (got == 0) {
 		w->out.len = hdr;
 		if (job->input_done) {
@@ -577,8 +592,14 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		}
 		return 0;
 	}
-	mproc__wire_end(&w->out, hdr, MPROC__F_TASK, job->flags, (uint32_t)got,
-	                pool->next_id, (uint64_t)(uintptr_t)job->fn);
+	/* Only a task with a timeout needs its start time (a clock read per
+	 * task in the worker); which timeout applies is fault.c's rule. */
+	bool timed = job->timeout_ns ? job->timeout_ns != UINT64_MAX
+	                             : pool->timeout_ns != 0;
+	mproc__wire_end(&w->out, hdr, MPROC__F_TASK,
+	                (uint8_t)(job->flags | (timed ? MPROC__TF_TIMED : 0)),
+	                (uint32_t)got, pool->next_id,
+	                (uint64_t)(uintptr_t)job->fn);
 	struct mproc__chunk c = {
 		.job = job,
 		.index = job->pulled - got,
@@ -594,6 +615,12 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 			mproc__job_store(job, c.index + i, MPROC_CANCELLED, 0, NULL, 0);
 		return rc;
 	}
+	worker_grow_pipes(w, c.frame_len);
+	/* A big frame is written at once (as much as the pipe takes), not
+	 * after the next ones are encoded: the worker starts on it meanwhile.
+	 * Small frames wait, to go together in one write. */
+	if (c.frame_len > (64u << 10))
+		(void)mproc__wire_write(w->task_fd, &w->out, &w->out_sent);
 	pool->next_id += got;
 	job->inflight++;
 	w->inflight_tasks += got;
@@ -651,12 +678,19 @@ static void worker_flush(struct mproc__worker *w)
 
 /* ---- results --------------------------------------------------------- */
 
-/* Drop acknowledged frames from the front of w->out now and then. */
+/*
+ * Drop acknowledged frames from the front of w->out now and then: when
+ * what is still in flight behind them is small (a map's chunk frames are
+ * megabytes: moving them at each finished chunk copied every task frame
+ * again), or when they pass a frame's budget.
+ */
 static void worker_compact(struct mproc__worker *w)
 {
+	size_t live = w->out.len - w->out_acked;
 	if (w->out_acked == w->out.len && w->out_sent == w->out.len) {
 		w->out.len = w->out_acked = w->out_sent = 0;
-	} else if (w->out_acked >= (64u << 10) && w->out_acked * 2 >= w->out.len) {
+	} else if ((w->out_acked >= (64u << 10) && live <= w->out_acked / 8) ||
+	           w->out_acked >= FRAME_BUDGET) {
 		mproc__buf_consume(&w->out, w->out_acked);
 		w->out_sent -= w->out_acked;
 		w->out_acked = 0;
@@ -671,28 +705,14 @@ static int worker_result_frame(struct mproc__worker *w,
 	struct mproc__chunk *c = &w->q[w->qhead];
 	if (f->id != c->id + c->done || f->count > c->count - c->done)
 		return MPROC_EPROTO;
-	const char *end = p + f->len;
 	struct mproc__job *job = c->job;
-	for (uint32_t k = 0; k < f->count; k++) {
-		uint32_t rec[2];
-		if ((size_t)(end - p) < MPROC__RESULT_REC)
-			return MPROC_EPROTO;
-		memcpy(rec, p, sizeof rec);
-		p += MPROC__RESULT_REC;
-		if ((size_t)(end - p) < rec[0] ||
-		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED))
-			return MPROC_EPROTO;
-		if (job->user_released && job->kind != MPROC__JOB_ALL) {
-			job->completed++;
-			mproc__fault_count(job->pool, rec[1]);
-		} else {
-			mproc__job_store(job, c->index + c->done, rec[1], c->attempts,
-			                 p, rec[0]);
-		}
-		p += rec[0];
-		c->done++;
-		w->inflight_tasks--;
-	}
+	size_t stored;
+	int rc = mproc__job_store_run(job, c->index + c->done, c->attempts, p,
+	                              p + f->len, f->count, &stored);
+	c->done += (uint32_t)stored;
+	w->inflight_tasks -= stored;
+	if (rc < 0)
+		return rc;
 	if (f->count) {
 		double sample = (double)f->ref / f->count;
 		w->ns_per_task = w->ns_per_task > 0
@@ -720,7 +740,16 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
                        int max_reads)
 {
 	int eof = 0;
+	if (w->in_off > w->in.len)
+		w->in_off = 0; /* a new worker in the slot: in was emptied */
 	for (int i = 0; i < max_reads; i++) {
+		/* Parsed bytes are dropped only when the read would otherwise
+		 * grow the buffer: moving a partial frame to the front after
+		 * every read copied much of the result stream again. */
+		if (w->in_off && w->in.cap - w->in.len < (64u << 10)) {
+			mproc__buf_consume(&w->in, w->in_off);
+			w->in_off = 0;
+		}
 		ssize_t n = mproc__wire_read(w->result_fd, &w->in);
 		if (n == -EAGAIN)
 			break;
@@ -730,7 +759,7 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 		}
 		if (n < 0)
 			return (int)n;
-		size_t off = 0;
+		size_t off = w->in_off;
 		struct mproc__frame f;
 		const char *payload;
 		int rc;
@@ -739,7 +768,9 @@ int mproc__worker_read(struct mproc_pool *pool, struct mproc__worker *w,
 			if ((rc = worker_result_frame(w, &f, payload)) < 0)
 				break;
 		}
-		mproc__buf_consume(&w->in, off);
+		if (off == w->in.len)
+			w->in.len = off = 0;
+		w->in_off = off;
 		if (rc < 0)
 			return MPROC_EPROTO;
 		/* A read that did not fill the buffer drained the pipe: save

@@ -197,6 +197,7 @@ struct mproc__worker {
 	struct mproc__buf out; /* [acked | in flight, sent | unsent] frames */
 	size_t out_acked, out_sent;
 	struct mproc__buf in;
+	size_t in_off;       /* in: bytes parsed, dropped when room runs out */
 	struct mproc__chunk *q; /* ring of chunks in flight, oldest first */
 	size_t qhead, qlen, qcap;
 	size_t inflight_tasks;
@@ -298,6 +299,16 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool);
 void mproc__fault_count(struct mproc_pool *pool, enum mproc_status status);
 void mproc__fault_respawn(struct mproc_pool *pool);
 
+/*
+ * Inputs (input.c): the records (u32 len, pickle) of at most n items of
+ * `in` from `index` on, appended to `out` in one pass, byte for byte what
+ * the generator would write through a writer. Only for ranges and arrays
+ * of int64_t or double; answers 0 for every other input (and when out
+ * cannot grow): the caller then pulls through the generator.
+ */
+size_t mproc__input_records(const struct mproc_input *in, size_t index,
+                            size_t n, struct mproc__buf *out);
+
 /* Jobs (job.c). */
 struct mproc__job *mproc__job_new(struct mproc_pool *pool,
                                   enum mproc__job_kind kind, mproc_task_fn fn,
@@ -307,12 +318,17 @@ int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co
 int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in);
 int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len);
 int mproc__job_read_all(struct mproc__job *job);
+/* Up to n tasks of job's input as records at the end of out, stopping once
+ * out->len reaches `limit`; returns how many (input_done set at the end). */
 size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
-                       size_t n);
+                       size_t n, size_t limit);
 size_t mproc__job_room(const struct mproc__job *job);
 int mproc__job_store(struct mproc__job *job, size_t index,
                      enum mproc_status status, unsigned attempts,
                      const void *payload, size_t len);
+int mproc__job_store_run(struct mproc__job *job, size_t index,
+                         unsigned attempts, const char *p, const char *end,
+                         uint32_t count, size_t *stored);
 void mproc__job_check_done(struct mproc__job *job);
 void mproc__job_cancel(struct mproc__job *job, size_t index, size_t count);
 int mproc__job_finalize(struct mproc__job *job);

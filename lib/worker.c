@@ -386,9 +386,11 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	out->len += MPROC__RESULT_REC;
 	mproc__writer_attach(wk->w, out);
 
-	/* The coarse clock costs no timer read; timeouts are far coarser. */
-	atomic_store_explicit(&wk->plan->status->start_ns, mproc__coarse_ns(),
-	                      memory_order_relaxed);
+	/* The coarse clock costs no timer read, but still tens of ns on some
+	 * virtual machines: only tasks with a timeout are stamped. */
+	if (flags & MPROC__TF_TIMED)
+		atomic_store_explicit(&wk->plan->status->start_ns,
+		                      mproc__coarse_ns(), memory_order_relaxed);
 	atomic_store_explicit(&wk->plan->status->last_id, id,
 	                      memory_order_relaxed);
 	atomic_store_explicit(&wk->plan->status->task_id, id,
@@ -412,12 +414,11 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 			_exit(0);
 		if (rc < 0 && !mproc__writer_raised(wk->w))
 			worker_raise_code(wk->w, rc);
-		else if (rc >= 0 && mproc__writer_top_type(wk->w) < 0)
-			mproc_write_none(wk->w);
 	}
 	enum mproc_status status =
 	        mproc__writer_raised(wk->w) ? MPROC_RAISED : MPROC_OK;
-	rc = mproc__writer_end(wk->w);
+	/* A task that returned without writing returned None. */
+	rc = mproc__writer_end_result(wk->w);
 	if (rc < 0) {
 		/* What the task wrote is unusable: say so instead. */
 		worker_raise_code(wk->w, rc);
@@ -425,7 +426,8 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 		if (mproc__writer_end(wk->w) < 0)
 			worker_exit(wk, 70);
 	}
-	mproc__writer_attach(wk->w, NULL);
+	/* Left attached: the next task attaches it anew, and the end of the
+	 * chunk detaches it (worker_chunk), a restart less per task. */
 
 	atomic_store_explicit(&wk->plan->status->task_id, 0,
 	                      memory_order_release);
@@ -502,6 +504,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			worker_frame_open(wk, f->id + k + 1);
 		}
 	}
+	mproc__writer_attach(wk->w, NULL);
 	worker_frame_close(wk);
 }
 

@@ -12,6 +12,7 @@
 #include "mproc.h"
 #include "lib/buf.h"
 #include "lib/pickle.h"
+#include "lib/pool.h"
 
 /* Written by CPython 3.11 pickle.dumps(v, protocol) for
  * v = {'a': [1, -2, 3.5, None, True, False],
@@ -130,6 +131,176 @@ static const int64_t int_edges[] = {
 	-(INT64_C(1) << 40), (INT64_C(1) << 55) - 1, INT64_C(1) << 55,
 	INT64_MAX - 1, INT64_MAX, INT64_MIN + 1, INT64_MIN,
 };
+
+/* ---- scalars written and read without the general paths ---------------- */
+
+static const double float_edges[] = {0.0, -0.0, 1.5, -2.25, 1e300, -1e-300,
+                                     INFINITY, -INFINITY, NAN};
+
+/* What a protocol-5 writer makes for one int (kind 0) or float (kind 1). */
+static size_t writer_scalar(int kind, int64_t i, double f, char *out)
+{
+	struct mproc_writer *w;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	ck_assert_int_eq(kind ? mproc_write_float(w, f) : mproc_write_int(w, i), 0);
+	const void *data;
+	size_t len;
+	ck_assert_int_eq(mproc_writer_finish(w, &data, &len), 0);
+	ck_assert_uint_le(len, MPROC__SCALAR_MAX);
+	memcpy(out, data, len);
+	mproc_writer_free(w);
+	return len;
+}
+
+START_TEST(test_pickle_scalar_messages_match_the_writer_byte_for_byte)
+{
+	char want[MPROC__SCALAR_MAX], got[MPROC__SCALAR_MAX];
+	for (size_t k = 0; k < sizeof int_edges / sizeof int_edges[0]; k++) {
+		for (int64_t d = -2; d <= 2; d++) {
+			int64_t v = (int64_t)((uint64_t)int_edges[k] + (uint64_t)d);
+			size_t n = writer_scalar(0, v, 0, want);
+			ck_assert_uint_eq(mproc__pickle_int(got, v), n);
+			ck_assert_mem_eq(got, want, n);
+		}
+	}
+	for (size_t k = 0; k < sizeof float_edges / sizeof float_edges[0]; k++) {
+		size_t n = writer_scalar(1, 0, float_edges[k], want);
+		ck_assert_uint_eq(mproc__pickle_float(got, float_edges[k]), n);
+		ck_assert_mem_eq(got, want, n);
+	}
+}
+END_TEST
+
+/* Decode msg; its value must re-encode to `again` (or to msg itself). */
+static void decode_reencodes(struct mproc_decoder *d, const char *msg,
+                             size_t len, const char *again, size_t alen)
+{
+	const struct mproc_value *v;
+	ck_assert_int_eq(mproc_decode(d, msg, len, &v), 0);
+	struct mproc_writer *w;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	ck_assert_int_eq(mproc_write_value(w, v), 0);
+	const void *data;
+	size_t n;
+	ck_assert_int_eq(mproc_writer_finish(w, &data, &n), 0);
+	ck_assert_uint_eq(n, again ? alen : len);
+	ck_assert_mem_eq(data, again ? again : msg, n);
+	mproc_writer_free(w);
+}
+
+START_TEST(test_pickle_scalar_messages_decode_as_the_unpickler_does)
+{
+	struct mproc_decoder *d;
+	ck_assert_int_eq(mproc_decoder_new(&d, NULL), 0);
+	char msg[MPROC__SCALAR_MAX];
+	for (size_t k = 0; k < sizeof int_edges / sizeof int_edges[0]; k++) {
+		size_t n = mproc__pickle_int(msg, int_edges[k]);
+		decode_reencodes(d, msg, n, NULL, 0);
+		const struct mproc_value *v;
+		int64_t i;
+		ck_assert_int_eq(mproc_decode(d, msg, n, &v), 0);
+		ck_assert_int_eq(mproc_value_int(v, &i), 0);
+		ck_assert_int_eq(i, int_edges[k]);
+	}
+	for (size_t k = 0; k < sizeof float_edges / sizeof float_edges[0]; k++) {
+		size_t n = mproc__pickle_float(msg, float_edges[k]);
+		decode_reencodes(d, msg, n, NULL, 0);
+	}
+	decode_reencodes(d, "\x80\x05N.", 4, NULL, 0);
+	decode_reencodes(d, "\x80\x05\x88.", 4, NULL, 0);
+	decode_reencodes(d, "\x80\x05\x89.", 4, NULL, 0);
+	/* Protocol 2 and longer forms than needed are read, and written back
+	 * in the shortest. */
+	decode_reencodes(d, "\x80\x02K\x07.", 5, "\x80\x05K\x07.", 5);
+	decode_reencodes(d, "\x80\x05M\x07\x00.", 6, "\x80\x05K\x07.", 5);
+	decode_reencodes(d, "\x80\x05J\x07\x00\x00\x00.", 8, "\x80\x05K\x07.", 5);
+	/* What the short path does not take still fails as before. */
+	const struct mproc_value *v;
+	ck_assert_int_eq(mproc_decode(d, "\x80\x06N.", 4, &v), MPROC_EPICKLE_INVALID);
+	ck_assert_int_lt(mproc_decode(d, "\x80\x05K.", 4, &v), 0);
+	ck_assert_int_lt(mproc_decode(d, "\x80\x05N..", 5, &v), 0);
+	ck_assert_int_lt(mproc_decode(d, "\x80\x05J\x07\x00\x00.", 7, &v), 0);
+	struct mproc_limits lim = {.max_size = 4};
+	struct mproc_decoder *small;
+	ck_assert_int_eq(mproc_decoder_new(&small, &lim), 0);
+	ck_assert_int_eq(mproc_decode(small, "\x80\x05K\x07.", 5, &v),
+	                 MPROC_EPICKLE_TOOBIG);
+	mproc_decoder_free(small);
+	mproc_decoder_free(d);
+}
+END_TEST
+
+/* The records the generator of `in` writes for items from..in->len. */
+static void generator_records(struct mproc_input *in, size_t from,
+                              struct mproc__buf *out)
+{
+	struct mproc_writer *w;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	for (size_t i = from; i < in->len; i++) {
+		mproc_writer_reset(w);
+		ck_assert_int_eq(in->fn(in->cookie, i, w), 1);
+		const void *data;
+		size_t len;
+		ck_assert_int_eq(mproc_writer_finish(w, &data, &len), 0);
+		uint32_t l = (uint32_t)len;
+		ck_assert_int_eq(mproc__buf_append(out, &l, sizeof l), 0);
+		ck_assert_int_eq(mproc__buf_append(out, data, len), 0);
+	}
+	mproc_writer_free(w);
+}
+
+static void records_match(struct mproc_input *in)
+{
+	for (size_t from = 0; from <= 3 && from <= in->len; from += 3) {
+		struct mproc__buf want = {0}, got = {0};
+		generator_records(in, from, &want);
+		/* Something already in the buffer stays as it is. */
+		ck_assert_int_eq(mproc__buf_append(&got, "hdr", 3), 0);
+		ck_assert_uint_eq(mproc__input_records(in, from, SIZE_MAX, &got),
+		                  in->len - from);
+		ck_assert_uint_eq(got.len, 3 + want.len);
+		ck_assert_mem_eq(got.data, "hdr", 3);
+		if (want.len)
+			ck_assert_mem_eq(got.data + 3, want.data, want.len);
+		/* At most n items. */
+		got.len = 0;
+		size_t n = in->len - from < 2 ? in->len - from : 2;
+		ck_assert_uint_eq(mproc__input_records(in, from, n, &got), n);
+		mproc__buf_free(&want);
+		mproc__buf_free(&got);
+	}
+}
+
+START_TEST(test_input_records_match_the_generators_byte_for_byte)
+{
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 70000, 1);
+	records_match(&in);
+	mproc_input_range(&in, -70000, 70000, 997);
+	records_match(&in);
+	mproc_input_range(&in, INT64_MAX, INT64_MIN, -(INT64_C(1) << 58));
+	records_match(&in);
+	mproc_input_range(&in, INT64_MIN, INT64_MAX, INT64_MAX);
+	records_match(&in);
+	mproc_input_range(&in, 5, 5, 1);
+	records_match(&in);
+	int64_t ints[sizeof int_edges / sizeof int_edges[0]];
+	memcpy(ints, int_edges, sizeof ints);
+	mproc_input_int64s(&in, ints, sizeof ints / sizeof ints[0]);
+	records_match(&in);
+	double fl[sizeof float_edges / sizeof float_edges[0]];
+	memcpy(fl, float_edges, sizeof fl);
+	mproc_input_doubles(&in, fl, sizeof fl / sizeof fl[0]);
+	records_match(&in);
+	/* Other inputs go through their generator. */
+	const char *strs[] = {"a", NULL};
+	mproc_input_cstrs(&in, strs, 2);
+	struct mproc__buf b = {0};
+	ck_assert_uint_eq(mproc__input_records(&in, 0, 2, &b), 0);
+	ck_assert_uint_eq(b.len, 0);
+	mproc__buf_free(&b);
+}
+END_TEST
 
 START_TEST(test_pickle_int_edges_round_trip)
 {
@@ -1286,6 +1457,9 @@ int main(void)
 	tcase_add_test(tc, test_pickle_writer_containers_reencode_identically);
 	tcase_add_test(tc, test_pickle_writer_attach_appends_and_restores_on_error);
 	tcase_add_test(tc, test_pickle_raise_replaces_value_with_type_and_message);
+	tcase_add_test(tc, test_pickle_scalar_messages_match_the_writer_byte_for_byte);
+	tcase_add_test(tc, test_pickle_scalar_messages_decode_as_the_unpickler_does);
+	tcase_add_test(tc, test_input_records_match_the_generators_byte_for_byte);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -342,6 +342,41 @@ START_TEST(test_pool_map_with_chunksize_matches_without)
 }
 END_TEST
 
+START_TEST(test_pool_map_of_ranges_and_arrays_returns_every_value)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	struct mproc_results *r;
+	/* Every int width of the pickle: 1, 2, 4 and 5-8 byte forms. */
+	int64_t step = INT64_C(1) << 53;
+	mproc_input_range(&in, INT64_MIN + 7, INT64_MAX, step);
+	size_t n = in.len;
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
+	ck_assert_uint_eq(r->count, n);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(int_of(r->items[i].value),
+		                 INT64_MIN + 7 + (int64_t)i * step);
+	mproc_results_free(r);
+	mproc_input_range(&in, -70000, 70000, 13);
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
+	for (size_t i = 0; i < r->count; i++)
+		ck_assert_int_eq(int_of(r->items[i].value), -70000 + 13 * (int64_t)i);
+	mproc_results_free(r);
+	double d[300];
+	for (size_t i = 0; i < 300; i++)
+		d[i] = (double)i * -0.5;
+	mproc_input_doubles(&in, d, 300);
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 7, &r), 0);
+	for (size_t i = 0; i < 300; i++) {
+		double x;
+		ck_assert_int_eq(mproc_value_float(r->items[i].value, &x), 0);
+		ck_assert(x == d[i]);
+	}
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
 START_TEST(test_pool_map_no_failfast_returns_all_results)
 {
 	struct mproc_pool *p = open_pool(2);
@@ -1457,6 +1492,7 @@ int main(void)
 	tcase_add_test(tc, test_pool_malformed_argument_raises_unpickling_error);
 	tcase_add_test(tc, test_pool_map_returns_every_result_in_order);
 	tcase_add_test(tc, test_pool_map_with_chunksize_matches_without);
+	tcase_add_test(tc, test_pool_map_of_ranges_and_arrays_returns_every_value);
 	tcase_add_test(tc, test_pool_map_no_failfast_returns_all_results);
 	tcase_add_test(tc, test_pool_map_empty_input_gives_no_results);
 	tcase_add_test(tc, test_pool_map_reads_generator_of_unknown_length);
