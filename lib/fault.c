@@ -516,15 +516,25 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		}
 		if (!limit_ns)
 			continue;
+		uint64_t look = limit_ns / 8 > 1000000u ? limit_ns / 8 : 1000000u;
 		if (!id) {
-			/* Tasks sent but not started: none can pass its timeout
-			 * before now + timeout; look again then. */
-			if (w->qlen && now + limit_ns < next)
-				next = now + limit_ns;
+			/* Tasks sent but not started: look again soon enough to
+			 * see the next one start. */
+			if (w->qlen && now + look < next)
+				next = now + look;
 			continue;
 		}
-		uint64_t start = atomic_load_explicit(&st->start_ns,
-		                                      memory_order_relaxed);
+		/* A task is timed from when the watch first sees it running:
+		 * the worker reads no clock. While one runs, the watch looks
+		 * at least every eighth of its timeout, so it fires at most
+		 * that much (plus a coarse tick) late, never early. */
+		if (id != w->seen_id) {
+			w->seen_id = id;
+			w->seen_ns = now;
+		}
+		uint64_t start = w->seen_ns;
+		if (now + look < next)
+			next = now + look;
 		if (now >= start + limit_ns) {
 			mproc__worker_signal(w, SIGTERM);
 			w->term_at = now;

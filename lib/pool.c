@@ -592,12 +592,7 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		}
 		return 0;
 	}
-	/* Only a task with a timeout needs its start time (a clock read per
-	 * task in the worker); which timeout applies is fault.c's rule. */
-	bool timed = job->timeout_ns ? job->timeout_ns != UINT64_MAX
-	                             : pool->timeout_ns != 0;
-	mproc__wire_end(&w->out, hdr, MPROC__F_TASK,
-	                (uint8_t)(job->flags | (timed ? MPROC__TF_TIMED : 0)),
+	mproc__wire_end(&w->out, hdr, MPROC__F_TASK, job->flags,
 	                (uint32_t)got, pool->next_id,
 	                (uint64_t)(uintptr_t)job->fn);
 	struct mproc__chunk c = {

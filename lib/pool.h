@@ -27,7 +27,6 @@
 struct mproc__status {
 	_Atomic uint64_t task_id;  /* id of the running task, 0 when idle */
 	_Atomic uint64_t last_id;  /* id of the last task started */
-	_Atomic uint64_t start_ns; /* CLOCK_MONOTONIC_COARSE at its start */
 	_Atomic uint64_t ready_ns; /* CLOCK_MONOTONIC when setup finished */
 	/* Written by the crash handler, read after the worker is reaped. */
 	_Atomic int crash_signal;
@@ -203,6 +202,8 @@ struct mproc__worker {
 	size_t inflight_tasks;
 	double ns_per_task;  /* running average reported by the worker */
 	bool suspect;        /* runs a suspect task: nothing else is sent */
+	uint64_t seen_id;    /* running task the timeout watch last saw */
+	uint64_t seen_ns;    /* coarse clock when it first saw it */
 	uint64_t term_at;    /* when the pool sent SIGTERM (timeout), or 0 */
 	uint64_t timeout_task; /* the task that ran past its timeout */
 	uint64_t timeout_ns;   /* the timeout it ran past */

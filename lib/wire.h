@@ -36,7 +36,6 @@ enum {
 enum {
 	MPROC__TF_STAR = 1, /* starmap: every argument must be a tuple */
 	MPROC__TF_CHECK = 2, /* suspect: check the channel after each task */
-	MPROC__TF_TIMED = 4, /* a timeout applies: stamp each task's start */
 };
 
 struct mproc__frame {

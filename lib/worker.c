@@ -386,11 +386,8 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	out->len += MPROC__RESULT_REC;
 	mproc__writer_attach(wk->w, out);
 
-	/* The coarse clock costs no timer read, but still tens of ns on some
-	 * virtual machines: only tasks with a timeout are stamped. */
-	if (flags & MPROC__TF_TIMED)
-		atomic_store_explicit(&wk->plan->status->start_ns,
-		                      mproc__coarse_ns(), memory_order_relaxed);
+	/* No clock read: the manager times a task from when it first sees
+	 * its id here (fault.c), so that a timeout costs the worker nothing. */
 	atomic_store_explicit(&wk->plan->status->last_id, id,
 	                      memory_order_relaxed);
 	atomic_store_explicit(&wk->plan->status->task_id, id,
