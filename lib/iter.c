@@ -71,7 +71,7 @@ static bool iter_has_next(void *arg)
 	struct mproc__job *job = arg;
 	if (job->kind == MPROC__JOB_ORDERED) {
 		if (job->delivered < job->pulled &&
-		    job->slots[job->delivered % job->nslots].ready)
+		    job->slots[job->delivered & (job->nslots - 1)].ready)
 			return true;
 	} else if (job->ucount) {
 		return true;
@@ -94,11 +94,11 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 	struct mproc__slot *s;
 	if (job->kind == MPROC__JOB_ORDERED &&
 	    job->delivered < job->pulled &&
-	    job->slots[job->delivered % job->nslots].ready) {
-		s = &job->slots[job->delivered % job->nslots];
+	    job->slots[job->delivered & (job->nslots - 1)].ready) {
+		s = &job->slots[job->delivered & (job->nslots - 1)];
 	} else if (job->kind == MPROC__JOB_UNORDERED && job->ucount) {
 		s = &job->slots[job->uhead];
-		job->uhead = (job->uhead + 1) % job->nslots;
+		job->uhead = (job->uhead + 1) & (job->nslots - 1);
 		job->ucount--;
 	} else {
 		/* Every result was handed out. */

@@ -391,12 +391,12 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 		return job_store_all(job, index, status, attempts, payload, len);
 	switch (job->kind) {
 	case MPROC__JOB_ORDERED:
-		s = &job->slots[index % job->nslots];
+		s = &job->slots[index & (job->nslots - 1)];
 		s->data.len = 0;
 		rc = mproc__buf_append(&s->data, payload, len);
 		break;
 	default:
-		s = &job->slots[(job->uhead + job->ucount) % job->nslots];
+		s = &job->slots[(job->uhead + job->ucount) & (job->nslots - 1)];
 		s->data.len = 0;
 		rc = mproc__buf_append(&s->data, payload, len);
 		job->ucount++;

@@ -952,7 +952,13 @@ int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job)
 		if (win < job->chunksize)
 			win = job->chunksize;
 		job->window = win;
-		job->nslots = win + 1;
+		/* At least window + 1 slots, a power of two so that a slot is
+		 * found with a mask, not a division, once per result. */
+		if (win > (SIZE_MAX >> 2))
+			return -ENOMEM;
+		job->nslots = 1;
+		while (job->nslots < win + 1)
+			job->nslots <<= 1;
 		job->slots = calloc(job->nslots, sizeof *job->slots);
 		if (!job->slots)
 			return -ENOMEM;

@@ -134,7 +134,7 @@ struct mproc__job {
 	size_t completed;       /* results stored */
 	size_t delivered;       /* iterators: results handed out */
 	size_t window;          /* iterators: most results pulled ahead */
-	struct mproc__slot *slots; /* iterators: window + 1 of them */
+	struct mproc__slot *slots; /* iterators: a power of two > window */
 	size_t nslots;
 	struct mproc_result *items; /* ALL: one per input, filled on arrival */
 	size_t nitems;
