@@ -466,8 +466,12 @@ MPROC_EXPORT int mproc_pool_join(struct mproc_pool *pool);
 
 /*
  * Release the pool. A pool that was not joined is terminated first, like
- * leaving `with Pool() as p:`. Async results and iterators still held by the
- * caller must be freed before. NULL is allowed.
+ * leaving `with Pool() as p:`. Results, async results and iterators the
+ * caller still holds stay valid, like the list Pool.map returned: each is
+ * finished (a result of a task that had not run is MPROC_CANCELLED),
+ * mproc_async_get() answers at once, mproc_iter_next() answers
+ * MPROC_ECLOSED, and each is still freed with its own free call.
+ * NULL is allowed.
  */
 MPROC_EXPORT void mproc_pool_free(struct mproc_pool *pool);
 

@@ -141,6 +141,11 @@ int mproc_async_get(struct mproc_async *a, double timeout,
 		return -EINVAL;
 	struct mproc__job *job = JOB(a);
 	struct mproc_pool *pool = job->pool;
+	if (!pool) {
+		/* The pool was freed: the job ended with it. */
+		*out = &job->results;
+		return job->final_rc;
+	}
 	pthread_mutex_lock(&pool->mu);
 	int rc = mproc__pool_wait(pool, job_is_done, job, mproc__deadline(timeout));
 	if (rc == 0) {
@@ -157,6 +162,8 @@ int mproc_async_wait(struct mproc_async *a, double timeout)
 		return -EINVAL;
 	struct mproc__job *job = JOB(a);
 	struct mproc_pool *pool = job->pool;
+	if (!pool)
+		return 0;
 	pthread_mutex_lock(&pool->mu);
 	int rc = mproc__pool_wait(pool, job_is_done, job, mproc__deadline(timeout));
 	pthread_mutex_unlock(&pool->mu);
@@ -169,6 +176,8 @@ bool mproc_async_ready(struct mproc_async *a)
 		return false;
 	struct mproc__job *job = JOB(a);
 	struct mproc_pool *pool = job->pool;
+	if (!pool)
+		return true;
 	pthread_mutex_lock(&pool->mu);
 	/* Zero timeout: take in what has arrived, never block. */
 	if (!job->done)
@@ -193,6 +202,10 @@ void mproc_async_free(struct mproc_async *a)
 		return;
 	struct mproc__job *job = JOB(a);
 	struct mproc_pool *pool = job->pool;
+	if (!pool) {
+		mproc__job_free(job);
+		return;
+	}
 	pthread_mutex_lock(&pool->mu);
 	mproc__job_release(job);
 	pthread_mutex_unlock(&pool->mu);

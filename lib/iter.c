@@ -86,6 +86,8 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 		return -EINVAL;
 	struct mproc__job *job = JOB(it);
 	struct mproc_pool *pool = job->pool;
+	if (!pool)
+		return MPROC_ECLOSED; /* the pool was freed */
 	pthread_mutex_lock(&pool->mu);
 	int rc = mproc__pool_wait(pool, iter_has_next, job,
 	                          mproc__deadline(timeout));
@@ -132,6 +134,10 @@ void mproc_iter_free(struct mproc_iter *it)
 		return;
 	struct mproc__job *job = JOB(it);
 	struct mproc_pool *pool = job->pool;
+	if (!pool) {
+		mproc__job_free(job);
+		return;
+	}
 	pthread_mutex_lock(&pool->mu);
 	mproc__job_release(job);
 	pthread_mutex_unlock(&pool->mu);

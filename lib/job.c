@@ -110,8 +110,10 @@ void mproc__job_free(struct mproc__job *job)
 		job->crashes = b->next;
 		free(b);
 	}
+	if (job->in_jobs)
+		TAILQ_REMOVE(&job->pool->jobs, job, alink);
 	/* Keep one small decoder for the next call; a big map's arena goes. */
-	if (job->dec && !job->pool->spare_dec && job->pulled <= 1024) {
+	if (job->dec && job->pool && !job->pool->spare_dec && job->pulled <= 1024) {
 		mproc__decoder_reset(job->dec);
 		job->pool->spare_dec = job->dec;
 	} else {

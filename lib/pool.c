@@ -571,6 +571,47 @@ static void worker_grow_pipes(struct mproc__worker *w, size_t frame_len)
 }
 
 /* Pull one chunk of `job` into a TASK frame for w. */
+/*
+ * Small chunks queued for one worker in one pass go as one TASK frame: the
+ * next chunk of the same job is appended to the worker's last frame while
+ * that one is not written yet, below its depth. The tasks were bound for
+ * this worker anyway, so balancing is as before; the worker then makes one
+ * result frame where it made one per chunk, and the manager tracks one
+ * chunk. Not with maxtasksperchild, which counts chunks.
+ */
+#define MERGE_MAX_BYTES (16u << 10)
+
+static size_t pool_merge_chunk(struct mproc_pool *pool, struct mproc__worker *w,
+                               struct mproc__job *job)
+{
+	if (!w->qlen || pool->opts.maxtasksperchild ||
+	    w->inflight_tasks >= worker_depth(w))
+		return 0;
+	struct mproc__chunk *t = &w->q[(w->qhead + w->qlen - 1) % w->qcap];
+	size_t hdr = w->out.len - t->frame_len;
+	if (t->job != job || t->suspect || t->attempts != 1 || t->done ||
+	    hdr < w->out_sent || t->frame_len >= MERGE_MAX_BYTES ||
+	    t->id + t->count != pool->next_id ||
+	    t->index + t->count != job->pulled)
+		return 0;
+	size_t room = mproc__job_room(job);
+	size_t want = job->chunksize < room ? job->chunksize : room;
+	size_t got = mproc__job_pull(job, &w->out, want, hdr + FRAME_BUDGET);
+	if (got == 0)
+		return 0;
+	struct mproc__frame f;
+	memcpy(&f, w->out.data + hdr, sizeof f);
+	mproc__wire_end(&w->out, hdr, MPROC__F_TASK, f.flags, f.count + (uint32_t)got,
+	                f.id, f.ref);
+	t->count += (uint32_t)got;
+	t->frame_len = w->out.len - hdr;
+	pool->next_id += got;
+	w->inflight_tasks += got;
+	if (job->input_done)
+		job_dequeue(pool, job);
+	return got;
+}
+
 static int pool_dispatch_chunk(struct mproc_pool *pool,
                                struct mproc__worker *w,
                                struct mproc__job *job)
@@ -660,8 +701,21 @@ static void pool_dispatch(struct mproc_pool *pool)
 		struct mproc__job *job = pool_next_job(pool);
 		if (!job)
 			return;
-		if (pool_dispatch_chunk(pool, w, job) < 0)
+		/* This worker's share of what may be pulled now; it takes it in
+		 * one frame (pool_merge_chunk) unless its depth says less. */
+		size_t share = mproc__job_room(job);
+		if (job->in.has_len && job->in.len - job->pulled < share)
+			share = job->in.len - job->pulled;
+		share /= pool->nworkers;
+		int rc = pool_dispatch_chunk(pool, w, job);
+		if (rc < 0)
 			return;
+		for (size_t given = job->chunksize; rc > 0 && given < share;) {
+			size_t got = pool_merge_chunk(pool, w, job);
+			if (!got)
+				break;
+			given += got;
+		}
 	}
 }
 
@@ -965,6 +1019,8 @@ int mproc__pool_submit(struct mproc_pool *pool, struct mproc__job *job)
 	}
 	TAILQ_INSERT_TAIL(&pool->pending, job, link);
 	job->queued = true;
+	TAILQ_INSERT_TAIL(&pool->jobs, job, alink);
+	job->in_jobs = true;
 	pool->active++;
 	if (job->timeout_ns)
 		pool->call_timeouts++;
@@ -985,6 +1041,15 @@ static void pool_stop_server(struct mproc_pool *pool)
 
 static void pool_release(struct mproc_pool *pool)
 {
+	/* Results, async results and iterators the caller still holds outlive
+	 * the pool (like a list that Pool.map returned): every one is done
+	 * here, and answers from what it holds (async.c, iter.c). */
+	struct mproc__job *job;
+	while ((job = TAILQ_FIRST(&pool->jobs))) {
+		TAILQ_REMOVE(&pool->jobs, job, alink);
+		job->in_jobs = false;
+		job->pool = NULL;
+	}
 	pool_stop_server(pool);
 	for (unsigned i = 0; pool->workers && i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
@@ -1044,6 +1109,7 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	pool->next_id = 1;
 	TAILQ_INIT(&pool->pending);
 	TAILQ_INIT(&pool->callbacks);
+	TAILQ_INIT(&pool->jobs);
 	pthread_mutex_init(&pool->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

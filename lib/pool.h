@@ -115,6 +115,8 @@ struct mproc__block {
 struct mproc__job {
 	struct mproc_pool *pool;
 	TAILQ_ENTRY(mproc__job) link; /* in pool->pending while input is left */
+	TAILQ_ENTRY(mproc__job) alink; /* in pool->jobs from submit to free */
+	bool in_jobs;
 	bool queued;
 	enum mproc__job_kind kind;
 	mproc_task_fn fn;
@@ -244,6 +246,7 @@ struct mproc_pool {
 	uint64_t next_id;
 	struct mproc__jobq pending;   /* jobs with input left, FIFO */
 	struct mproc__jobq callbacks; /* jobs whose callbacks are due */
+	struct mproc__jobq jobs;      /* every submitted job not yet freed */
 	size_t active;                /* jobs not done */
 	/* Chunks taken back from dead workers, to run again first. */
 	struct mproc__buf requeue;    /* their TASK frames */

@@ -182,6 +182,7 @@ struct worker {
 	uint64_t frame_id;      /* id of its first record */
 	uint32_t frame_count;
 	uint64_t frame_start_ns;
+	uint64_t chain_ns;      /* end of the last frame of this read, or 0 */
 	uint64_t first_unflushed_ns;
 	/* Read the clock only every `check_every` tasks: short tasks would
 	 * otherwise spend a fair part of their time reading the timer. */
@@ -321,6 +322,7 @@ static void worker_flush(struct worker *wk)
 		worker_exit(wk, 0); /* the manager is gone: nothing to report to */
 	wk->out.len = 0;
 	wk->first_unflushed_ns = 0;
+	wk->chain_ns = 0; /* a write may have waited on a full pipe */
 }
 
 static void worker_frame_open(struct worker *wk, uint64_t id)
@@ -330,7 +332,9 @@ static void worker_frame_open(struct worker *wk, uint64_t id)
 	wk->frame_id = id;
 	wk->frame_count = 0;
 	wk->committed = wk->out.len;
-	wk->frame_start_ns = mproc__now_ns();
+	/* Frames of one read run back to back: the last one's end is this
+	 * one's start, one clock read a frame instead of two. */
+	wk->frame_start_ns = wk->chain_ns ? wk->chain_ns : mproc__now_ns();
 	if (!wk->first_unflushed_ns)
 		wk->first_unflushed_ns = wk->frame_start_ns;
 }
@@ -341,9 +345,10 @@ static void worker_frame_close(struct worker *wk)
 		wk->out.len = wk->hdr_off;
 		return;
 	}
+	wk->chain_ns = mproc__now_ns();
 	mproc__wire_end(&wk->out, wk->hdr_off, MPROC__F_RESULT, 0,
 	                wk->frame_count, wk->frame_id,
-	                mproc__now_ns() - wk->frame_start_ns);
+	                wk->chain_ns - wk->frame_start_ns);
 }
 
 /* Write the result of a task that did not return normally as an exception. */
@@ -533,6 +538,7 @@ static int worker_loop(struct worker *wk)
 	unsigned chunks = 0;
 
 	for (;;) {
+		wk->chain_ns = 0; /* the wait for more is nobody's run time */
 		ssize_t n = mproc__wire_read(plan->task_fd, &wk->in);
 		if (n == 0 || (plan->manager && getppid() != plan->manager))
 			return 0; /* the pool closed its pipe, or the manager died */

@@ -955,9 +955,14 @@ START_TEST(test_pool_terminate_cancels_pending_promptly)
 	ck_assert_int_eq(mproc_pool_terminate(p), 0);
 	ck_assert_int_eq(mproc_async_get(a, 1, &r), MPROC_ERAISED);
 	ck_assert_uint_eq(r->count, 6);
-	for (int i = 0; i < 6; i++)
-		ck_assert_int_eq(r->items[i].status,
-		                 test_threads() && i < 2 ? MPROC_OK : MPROC_CANCELLED);
+	int ok = 0, cancelled = 0;
+	for (int i = 0; i < 6; i++) {
+		ok += r->items[i].status == MPROC_OK;
+		cancelled += r->items[i].status == MPROC_CANCELLED;
+	}
+	/* Threads: one running task per worker finished. */
+	ck_assert_int_eq(ok, test_threads() ? 2 : 0);
+	ck_assert_int_eq(cancelled, 6 - ok);
 	ck_assert_uint_le((uint64_t)time(NULL) - t0, 2);
 	mproc_async_free(a);
 	ck_assert_int_eq(mproc_pool_join(p), 0);
@@ -1265,6 +1270,56 @@ START_TEST(test_pool_task_forking_never_makes_a_second_worker)
 }
 END_TEST
 
+START_TEST(test_pool_small_map_spreads_over_workers)
+{
+	/* Six tasks at chunksize 1 on two workers: both take a share, even
+	 * though one worker's queue could hold all six. */
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 6, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_getpid, &in, 1, &r), 0);
+	int64_t first = int_of(r->items[0].value);
+	int others = 0;
+	for (size_t i = 1; i < r->count; i++)
+		others += int_of(r->items[i].value) != first;
+	ck_assert_int_ge(others, 1);
+	mproc_results_free(r);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_pool_results_outlive_the_pool)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 100, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_square, &in, 0, &r), 0);
+	size_t n;
+	const void *arg = pickle_int(7, &n);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_apply_async(p, t_square, arg, n, NULL, &a), 0);
+	ck_assert_int_eq(mproc_async_wait(a, -1), 0);
+	struct mproc_iter *it;
+	mproc_input_range(&in, 0, 100000, 1);
+	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 1, &it), 0);
+	finish_pool(p); /* join ends the iterator; then the pool is freed */
+
+	ck_assert_int_eq(int_of(r->items[99].value), 99 * 99);
+	const struct mproc_results *ar;
+	ck_assert_int_eq(mproc_async_get(a, 0, &ar), 0);
+	ck_assert_int_eq(int_of(ar->items[0].value), 49);
+	ck_assert(mproc_async_ready(a));
+	const struct mproc_result *ir;
+	ck_assert_int_eq(mproc_iter_next(it, 0, &ir), MPROC_ECLOSED);
+	mproc_iter_free(it);
+	mproc_async_free(a);
+	mproc_results_free(r);
+	ck_assert(no_children());
+}
+END_TEST
+
 START_TEST(test_pool_input_range_matches_python)
 {
 	struct mproc_input in;
@@ -1524,6 +1579,8 @@ int main(void)
 	tcase_add_test(tc, test_pool_bad_arguments_are_einval);
 	tcase_add_test(tc, test_pool_threads_refuse_what_needs_a_process);
 	tcase_add_test(tc, test_pool_backends_give_identical_results);
+	tcase_add_test(tc, test_pool_results_outlive_the_pool);
+	tcase_add_test(tc, test_pool_small_map_spreads_over_workers);
 	tcase_add_test(tc, test_pool_threads_terminate_while_task_calls_its_pool);
 	tcase_add_test(tc, test_pool_threads_task_ending_its_own_pool_is_edeadlk);
 	tcase_add_test(tc, test_pool_threads_program_segv_handler_runs);
