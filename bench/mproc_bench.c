@@ -1239,7 +1239,7 @@ static int write_plot(const char *path)
 	      "set xlabel 'task duration (spin)'\n"
 	      "set ylabel 'speedup over serial (serial time / backend time)'\n"
 	      "set grid\n"
-	      "set key top left\n",
+	      "set key bottom right box opaque\n",
 	      gp);
 	fputs("plot 1 with lines lc 'black' dt 3 lw 1 title 'speedup 1 "
 	      "(serial)'",
