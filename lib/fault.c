@@ -488,9 +488,11 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			now = mproc__coarse_ns();
 		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
 		uint64_t limit_ns = task_timeout(pool, w, id);
+		uint64_t look = limit_ns / 8 > 1000000u ? limit_ns / 8 : 1000000u;
 		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
 			/* Not ready yet (initializer) with tasks waiting: it gets
-			 * the task timeout to become ready, then SIGKILL. */
+			 * the task timeout to become ready, then SIGKILL. Look
+			 * again soon, to see its first task start. */
 			uint64_t limit = w->spawned_ns + limit_ns;
 			if (!limit_ns || !w->qlen)
 				continue;
@@ -500,6 +502,8 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			} else if (limit < next) {
 				next = limit;
 			}
+			if (now + look < next)
+				next = now + look;
 			continue;
 		}
 		if (w->term_at) {
@@ -516,7 +520,6 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		}
 		if (!limit_ns)
 			continue;
-		uint64_t look = limit_ns / 8 > 1000000u ? limit_ns / 8 : 1000000u;
 		if (!id) {
 			/* Tasks sent but not started: look again soon enough to
 			 * see the next one start. */

@@ -130,6 +130,8 @@ static void worker_started(struct mproc__worker *w, pid_t pid, int task_wr,
 	w->chunks_sent = 0;
 	w->out.len = w->out_acked = w->out_sent = 0;
 	w->in.len = w->in_off = 0;
+	/* A retried task keeps its id: on the new worker it is timed anew. */
+	w->seen_id = 0;
 	w->qhead = w->qlen = 0;
 	w->inflight_tasks = 0;
 	w->spawned_ns = mproc__coarse_ns();

@@ -356,6 +356,56 @@ START_TEST(test_fault_exit_and__exit_are_crashed_with_status)
 }
 END_TEST
 
+/* First run (no marker file yet): makes the marker, runs 400 ms, dies of
+ * SIGKILL. The retry: runs 200 ms and returns. */
+static int t_die_once_slowly(const struct mproc_value *arg,
+                             struct mproc_writer *ret)
+{
+	const char *path;
+	size_t len;
+	char buf[256];
+	if (mproc_value_str(arg, &path, &len) < 0 || len >= sizeof buf)
+		return mproc_raise(ret, "TypeError", "expected a path");
+	memcpy(buf, path, len);
+	buf[len] = '\0';
+	if (access(buf, F_OK) != 0) {
+		close(open(buf, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+		sleep_ms(400);
+		raise(SIGKILL);
+	}
+	sleep_ms(200);
+	return mproc_write_cstr(ret, "second run");
+}
+
+START_TEST(test_fault_retry_is_timed_from_its_own_start)
+{
+	/* The retry keeps the task's id; it must not inherit the first run's
+	 * start: 400 ms then 200 ms are each under the 500 ms timeout. */
+	char path[] = "/tmp/mproc-retry-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	unlink(path);
+	struct mproc_pool_opts o = {.processes = 1, .task_timeout = 0.5,
+	                            .retries = 1};
+	struct mproc_pool *p = open_opts(&o);
+	struct mproc_writer *w;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	mproc_write_cstr(w, path);
+	const void *d;
+	size_t n;
+	ck_assert_int_eq(mproc_writer_finish(w, &d, &n), 0);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_die_once_slowly, d, n, &r), 0);
+	ck_assert_int_eq(r->items[0].status, MPROC_OK);
+	ck_assert_uint_eq(r->items[0].attempts, 2);
+	mproc_results_free(r);
+	mproc_writer_free(w);
+	unlink(path);
+	finish(p);
+}
+END_TEST
+
 START_TEST(test_fault_grandchild_never_runs_the_worker_loop)
 {
 	struct mproc_pool_opts o = {.processes = 1};
@@ -1051,6 +1101,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_stack_overflow_is_crashed_segv);
 	tcase_add_test(tc, test_fault_exit_and__exit_are_crashed_with_status);
 	tcase_add_test(tc, test_fault_grandchild_never_runs_the_worker_loop);
+	tcase_add_test(tc, test_fault_retry_is_timed_from_its_own_start);
 	tcase_add_test(tc, test_fault_kill_9_from_outside_is_crashed_sigkill);
 	tcase_add_test(tc, test_fault_timeout_stops_task_with_sigterm);
 	tcase_add_test(tc, test_fault_timeout_ignoring_sigterm_gets_sigkill);
