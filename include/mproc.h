@@ -470,7 +470,8 @@ MPROC_EXPORT int mproc_pool_join(struct mproc_pool *pool);
  * caller still holds stay valid, like the list Pool.map returned: each is
  * finished (a result of a task that had not run is MPROC_CANCELLED),
  * mproc_async_get() answers at once, mproc_iter_next() answers
- * MPROC_ECLOSED, and each is still freed with its own free call.
+ * MPROC_ECLOSED, and each is still freed with its own free call. No call on
+ * the pool or its handles may be in progress in another thread meanwhile.
  * NULL is allowed.
  */
 MPROC_EXPORT void mproc_pool_free(struct mproc_pool *pool);

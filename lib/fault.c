@@ -456,6 +456,26 @@ static uint64_t task_timeout(const struct mproc_pool *pool,
 	return pool->timeout_ns;
 }
 
+/* The shortest timeout among the chunks w holds, 0 when none has one. */
+static uint64_t queued_timeout(const struct mproc_pool *pool,
+                               const struct mproc__worker *w)
+{
+	uint64_t least = 0;
+	for (size_t qi = 0; qi < w->qlen; qi++) {
+		const struct mproc__job *job = w->q[(w->qhead + qi) % w->qcap].job;
+		uint64_t t = job->timeout_ns ? job->timeout_ns : pool->timeout_ns;
+		if (t && t != UINT64_MAX && (!least || t < least))
+			least = t;
+	}
+	return least;
+}
+
+/* How often the watch looks while a task with this timeout may run. */
+static uint64_t watch_every(uint64_t limit_ns)
+{
+	return limit_ns / 8 > 1000000u ? limit_ns / 8 : 1000000u;
+}
+
 uint64_t mproc__fault_watch(struct mproc_pool *pool)
 {
 	uint64_t next = UINT64_MAX;
@@ -488,14 +508,22 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			now = mproc__coarse_ns();
 		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
 		uint64_t limit_ns = task_timeout(pool, w, id);
-		uint64_t look = limit_ns / 8 > 1000000u ? limit_ns / 8 : 1000000u;
+		uint64_t look = watch_every(limit_ns);
 		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
 			/* Not ready yet (initializer) with tasks waiting: it gets
 			 * the task timeout to become ready, then SIGKILL. Look
 			 * again soon, to see its first task start. */
 			uint64_t limit = w->spawned_ns + limit_ns;
-			if (!limit_ns || !w->qlen)
+			if (!w->qlen)
 				continue;
+			if (!limit_ns) {
+				/* Its first task has no timeout; one behind it may. */
+				uint64_t q = pool->call_timeouts
+				                     ? queued_timeout(pool, w) : 0;
+				if (q && now + watch_every(q) < next)
+					next = now + watch_every(q);
+				continue;
+			}
 			if (now >= limit && !w->killed) {
 				mproc__worker_signal(w, SIGKILL);
 				w->killed = true;
@@ -518,8 +546,14 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			}
 			continue;
 		}
-		if (!limit_ns)
+		if (!limit_ns) {
+			/* This task has none, but one queued behind it may: look
+			 * often enough to see that one start. */
+			uint64_t q = pool->call_timeouts ? queued_timeout(pool, w) : 0;
+			if (q && now + watch_every(q) < next)
+				next = now + watch_every(q);
 			continue;
+		}
 		if (!id) {
 			/* Tasks sent but not started: look again soon enough to
 			 * see the next one start. */

@@ -598,7 +598,9 @@ static size_t pool_merge_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 		return 0;
 	size_t room = mproc__job_room(job);
 	size_t want = job->chunksize < room ? job->chunksize : room;
-	size_t got = mproc__job_pull(job, &w->out, want, hdr + FRAME_BUDGET);
+	/* Merged frames stay small: a big item goes in a chunk of its own,
+	 * with the big-frame handling of pool_dispatch_chunk. */
+	size_t got = mproc__job_pull(job, &w->out, want, hdr + MERGE_MAX_BYTES);
 	if (got == 0)
 		return 0;
 	struct mproc__frame f;

@@ -406,6 +406,50 @@ START_TEST(test_fault_retry_is_timed_from_its_own_start)
 }
 END_TEST
 
+/* Sleeps its argument's milliseconds. */
+static int t_sleep_arg(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t ms = 0;
+	mproc_value_int(arg, &ms);
+	sleep_ms(ms);
+	return mproc_write_int(ret, ms);
+}
+
+START_TEST(test_fault_call_timeout_behind_untimed_tasks_fires)
+{
+	/* Two untimed tasks, then one with its own timeout, all in the one
+	 * worker's queue: the watch must look while the timed one runs even
+	 * though the first in the queue has no timeout. */
+	struct mproc_pool_opts o = {.processes = 1};
+	struct mproc_pool *p = open_opts(&o);
+	struct mproc_writer *w;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	const int64_t ms[3] = {200, 100, 3000};
+	struct mproc_async *a[3];
+	for (int i = 0; i < 3; i++) {
+		const void *d;
+		size_t n;
+		mproc_writer_reset(w);
+		mproc_write_int(w, ms[i]);
+		ck_assert_int_eq(mproc_writer_finish(w, &d, &n), 0);
+		struct mproc_call_opts co = {.timeout = i == 2 ? 0.3 : 0};
+		ck_assert_int_eq(mproc_apply_async_opts(p, t_sleep_arg, d, n, NULL,
+		                                        &co, &a[i]), 0);
+	}
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_async_get(a[2], -1, &r), MPROC_ERAISED);
+	ck_assert_int_eq(r->items[0].status, MPROC_TIMEOUT);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(mproc_async_get(a[i], -1, &r), 0);
+		ck_assert_int_eq(r->items[0].status, MPROC_OK);
+	}
+	for (int i = 0; i < 3; i++)
+		mproc_async_free(a[i]);
+	mproc_writer_free(w);
+	finish(p);
+}
+END_TEST
+
 START_TEST(test_fault_grandchild_never_runs_the_worker_loop)
 {
 	struct mproc_pool_opts o = {.processes = 1};
@@ -1102,6 +1146,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_exit_and__exit_are_crashed_with_status);
 	tcase_add_test(tc, test_fault_grandchild_never_runs_the_worker_loop);
 	tcase_add_test(tc, test_fault_retry_is_timed_from_its_own_start);
+	tcase_add_test(tc, test_fault_call_timeout_behind_untimed_tasks_fires);
 	tcase_add_test(tc, test_fault_kill_9_from_outside_is_crashed_sigkill);
 	tcase_add_test(tc, test_fault_timeout_stops_task_with_sigterm);
 	tcase_add_test(tc, test_fault_timeout_ignoring_sigterm_gets_sigkill);
