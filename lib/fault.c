@@ -508,7 +508,15 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			now = mproc__coarse_ns();
 		uint64_t id = atomic_load_explicit(&st->task_id, memory_order_acquire);
 		uint64_t limit_ns = task_timeout(pool, w, id);
-		uint64_t look = watch_every(limit_ns);
+		/* Look often enough for the shortest timeout this worker holds:
+		 * a task behind this one may start any moment. */
+		uint64_t shortest = limit_ns;
+		if (pool->call_timeouts) {
+			uint64_t q = queued_timeout(pool, w);
+			if (q && (!shortest || q < shortest))
+				shortest = q;
+		}
+		uint64_t look = watch_every(shortest);
 		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
 			/* Not ready yet (initializer) with tasks waiting: it gets
 			 * the task timeout to become ready, then SIGKILL. Look
@@ -516,21 +524,13 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			uint64_t limit = w->spawned_ns + limit_ns;
 			if (!w->qlen)
 				continue;
-			if (!limit_ns) {
-				/* Its first task has no timeout; one behind it may. */
-				uint64_t q = pool->call_timeouts
-				                     ? queued_timeout(pool, w) : 0;
-				if (q && now + watch_every(q) < next)
-					next = now + watch_every(q);
-				continue;
-			}
-			if (now >= limit && !w->killed) {
+			if (limit_ns && now >= limit && !w->killed) {
 				mproc__worker_signal(w, SIGKILL);
 				w->killed = true;
-			} else if (limit < next) {
+			} else if (limit_ns && limit < next) {
 				next = limit;
 			}
-			if (now + look < next)
+			if (shortest && now + look < next)
 				next = now + look;
 			continue;
 		}
@@ -547,11 +547,9 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			continue;
 		}
 		if (!limit_ns) {
-			/* This task has none, but one queued behind it may: look
-			 * often enough to see that one start. */
-			uint64_t q = pool->call_timeouts ? queued_timeout(pool, w) : 0;
-			if (q && now + watch_every(q) < next)
-				next = now + watch_every(q);
+			/* This task has none, but one queued behind it may. */
+			if (shortest && now + look < next)
+				next = now + look;
 			continue;
 		}
 		if (!id) {
