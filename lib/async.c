@@ -200,15 +200,7 @@ void mproc_async_free(struct mproc_async *a)
 {
 	if (!a)
 		return;
-	struct mproc__job *job = JOB(a);
-	struct mproc_pool *pool = job->pool;
-	if (!pool) {
-		mproc__job_free(job);
-		return;
-	}
-	pthread_mutex_lock(&pool->mu);
-	mproc__job_release(job);
-	pthread_mutex_unlock(&pool->mu);
+	mproc__job_release(JOB(a));
 }
 
 void mproc_results_free(struct mproc_results *res)

@@ -132,13 +132,5 @@ void mproc_iter_free(struct mproc_iter *it)
 {
 	if (!it)
 		return;
-	struct mproc__job *job = JOB(it);
-	struct mproc_pool *pool = job->pool;
-	if (!pool) {
-		mproc__job_free(job);
-		return;
-	}
-	pthread_mutex_lock(&pool->mu);
-	mproc__job_release(job);
-	pthread_mutex_unlock(&pool->mu);
+	mproc__job_release(JOB(it));
 }

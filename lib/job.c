@@ -676,16 +676,20 @@ int mproc__job_finalize(struct mproc__job *job)
 void mproc__job_release(struct mproc__job *job)
 {
 	struct mproc_pool *pool = job->pool;
-	job->user_released = true;
-	if (job->queued) {
-		/* Nobody will read more: stop pulling its input. */
-		if (job->kind != MPROC__JOB_ALL) {
-			TAILQ_REMOVE(&pool->pending, job, link);
-			job->queued = false;
-			job->input_done = true;
-			mproc__job_check_done(job);
-		}
-	}
-	if (job->done && !job->inflight && !job->queued && !job->cb_queued)
+	if (!pool) {
+		/* The pool was freed first: the job ended with it. */
 		mproc__job_free(job);
+		return;
+	}
+	pthread_mutex_lock(&pool->mu);
+	job->user_released = true;
+	if (job->queued && job->kind != MPROC__JOB_ALL) {
+		/* Nobody will read more: stop pulling its input. */
+		TAILQ_REMOVE(&pool->pending, job, link);
+		job->queued = false;
+		job->input_done = true;
+		mproc__job_check_done(job);
+	}
+	mproc__job_maybe_free(job);
+	pthread_mutex_unlock(&pool->mu);
 }

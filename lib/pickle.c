@@ -1383,18 +1383,23 @@ static inline size_t dec_fence(const struct mproc_decoder *d)
 	return d->nmarks ? d->marks[d->nmarks - 1] : 0;
 }
 
+/* The header of a scalar node: hashable, no children. */
+static inline void scalar_init(struct mproc_value *v, int type, unsigned aux)
+{
+	v->type = (uint8_t)type;
+	v->flags = PICKLE_F_HASHABLE;
+	v->capl2 = 0;
+	v->aux = (uint8_t)aux;
+	v->height = 0;
+}
+
 static inline struct mproc_value *dec_scalar(struct mproc_decoder *d,
                                              int type, size_t size,
                                              unsigned aux)
 {
 	struct mproc_value *v = arena_alloc(d, size);
-	if (v) {
-		v->type = (uint8_t)type;
-		v->flags = PICKLE_F_HASHABLE;
-		v->capl2 = 0;
-		v->aux = (uint8_t)aux;
-		v->height = 0;
-	}
+	if (v)
+		scalar_init(v, type, aux);
 	return v;
 }
 
@@ -2195,12 +2200,6 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 #undef POPN
 }
 
-/*
- * A message that is one scalar alone (PROTO, None, a bool, BININT1/2/4 or BINFLOAT,
- * STOP): its node without the unpickler loop, or NULL for anything else
- * (and when the arena is out of memory: dec_run then says so). The
- * commonest task arguments and results; the same node dec_run would make.
- */
 /* A scalar node from the arena's current chunk, or NULL when it has no
  * room (no allocation here: the unpickler then takes the message). */
 static inline struct mproc_value *dec_scalar_quick(struct mproc_decoder *d,
@@ -2210,11 +2209,7 @@ static inline struct mproc_value *dec_scalar_quick(struct mproc_decoder *d,
 		return NULL;
 	struct mproc_value *v = (struct mproc_value *)(void *)d->bump;
 	d->bump += PICKLE_NODE_8;
-	v->type = (uint8_t)type;
-	v->flags = PICKLE_F_HASHABLE;
-	v->capl2 = 0;
-	v->aux = (uint8_t)aux;
-	v->height = 0;
+	scalar_init(v, type, aux);
 	return v;
 }
 

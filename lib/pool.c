@@ -138,6 +138,40 @@ static void worker_started(struct mproc__worker *w, pid_t pid, int task_wr,
 	w->respawn_backoff = 0;
 }
 
+static void pipes_close(int sv[2], int pp[2])
+{
+	for (int i = 0; i < 2; i++) {
+		if (sv[i] >= 0)
+			close(sv[i]);
+		if (pp[i] >= 0)
+			close(pp[i]);
+	}
+}
+
+/*
+ * A worker's two pipes, reg_mu held. sv: the task pipe, the worker reads
+ * sv[0], the manager writes sv[1] and keeps sv[0] open too, so that a write
+ * to a dead worker's pipe never raises SIGPIPE in the host program: there
+ * is always a reader. pp: the result pipe, bigger so that a batch of
+ * results goes in one write. The manager's ends do not block.
+ */
+static int worker_pipes(int sv[2], int pp[2])
+{
+	int rc;
+	if (pipe2(sv, O_CLOEXEC) < 0 || pipe2(pp, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	(void)fcntl(pp[1], F_SETPIPE_SZ, 256 * 1024);
+	if ((rc = set_nonblock(sv[1])) < 0 || (rc = set_nonblock(pp[0])) < 0)
+		goto fail;
+	return 0;
+fail:
+	pipes_close(sv, pp);
+	sv[0] = sv[1] = pp[0] = pp[1] = -1;
+	return rc;
+}
+
 /*
  * The threads backend: the same two pipes, and a thread where a process
  * would be. The thread owns the result pipe's write end and closes it when
@@ -151,12 +185,7 @@ static int pool_spawn_thread(struct mproc_pool *pool, struct mproc__worker *w)
 	int rc;
 
 	pthread_mutex_lock(&reg_mu);
-	if (pipe2(sv, O_CLOEXEC) < 0 || pipe2(pp, O_CLOEXEC) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	(void)fcntl(pp[1], F_SETPIPE_SZ, 256 * 1024);
-	if ((rc = set_nonblock(sv[1])) < 0 || (rc = set_nonblock(pp[0])) < 0)
+	if ((rc = worker_pipes(sv, pp)) < 0)
 		goto fail;
 	if (reg_cap < reg_len + 4) {
 		/* Room first, so that the four adds below cannot fail. */
@@ -209,12 +238,7 @@ static int pool_spawn_thread(struct mproc_pool *pool, struct mproc__worker *w)
 	return 0;
 
 fail:
-	for (int i = 0; i < 2; i++) {
-		if (sv[i] >= 0)
-			close(sv[i]);
-		if (pp[i] >= 0)
-			close(pp[i]);
-	}
+	pipes_close(sv, pp);
 	pthread_mutex_unlock(&reg_mu);
 	return rc;
 }
@@ -232,21 +256,7 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 	 * that no other pool forks a child between, which would inherit these
 	 * pipes without knowing to close them. */
 	pthread_mutex_lock(&reg_mu);
-
-	/* sv: the task pipe, worker reads sv[0], manager writes sv[1] and
-	 * keeps sv[0] open too, so that a write to a dead worker's pipe never
-	 * raises SIGPIPE in the host program: there is always a reader. */
-	if (pipe2(sv, O_CLOEXEC) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	if (pipe2(pp, O_CLOEXEC) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	/* A bigger result pipe lets a batch of results go in one write. */
-	(void)fcntl(pp[1], F_SETPIPE_SZ, 256 * 1024);
-	if ((rc = set_nonblock(sv[1])) < 0 || (rc = set_nonblock(pp[0])) < 0)
+	if ((rc = worker_pipes(sv, pp)) < 0)
 		goto fail;
 
 	struct mproc__child_plan plan = {
@@ -325,12 +335,7 @@ int mproc__pool_spawn(struct mproc_pool *pool, struct mproc__worker *w)
 
 fail:
 	free(closelist);
-	for (int i = 0; i < 2; i++) {
-		if (sv[i] >= 0)
-			close(sv[i]);
-		if (pp[i] >= 0)
-			close(pp[i]);
-	}
+	pipes_close(sv, pp);
 	pthread_mutex_unlock(&reg_mu);
 	return rc;
 }

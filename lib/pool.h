@@ -336,6 +336,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 void mproc__job_check_done(struct mproc__job *job);
 void mproc__job_cancel(struct mproc__job *job, size_t index, size_t count);
 int mproc__job_finalize(struct mproc__job *job);
+/* The caller's handle is freed (takes the pool's lock; a job whose pool
+ * was freed first is freed at once). */
 void mproc__job_release(struct mproc__job *job);
 int mproc__job_result(struct mproc__job *job, enum mproc_status status,
                       unsigned attempts, size_t index, const void *p,
