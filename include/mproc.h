@@ -496,6 +496,8 @@ struct mproc_result {
 	size_t index;
 	/** How the task ended. */
 	enum mproc_status status;
+	/** Times the task was started (1 unless it was retried). */
+	unsigned attempts;
 	/** The returned value when status is MPROC_OK, NULL otherwise. */
 	const struct mproc_value *value;
 	/**
@@ -507,8 +509,6 @@ struct mproc_result {
 	 */
 	const char *exc_type;
 	const char *exc_msg;
-	/** Times the task was started (1 unless it was retried). */
-	unsigned attempts;
 	/**
 	 * For CRASHED, TIMEOUT and MEMORY: how the worker ended, owned like
 	 * the result. NULL for the other statuses.

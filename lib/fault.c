@@ -130,8 +130,12 @@ static void store_note(struct mproc_pool *pool, struct mproc__job *job,
 	mproc__job_store(job, index, status, attempts, data, len);
 }
 
-/* Requeue records [from, to) of chunk c, whose frame header is f, as one
- * chunk, or as single-task suspect chunks. */
+/*
+ * Requeue records [from, to) of chunk c, whose frame header is f and whose
+ * record `from` starts at p, as one chunk, or as single-task suspect
+ * chunks. In a range's frame p is the frame's one record (task 0's
+ * argument, step), which each part remakes for its first task.
+ */
 static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
                     const struct mproc__frame *f, const char *p,
                     uint32_t from, uint32_t to, uint16_t attempts,
@@ -139,11 +143,17 @@ static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
 {
 	while (from < to) {
 		uint32_t n = suspect ? 1 : to - from;
-		const char *q = p;
-		for (uint32_t k = 0; k < n; k++) {
-			uint32_t len;
-			memcpy(&len, q, sizeof len);
-			q += MPROC__TASK_REC + len;
+		const char *q = p, *src = p;
+		for (uint32_t k = 0; k < n; k++)
+			q += mproc__task_rec_size(f->flags, q);
+		size_t len = (size_t)(q - p);
+		int64_t rec[2];
+		if (f->flags & MPROC__TF_RANGE) {
+			memcpy(rec, p, sizeof rec);
+			rec[0] = (int64_t)((uint64_t)rec[0] +
+			                   (uint64_t)from * (uint64_t)rec[1]);
+			src = (const char *)rec;
+			len = sizeof rec;
 		}
 		struct mproc__chunk nc = {
 			.job = c->job,
@@ -156,7 +166,7 @@ static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
 		size_t hdr = pool->requeue.len;
 		c->job->inflight++;
 		if (mproc__wire_begin(&pool->requeue, &hdr) == 0 &&
-		    mproc__buf_append(&pool->requeue, p, (size_t)(q - p)) == 0) {
+		    mproc__buf_append(&pool->requeue, src, len) == 0) {
 			nc.frame_len = pool->requeue.len - hdr;
 			if (mproc__rq_push(pool, &nc) == 0) {
 				uint8_t flags = f->flags;
@@ -214,17 +224,12 @@ static void salvage(struct mproc_pool *pool, struct mproc__worker *w,
 		const char *p = w->out.data + off + MPROC__FRAME_HDR;
 		off += c->frame_len;
 		/* Walk to the first record without a result. */
-		for (uint32_t k = 0; k < c->done; k++) {
-			uint32_t len;
-			memcpy(&len, p, sizeof len);
-			p += MPROC__TASK_REC + len;
-		}
+		for (uint32_t k = 0; k < c->done; k++)
+			p += mproc__task_rec_size(f.flags, p);
 		uint32_t from = c->done;
 		const char *from_p = p;
 		for (uint32_t k = c->done; k < c->count; k++) {
-			uint32_t len;
-			memcpy(&len, p, sizeof len);
-			const char *next = p + MPROC__TASK_REC + len;
+			const char *next = p + mproc__task_rec_size(f.flags, p);
 			if (target && c->id + k == target) {
 				requeue(pool, c, &f, from_p, from, k, c->attempts,
 				        suspects || c->suspect);

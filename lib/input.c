@@ -4,7 +4,8 @@
  * An input is a generator called lazily, in index order, by the pool. These
  * helpers keep their state inside struct mproc_input itself, so none of
  * them allocates. Ranges and arrays of int64_t or double are also encoded
- * many items at a time, without the generator (mproc__input_records).
+ * many items at a time, without the generator (mproc__input_records), or
+ * travel packed, without a pickle per item (mproc__input_pack).
  */
 #include <errno.h>
 
@@ -114,21 +115,69 @@ int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
 	return 0;
 }
 
+/* Which of the helpers made `in`, as far as packing cares. */
+enum input_kind { INPUT_OTHER, INPUT_RANGE, INPUT_INT64S, INPUT_DOUBLES };
+
+static enum input_kind input_kind(const struct mproc_input *in)
+{
+	/* The state is where the generators read it: behind the cookie. */
+	const struct mproc_input *st = in->cookie;
+	return in->fn == input_range_next ? INPUT_RANGE
+	       : in->fn != input_array_next ? INPUT_OTHER
+	       : st->elwrite_ == input_write_int64 ? INPUT_INT64S
+	       : st->elwrite_ == input_write_double ? INPUT_DOUBLES
+	                                            : INPUT_OTHER;
+}
+
+uint8_t mproc__input_pack(const struct mproc_input *in)
+{
+	switch (input_kind(in)) {
+	case INPUT_RANGE:
+		return MPROC__TF_RANGE;
+	case INPUT_INT64S:
+		return MPROC__TF_INTS;
+	case INPUT_DOUBLES:
+		return MPROC__TF_FLOATS;
+	default:
+		return 0;
+	}
+}
+
+void mproc__input_range_at(const struct mproc_input *in, size_t index,
+                           int64_t rec[2])
+{
+	const struct mproc_input *st = in->cookie;
+	/* As input_range_next: wrapping arithmetic, exact in range. */
+	rec[0] = (int64_t)((uint64_t)st->range_[0] +
+	                   (uint64_t)index * (uint64_t)st->range_[2]);
+	rec[1] = st->range_[2];
+}
+
+size_t mproc__input_numbers(const struct mproc_input *in, size_t index,
+                            size_t n, struct mproc__buf *out)
+{
+	const struct mproc_input *st = in->cookie;
+	if (index >= st->len)
+		return 0;
+	if (n > st->len - index)
+		n = st->len - index;
+	if (n > (SIZE_MAX - out->len) / MPROC__NUM_REC ||
+	    mproc__buf_append(out, (const char *)st->array_ +
+	                                   index * MPROC__NUM_REC,
+	                      n * MPROC__NUM_REC) < 0)
+		return 0;
+	return n;
+}
+
 /* One record: u32 length, then the pickle mproc__pickle_int/float make. */
 #define INPUT_REC_MAX (MPROC__TASK_REC + MPROC__SCALAR_MAX)
 
 size_t mproc__input_records(const struct mproc_input *in, size_t index,
                             size_t n, struct mproc__buf *out)
 {
-	/* The state is where the generators read it: behind the cookie. */
 	const struct mproc_input *st = in->cookie;
-	enum { OTHER, RANGE, INT64S, DOUBLES } kind =
-	        in->fn == input_range_next ? RANGE
-	        : in->fn != input_array_next ? OTHER
-	        : st->elwrite_ == input_write_int64 ? INT64S
-	        : st->elwrite_ == input_write_double ? DOUBLES
-	                                             : OTHER;
-	if (kind == OTHER || index >= st->len)
+	enum input_kind kind = input_kind(in);
+	if (kind == INPUT_OTHER || index >= st->len)
 		return 0;
 	if (n > st->len - index)
 		n = st->len - index;
@@ -137,17 +186,17 @@ size_t mproc__input_records(const struct mproc_input *in, size_t index,
 		return 0; /* the generator path reports the error */
 	char *p = out->data + out->len;
 	switch (kind) {
-	case RANGE:
+	case INPUT_RANGE:
 		/* As input_range_next: wrapping arithmetic, exact in range. */
 		p = mproc__pickle_int_run(p, (uint64_t)st->range_[0] +
 		                                     (uint64_t)index *
 		                                             (uint64_t)st->range_[2],
 		                          (uint64_t)st->range_[2], n);
 		break;
-	case INT64S:
+	case INPUT_INT64S:
 		p = mproc__pickle_int_array(p, (const int64_t *)st->array_ + index, n);
 		break;
-	case DOUBLES:
+	case INPUT_DOUBLES:
 		p = mproc__pickle_float_array(p, (const double *)st->array_ + index,
 		                              n);
 		break;

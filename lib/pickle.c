@@ -1414,6 +1414,28 @@ static inline struct mproc_value *dec_int(struct mproc_decoder *d, int64_t i)
 	return v;
 }
 
+_Static_assert(sizeof(struct mproc__scalar) >= PICKLE_NODE_8 &&
+               _Alignof(struct mproc__scalar) >= _Alignof(struct mproc_value),
+               "a scalar node fits struct mproc__scalar");
+
+const struct mproc_value *mproc__scalar_int(struct mproc__scalar *s, int64_t i)
+{
+	if ((uint64_t)i < 256)
+		return &pickle_small_ints[i];
+	struct mproc_value *v = (struct mproc_value *)(void *)s;
+	scalar_init(v, MPROC_INT, pickle_int_size(i));
+	v->u.i = i;
+	return v;
+}
+
+const struct mproc_value *mproc__scalar_float(struct mproc__scalar *s, double f)
+{
+	struct mproc_value *v = (struct mproc_value *)(void *)s;
+	scalar_init(v, MPROC_FLOAT, 9);
+	v->u.f = f;
+	return v;
+}
+
 static struct mproc_value *dec_container(struct mproc_decoder *d, int type)
 {
 	struct mproc_value *v = arena_alloc(d, PICKLE_NODE_C);

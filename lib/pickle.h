@@ -77,6 +77,19 @@ char *mproc__pickle_int_run(char *p, uint64_t v, uint64_t step, size_t n);
 char *mproc__pickle_int_array(char *p, const int64_t *a, size_t n);
 char *mproc__pickle_float_array(char *p, const double *a, size_t n);
 
+/*
+ * Storage for one int or float node outside any decoder (a worker's packed
+ * task arguments). mproc__scalar_int/float fill it, or answer a shared
+ * node, and return the value: the same node the decoder makes for that
+ * number's pickle.
+ */
+struct mproc__scalar {
+	uint64_t raw[2];
+};
+const struct mproc_value *mproc__scalar_int(struct mproc__scalar *s, int64_t i);
+const struct mproc_value *mproc__scalar_float(struct mproc__scalar *s,
+                                              double f);
+
 /* A NUL-terminated copy of s[0..n) in d's arena (lives as its trees do). */
 const char *mproc__decoder_strdup(struct mproc_decoder *d, const char *s,
                                   size_t n);

@@ -631,6 +631,15 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		return rc;
 	size_t room = mproc__job_room(job);
 	size_t want = job->chunksize < room ? job->chunksize : room;
+	if (job->pack == MPROC__TF_RANGE) {
+		/* The frame's one record: where its part of the range starts. */
+		int64_t rec[2];
+		mproc__input_range_at(&job->in, job->pulled, rec);
+		if ((rc = mproc__buf_append(&w->out, rec, sizeof rec)) < 0) {
+			w->out.len = hdr;
+			return rc;
+		}
+	}
 	/* A chunk of big items stops at the budget (past it by one item). */
 	size_t got = mproc__job_pull(job, &w->out, want, hdr + FRAME_BUDGET);
 	if (got == 0) {
@@ -642,7 +651,7 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		}
 		return 0;
 	}
-	mproc__wire_end(&w->out, hdr, MPROC__F_TASK, job->flags,
+	mproc__wire_end(&w->out, hdr, MPROC__F_TASK, job->flags | job->pack,
 	                (uint32_t)got, pool->next_id,
 	                (uint64_t)(uintptr_t)job->fn);
 	struct mproc__chunk c = {

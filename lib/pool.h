@@ -121,6 +121,7 @@ struct mproc__job {
 	enum mproc__job_kind kind;
 	mproc_task_fn fn;
 	uint8_t flags;          /* MPROC__TF_* for its task frames */
+	uint8_t pack;           /* MPROC__TF_RANGE, _INTS, _FLOATS, or 0 */
 	size_t chunksize;
 
 	/* Input: a generator, or records read ahead (apply; map with no len). */
@@ -311,6 +312,19 @@ void mproc__fault_respawn(struct mproc_pool *pool);
  * cannot grow): the caller then pulls through the generator.
  */
 size_t mproc__input_records(const struct mproc_input *in, size_t index,
+                            size_t n, struct mproc__buf *out);
+
+/*
+ * Packed inputs (input.c): the packing flag (MPROC__TF_RANGE, _INTS,
+ * _FLOATS) in which `in`'s items may travel, or 0; for a range, the record
+ * (argument of item `index`, step); for the arrays, n items from `index`
+ * on appended to `out` as they lie in memory (how many; 0 when out cannot
+ * grow).
+ */
+uint8_t mproc__input_pack(const struct mproc_input *in);
+void mproc__input_range_at(const struct mproc_input *in, size_t index,
+                           int64_t rec[2]);
+size_t mproc__input_numbers(const struct mproc_input *in, size_t index,
                             size_t n, struct mproc__buf *out);
 
 /* Jobs (job.c). */

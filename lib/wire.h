@@ -7,7 +7,13 @@
  *
  * TASK frame: a chunk of `count` consecutive tasks with ids id .. id+count-1,
  * all running the function `ref`. Payload: count records of
- *     u32 len, then `len` bytes of pickle (the argument).
+ *     u32 len, then `len` bytes of pickle (the argument),
+ * or, when a packing flag says so, the arguments of a range or of a number
+ * array without a pickle each (what the decoder would make of each is the
+ * same int or float):
+ *     TF_RANGE   i64 start, i64 step: task k's argument is the int
+ *                start + k * step (wrapping, as mproc_input_range computes);
+ *     TF_INTS    count i64, TF_FLOATS count doubles.
  * RESULT frame: `count` consecutive results, ids id .. id+count-1, of one
  * chunk (a chunk may come back in several frames). `ref` carries the
  * nanoseconds the worker spent running them. Payload: count records of
@@ -36,7 +42,14 @@ enum {
 enum {
 	MPROC__TF_STAR = 1, /* starmap: every argument must be a tuple */
 	MPROC__TF_CHECK = 2, /* suspect: check the channel after each task */
+	MPROC__TF_RANGE = 4, /* packed: (start, step) */
+	MPROC__TF_INTS = 8,  /* packed: an i64 per task */
+	MPROC__TF_FLOATS = 16, /* packed: a double per task */
 };
+#define MPROC__TF_PACKED (MPROC__TF_RANGE | MPROC__TF_INTS | MPROC__TF_FLOATS)
+/* Bytes of a range frame's payload, and of a number's in the others. */
+#define MPROC__RANGE_REC 16u
+#define MPROC__NUM_REC 8u
 
 struct mproc__frame {
 	uint32_t len;   /* payload bytes after the header */
@@ -76,6 +89,22 @@ ssize_t mproc__wire_read(int fd, struct mproc__buf *in);
  * EINTR is retried inside.
  */
 int mproc__wire_write(int fd, const struct mproc__buf *out, size_t *sent);
+
+/*
+ * Bytes of the task record at p in a TASK frame with these flags (p is
+ * where it starts, and has at least MPROC__TASK_REC bytes for a plain
+ * record): a range's records take none, the range being the frame's.
+ */
+static inline size_t mproc__task_rec_size(uint8_t flags, const char *p)
+{
+	if (flags & MPROC__TF_RANGE)
+		return 0;
+	if (flags & (MPROC__TF_INTS | MPROC__TF_FLOATS))
+		return MPROC__NUM_REC;
+	uint32_t len;
+	memcpy(&len, p, sizeof len);
+	return MPROC__TASK_REC + (size_t)len;
+}
 
 /* Append a header for a frame whose payload follows; returns its offset. */
 static inline int mproc__wire_begin(struct mproc__buf *b, size_t *hdr_off)

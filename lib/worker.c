@@ -380,9 +380,11 @@ static void worker_check_channel(struct worker *wk, uint64_t id)
 	}
 }
 
-/* Run one task record; append its result record to the open frame. */
+/* Run one task, its argument `packed` (a packed frame's) or the pickle
+ * arg[0..arglen); append its result record to the open frame. */
 static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
-                       uint64_t id, const char *arg, uint32_t arglen)
+                       uint64_t id, const struct mproc_value *packed,
+                       const char *arg, uint32_t arglen)
 {
 	struct mproc__buf *out = &wk->out;
 	if (mproc__buf_reserve(out, MPROC__RESULT_REC) < 0)
@@ -398,8 +400,8 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	atomic_store_explicit(&wk->plan->status->task_id, id,
 	                      memory_order_release);
 
-	const struct mproc_value *v = NULL;
-	int rc = mproc_decode(wk->dec, arg, arglen, &v);
+	const struct mproc_value *v = packed;
+	int rc = packed ? 0 : mproc_decode(wk->dec, arg, arglen, &v);
 	if (rc < 0) {
 		mproc_raise(wk->w, "UnpicklingError", "task argument: %s",
 		            mproc_decoder_error(wk->dec));
@@ -468,20 +470,62 @@ static bool worker_over_rss(struct worker *wk)
 	return rss > wk->plan->max_rss;
 }
 
+/* A packed frame's payload must be exactly what its flags say. */
+static bool worker_packed_ok(const struct mproc__frame *f)
+{
+	uint8_t pack = f->flags & MPROC__TF_PACKED;
+	if (pack == MPROC__TF_RANGE)
+		return f->len == MPROC__RANGE_REC;
+	if (pack == MPROC__TF_INTS || pack == MPROC__TF_FLOATS)
+		return f->len == (uint64_t)f->count * MPROC__NUM_REC;
+	return false;
+}
+
+/* Task k's argument in a packed frame, made in *node. */
+static const struct mproc_value *worker_packed_arg(const struct mproc__frame *f,
+                                                   const char *p, uint32_t k,
+                                                   struct mproc__scalar *node)
+{
+	int64_t rec[2];
+	double d;
+	switch (f->flags & MPROC__TF_PACKED) {
+	case MPROC__TF_RANGE:
+		memcpy(rec, p, sizeof rec);
+		return mproc__scalar_int(node, (int64_t)((uint64_t)rec[0] +
+		                                         (uint64_t)k *
+		                                                 (uint64_t)rec[1]));
+	case MPROC__TF_INTS:
+		memcpy(rec, p + (size_t)k * MPROC__NUM_REC, sizeof rec[0]);
+		return mproc__scalar_int(node, rec[0]);
+	default:
+		memcpy(&d, p + (size_t)k * MPROC__NUM_REC, sizeof d);
+		return mproc__scalar_float(node, d);
+	}
+}
+
 static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
                          const char *p)
 {
 	mproc_task_fn fn = (mproc_task_fn)(uintptr_t)f->ref;
 	const char *end = p + f->len;
+	bool packed = f->flags & MPROC__TF_PACKED;
+	struct mproc__scalar node;
+	if (packed && !worker_packed_ok(f))
+		worker_exit(wk, 71);
 	worker_frame_open(wk, f->id);
 	for (uint32_t k = 0; k < f->count; k++) {
-		uint32_t len;
-		if ((size_t)(end - p) < MPROC__TASK_REC)
-			worker_exit(wk, 71);
-		memcpy(&len, p, sizeof len);
-		p += MPROC__TASK_REC;
-		if ((size_t)(end - p) < len)
-			worker_exit(wk, 71);
+		uint32_t len = 0;
+		const struct mproc_value *arg = NULL;
+		if (packed) {
+			arg = worker_packed_arg(f, p, k, &node);
+		} else {
+			if ((size_t)(end - p) < MPROC__TASK_REC)
+				worker_exit(wk, 71);
+			memcpy(&len, p, sizeof len);
+			p += MPROC__TASK_REC;
+			if ((size_t)(end - p) < len)
+				worker_exit(wk, 71);
+		}
 		/* Threads: terminate asks them to stop before the next task. */
 		if (wk->plan->stop &&
 		    atomic_load_explicit(wk->plan->stop, memory_order_relaxed)) {
@@ -489,7 +533,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			worker_flush(wk);
 			worker_exit(wk, 0);
 		}
-		worker_run(wk, fn, f->flags, f->id + k, p, len);
+		worker_run(wk, fn, f->flags, f->id + k, arg, p, len);
 		p += len;
 		if (wk->plan->max_rss && worker_over_rss(wk)) {
 			/* Retire after the task that grew it; the rest of the

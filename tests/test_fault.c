@@ -206,6 +206,29 @@ static int t_flaky(const struct mproc_value *arg, struct mproc_writer *ret)
 	return mproc_write_int(ret, (int64_t)runs + 1);
 }
 
+/* Returns its int or float argument; crashes the first time (the log
+ * file is made then) that it is crash_at. Set before the pool opens. */
+static double crash_at;
+static int t_crash_once_at(const struct mproc_value *arg,
+                           struct mproc_writer *ret)
+{
+	double f = 0;
+	int64_t x = 0;
+	bool is_float = mproc_value_type(arg) == MPROC_FLOAT;
+	if (is_float)
+		mproc_value_float(arg, &f);
+	else
+		f = (double)(x = arg_int(arg));
+	if (f == crash_at) {
+		int fd = open(log_path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd >= 0) {
+			close(fd);
+			raise(SIGSEGV);
+		}
+	}
+	return is_float ? mproc_write_float(ret, f) : mproc_write_int(ret, x);
+}
+
 static int t_fault_or_segv_at_0(const struct mproc_value *arg,
                                 struct mproc_writer *ret)
 {
@@ -709,6 +732,62 @@ START_TEST(test_fault_chunk_blames_only_the_running_task)
 }
 END_TEST
 
+/*
+ * Ranges and number arrays travel packed (no pickle per item): a crash in
+ * the middle of such a chunk requeues the rest, and retries the crashed
+ * task, each with its own argument.
+ */
+START_TEST(test_fault_packed_chunks_requeue_their_own_arguments)
+{
+	int64_t ints[200];
+	double doubles[200];
+	for (int i = 0; i < 200; i++) {
+		ints[i] = (int64_t)i * i * 1000003 - 5000;
+		doubles[i] = i * 0.25 - 30;
+	}
+	for (int kind = 0; kind < 3; kind++) {
+		struct mproc_input in;
+		size_t crash_index = 77;
+		if (kind == 0) {
+			mproc_input_range(&in, 1000, -1000, -7); /* 1000, 993, ... */
+			crash_at = 1000 - 7 * 77;
+		} else if (kind == 1) {
+			mproc_input_int64s(&in, ints, 200);
+			crash_at = (double)ints[crash_index];
+		} else {
+			mproc_input_doubles(&in, doubles, 200);
+			crash_at = doubles[crash_index];
+		}
+		set_log();
+		struct mproc_pool_opts o = {.processes = 2, .retries = 1};
+		struct mproc_pool *p = open_opts(&o);
+		struct mproc_results *r;
+		ck_assert_int_eq(mproc_map(p, t_crash_once_at, &in, 50, &r), 0);
+		ck_assert_uint_eq(r->count, in.len);
+		for (size_t i = 0; i < r->count; i++) {
+			const struct mproc_result *it = &r->items[i];
+			ck_assert_int_eq(it->status, MPROC_OK);
+			ck_assert_uint_eq(it->index, i);
+			ck_assert_uint_eq(it->attempts, i == crash_index ? 2 : 1);
+			if (kind == 2) {
+				double f;
+				ck_assert_int_eq(mproc_value_float(it->value, &f), 0);
+				ck_assert(f == doubles[i]);
+			} else {
+				ck_assert_int_eq(int_of(it->value),
+				                 kind == 0 ? 1000 - 7 * (int64_t)i : ints[i]);
+			}
+		}
+		mproc_results_free(r);
+		struct mproc_pool_stats st;
+		mproc_pool_stats(p, &st);
+		ck_assert_uint_eq(st.retried, 1);
+		finish(p);
+		unlink(log_path);
+	}
+}
+END_TEST
+
 START_TEST(test_fault_retries_rerun_until_success)
 {
 	set_log();
@@ -1157,6 +1236,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_task_closing_pool_fds_is_blamed_exactly);
 	tcase_add_test(tc, test_fault_task_writing_into_pool_fds_is_blamed_exactly);
 	tcase_add_test(tc, test_fault_chunk_blames_only_the_running_task);
+	tcase_add_test(tc, test_fault_packed_chunks_requeue_their_own_arguments);
 	tcase_add_test(tc, test_fault_retries_rerun_until_success);
 	tcase_add_test(tc, test_fault_retries_exhausted_give_final_crash);
 	tcase_add_test(tc, test_fault_halt_after_failures_stops_input);
