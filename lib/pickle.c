@@ -46,7 +46,7 @@
 
 enum {
 	OP_MARK = 0x28,             /* ( */
-	OP_STOP = 0x2e,             /* . */
+	OP_STOP = MPROC__OP_STOP,   /* . */
 	OP_POP = 0x30,              /* 0 */
 	OP_POP_MARK = 0x31,         /* 1 */
 	OP_DUP = 0x32,              /* 2 */
@@ -56,7 +56,7 @@ enum {
 	OP_BININT1 = 0x4b,          /* K */
 	OP_LONG = 0x4c,             /* L */
 	OP_BININT2 = 0x4d,          /* M */
-	OP_NONE = 0x4e,             /* N */
+	OP_NONE = MPROC__OP_NONE,   /* N */
 	OP_PERSID = 0x50,           /* P */
 	OP_BINPERSID = 0x51,        /* Q */
 	OP_REDUCE = 0x52,           /* R */
@@ -86,7 +86,7 @@ enum {
 	OP_EMPTY_TUPLE = 0x29,      /* ) */
 	OP_SETITEMS = 0x75,         /* u */
 	OP_BINFLOAT = 0x47,         /* G */
-	OP_PROTO = 0x80,
+	OP_PROTO = MPROC__OP_PROTO,
 	OP_NEWOBJ = 0x81,
 	OP_EXT1 = 0x82,
 	OP_EXT2 = 0x83,
@@ -408,42 +408,11 @@ struct pickle_frame {
 	size_t mark;      /* offset of the frame's MARK byte */
 };
 
-struct mproc_writer {
-	struct mproc__buf own;
-	struct mproc__buf *b;  /* &own, or the attached buffer */
-	size_t start;          /* offset of this value's PROTO in *b */
-	int err;               /* first error, sticky */
-	int top_type;          /* type of the top-level value, -1: none yet */
-	uint8_t protocol;
-	bool raised;
-	bool finished;
-	unsigned depth;
-	unsigned fcap;
-	struct pickle_frame *frames;
-};
-
 static int wr_fail(struct mproc_writer *w, int code)
 {
 	if (!w->err)
 		w->err = code;
 	return w->err;
-}
-
-/* Start a new value at b->len: state cleared, PROTO written. */
-static void wr_restart(struct mproc_writer *w)
-{
-	w->err = 0;
-	w->top_type = -1;
-	w->raised = false;
-	w->finished = false;
-	w->depth = 0;
-	w->b->len = w->start;
-	if (mproc__buf_reserve(w->b, 2) < 0) {
-		w->err = -ENOMEM;
-		return;
-	}
-	w->b->data[w->b->len++] = (char)OP_PROTO;
-	w->b->data[w->b->len++] = (char)w->protocol;
 }
 
 int mproc_writer_new(struct mproc_writer **out, int protocol)
@@ -458,7 +427,7 @@ int mproc_writer_new(struct mproc_writer **out, int protocol)
 	w->protocol = (uint8_t)protocol;
 	w->b = &w->own;
 	w->start = 0;
-	wr_restart(w);
+	mproc__writer_restart(w);
 	if (w->err) {
 		mproc_writer_free(w);
 		return -ENOMEM;
@@ -478,19 +447,7 @@ void mproc_writer_free(struct mproc_writer *w)
 
 void mproc_writer_reset(struct mproc_writer *w)
 {
-	wr_restart(w);
-}
-
-void mproc__writer_attach(struct mproc_writer *w, struct mproc__buf *b)
-{
-	w->b = b ? b : &w->own;
-	w->start = b ? b->len : 0;
-	wr_restart(w);
-}
-
-bool mproc__writer_raised(const struct mproc_writer *w)
-{
-	return w->raised;
+	mproc__writer_restart(w);
 }
 
 int mproc__writer_top_type(const struct mproc_writer *w)
@@ -522,20 +479,6 @@ int mproc_writer_finish(struct mproc_writer *w, const void **data,
 	*data = w->b->data + w->start;
 	*len = w->b->len - w->start;
 	return 0;
-}
-
-int mproc__writer_end_result(struct mproc_writer *w)
-{
-	/* Nothing written: None, PROTO already there, in one step. */
-	if (!w->err && !w->depth && w->top_type < 0 &&
-	    mproc__buf_reserve(w->b, 2) == 0) {
-		w->b->data[w->b->len++] = OP_NONE;
-		w->b->data[w->b->len++] = OP_STOP;
-		w->top_type = MPROC_NONE;
-		w->finished = true;
-		return 0;
-	}
-	return mproc__writer_end(w);
 }
 
 int mproc__writer_end(struct mproc_writer *w)
@@ -1038,7 +981,7 @@ int mproc_raise(struct mproc_writer *w, const char *type, const char *fmt,
 	char tsmall[128];
 	char *t = tlen < sizeof tsmall ? tsmall : malloc(tlen + 1);
 
-	wr_restart(w);
+	mproc__writer_restart(w);
 	if (!t) {
 		wr_fail(w, -ENOMEM);
 	} else {

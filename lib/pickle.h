@@ -12,13 +12,63 @@
 #include "mproc.h"
 #include "buf.h"
 
+/* The opcodes the hot paths below write. */
+enum {
+	MPROC__OP_STOP = 0x2e,  /* . */
+	MPROC__OP_NONE = 0x4e,  /* N */
+	MPROC__OP_PROTO = 0x80,
+};
+
+/*
+ * The writer's state, here rather than in pickle.c so that a worker's
+ * per-task steps (attach, raised, the None of a task that wrote nothing)
+ * are inlined into its loop. Only pickle.c changes it otherwise.
+ */
+struct pickle_frame;
+struct mproc_writer {
+	struct mproc__buf own;
+	struct mproc__buf *b;  /* &own, or the attached buffer */
+	size_t start;          /* offset of this value's PROTO in *b */
+	int err;               /* first error, sticky */
+	int top_type;          /* type of the top-level value, -1: none yet */
+	uint8_t protocol;
+	bool raised;
+	bool finished;
+	unsigned depth;
+	unsigned fcap;
+	struct pickle_frame *frames;
+};
+
+/* Start a new value at b->len: state cleared, PROTO written. */
+static inline void mproc__writer_restart(struct mproc_writer *w)
+{
+	w->err = 0;
+	w->top_type = -1;
+	w->raised = false;
+	w->finished = false;
+	w->depth = 0;
+	w->b->len = w->start;
+	if (mproc__buf_reserve(w->b, 2) < 0) {
+		w->err = -ENOMEM;
+		return;
+	}
+	w->b->data[w->b->len++] = (char)MPROC__OP_PROTO;
+	w->b->data[w->b->len++] = (char)w->protocol;
+}
+
 /*
  * Point `w` at `b`: the next value is appended at b->len (PROTO first,
  * STOP last), so a task's return value lands in the frame that carries it
  * without a copy. Resets w's state and error. Detach with
  * mproc__writer_attach(w, NULL), which returns w to its own buffer.
  */
-void mproc__writer_attach(struct mproc_writer *w, struct mproc__buf *b);
+static inline void mproc__writer_attach(struct mproc_writer *w,
+                                        struct mproc__buf *b)
+{
+	w->b = b ? b : &w->own;
+	w->start = b ? b->len : 0;
+	mproc__writer_restart(w);
+}
 
 /*
  * Complete the value being written into the attached buffer (append STOP).
@@ -29,10 +79,25 @@ int mproc__writer_end(struct mproc_writer *w);
 
 /* mproc__writer_end(), writing None first when nothing was written (a
  * task that returned without a value). */
-int mproc__writer_end_result(struct mproc_writer *w);
+static inline int mproc__writer_end_result(struct mproc_writer *w)
+{
+	/* Nothing written: None, PROTO already there, in one step. */
+	if (!w->err && !w->depth && w->top_type < 0 &&
+	    mproc__buf_reserve(w->b, 2) == 0) {
+		w->b->data[w->b->len++] = (char)MPROC__OP_NONE;
+		w->b->data[w->b->len++] = (char)MPROC__OP_STOP;
+		w->top_type = MPROC_NONE;
+		w->finished = true;
+		return 0;
+	}
+	return mproc__writer_end(w);
+}
 
 /* True when mproc_raise() was the last thing done on w (since attach/reset). */
-bool mproc__writer_raised(const struct mproc_writer *w);
+static inline bool mproc__writer_raised(const struct mproc_writer *w)
+{
+	return w->raised;
+}
 
 /*
  * The top-level type of the value written so far (the first opcode's),
