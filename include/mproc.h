@@ -480,7 +480,7 @@ MPROC_EXPORT void mproc_pool_free(struct mproc_pool *pool);
 enum mproc_status {
 	MPROC_PENDING = 0, /* not finished yet (never seen in a delivered result) */
 	MPROC_OK,          /* returned a value */
-	MPROC_RAISED,      /* raised: exc_type and exc_msg say what */
+	MPROC_RAISED,      /* raised: error->type and error->msg say what */
 	MPROC_CRASHED,     /* its worker died */
 	MPROC_TIMEOUT,     /* ran past its timeout */
 	MPROC_MEMORY,      /* its worker passed its memory limit */
@@ -490,7 +490,26 @@ enum mproc_status {
 /* "OK", "RAISED", ...; never NULL. */
 MPROC_EXPORT const char *mproc_status_name(enum mproc_status status);
 
-/* One task's result. Owned by the object that handed it out. */
+/*
+ * Why a task did not return a value: Python's exception, as a type name and
+ * a message, plus how its worker ended when it died.
+ */
+struct mproc_error {
+	/** A Python-style exception type name: "ValueError" from the task;
+	 *  "WorkerCrashed", "TimeoutError", "MemoryError", "Cancelled",
+	 *  "UnpicklingError" from the pool. */
+	const char *type;
+	/** A one-line message (for a crash: the signal or exit status). */
+	const char *msg;
+	/** For CRASHED, TIMEOUT and MEMORY: how the worker ended. NULL for
+	 *  the other statuses. */
+	const struct mproc_crash *crash;
+};
+
+/*
+ * One task's result. Owned by the object that handed it out, and so is
+ * everything it points to. 32 bytes: a map keeps one per input.
+ */
 struct mproc_result {
 	/** Position of the task's input (0 for apply). */
 	size_t index;
@@ -500,20 +519,8 @@ struct mproc_result {
 	unsigned attempts;
 	/** The returned value when status is MPROC_OK, NULL otherwise. */
 	const struct mproc_value *value;
-	/**
-	 * For every status but OK: a Python-style exception type name
-	 * ("ValueError" from the task; "WorkerCrashed", "TimeoutError",
-	 * "MemoryError", "Cancelled", "UnpicklingError" from the pool) and a
-	 * one-line message (for a crash: the signal or exit status). NULL when
-	 * status is OK.
-	 */
-	const char *exc_type;
-	const char *exc_msg;
-	/**
-	 * For CRASHED, TIMEOUT and MEMORY: how the worker ended, owned like
-	 * the result. NULL for the other statuses.
-	 */
-	const struct mproc_crash *crash;
+	/** Why it failed, for every status but OK; NULL when status is OK. */
+	const struct mproc_error *error;
 };
 
 /* How a worker running a task ended. */

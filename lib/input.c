@@ -3,9 +3,9 @@
  *
  * An input is a generator called lazily, in index order, by the pool. These
  * helpers keep their state inside struct mproc_input itself, so none of
- * them allocates. Ranges and arrays of int64_t or double are also encoded
- * many items at a time, without the generator (mproc__input_records), or
- * travel packed, without a pickle per item (mproc__input_pack).
+ * them allocates. Ranges and arrays of int64_t or double also travel
+ * packed, without the generator and without a pickle per item
+ * (mproc__input_pack).
  */
 #include <errno.h>
 
@@ -166,43 +166,5 @@ size_t mproc__input_numbers(const struct mproc_input *in, size_t index,
 	                                   index * MPROC__NUM_REC,
 	                      n * MPROC__NUM_REC) < 0)
 		return 0;
-	return n;
-}
-
-/* One record: u32 length, then the pickle mproc__pickle_int/float make. */
-#define INPUT_REC_MAX (MPROC__TASK_REC + MPROC__SCALAR_MAX)
-
-size_t mproc__input_records(const struct mproc_input *in, size_t index,
-                            size_t n, struct mproc__buf *out)
-{
-	const struct mproc_input *st = in->cookie;
-	enum input_kind kind = input_kind(in);
-	if (kind == INPUT_OTHER || index >= st->len)
-		return 0;
-	if (n > st->len - index)
-		n = st->len - index;
-	if (n > (SIZE_MAX - out->len) / INPUT_REC_MAX ||
-	    mproc__buf_reserve(out, n * INPUT_REC_MAX) < 0)
-		return 0; /* the generator path reports the error */
-	char *p = out->data + out->len;
-	switch (kind) {
-	case INPUT_RANGE:
-		/* As input_range_next: wrapping arithmetic, exact in range. */
-		p = mproc__pickle_int_run(p, (uint64_t)st->range_[0] +
-		                                     (uint64_t)index *
-		                                             (uint64_t)st->range_[2],
-		                          (uint64_t)st->range_[2], n);
-		break;
-	case INPUT_INT64S:
-		p = mproc__pickle_int_array(p, (const int64_t *)st->array_ + index, n);
-		break;
-	case INPUT_DOUBLES:
-		p = mproc__pickle_float_array(p, (const double *)st->array_ + index,
-		                              n);
-		break;
-	default:
-		return 0;
-	}
-	out->len = (size_t)(p - out->data);
 	return n;
 }

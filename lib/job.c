@@ -105,9 +105,9 @@ void mproc__job_free(struct mproc__job *job)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
 	items_free(job->items, job->nitems);
-	while (job->crashes) {
-		struct mproc__crashes *b = job->crashes;
-		job->crashes = b->next;
+	while (job->errors) {
+		struct mproc__errors *b = job->errors;
+		job->errors = b->next;
 		free(b);
 	}
 	if (job->in_jobs)
@@ -248,27 +248,6 @@ static int job_grow_items(struct mproc__job *job, size_t need)
 	return 0;
 }
 
-/* Records of the input's next items in one pass (ranges, number arrays). */
-static size_t job_pull_bulk(struct mproc__job *job, struct mproc__buf *out,
-                            size_t n, size_t limit)
-{
-	if (job->use_pre || !job->in.has_len || job->pulled >= job->in.len)
-		return 0;
-	/* Within the byte budget even if every record is the longest. */
-	size_t fit = out->len < limit ? (limit - out->len) /
-	                                        (MPROC__TASK_REC + MPROC__SCALAR_MAX)
-	                              : 0;
-	if (n > fit)
-		n = fit;
-	if (n > job->in.len - job->pulled)
-		n = job->in.len - job->pulled;
-	if (n == 0)
-		return 0;
-	size_t got = mproc__input_records(&job->in, job->pulled, n, out);
-	job->pulled += got;
-	return got;
-}
-
 /*
  * A packed job's next items: a range's take no bytes (the frame's record
  * says where it starts, pool_dispatch_chunk) and count one each against
@@ -311,11 +290,6 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 		return job->input_done ? 0 : job_pull_packed(job, out, n, limit);
 	while (got < n && !job->input_done && out->len < limit) {
 		int rc;
-		size_t bulk = job_pull_bulk(job, out, n - got, limit);
-		if (bulk) {
-			got += bulk;
-			continue;
-		}
 		if (job->use_pre) {
 			if (job->pre_off >= job->pre.len) {
 				rc = 0;
@@ -374,6 +348,18 @@ static const char *job_keep(struct mproc__job *job, const void *p, size_t len)
 	return dst;
 }
 
+/* Errors the pool makes without memory to spare. */
+static const struct mproc_error job_err_nomem_keep = {
+	"MemoryError", "no memory to keep the result", NULL};
+static const struct mproc_error job_err_nomem_decode = {
+	"MemoryError", "no memory to decode the result", NULL};
+static const struct mproc_error job_err_cancelled = {
+	"Cancelled", "the pool was terminated before the task ended", NULL};
+static const struct mproc_error job_err_undecodable = {
+	"UnpicklingError", "result could not be decoded", NULL};
+static const struct mproc_error job_err_lost = {
+	"UnpicklingError", "result lost: out of memory", NULL};
+
 /* map/apply: decode each result as it arrives, while the workers go on. */
 static int job_store_all(struct mproc__job *job, size_t index,
                          enum mproc_status status, unsigned attempts,
@@ -397,17 +383,15 @@ static int job_store_all(struct mproc__job *job, size_t index,
 	const char *kept = len ? job_keep(job, payload, len) : NULL;
 	if (len && !kept) {
 		*it = (struct mproc_result){.index = index, .status = MPROC_RAISED,
-		                            .exc_type = "MemoryError",
-		                            .exc_msg = "no memory to keep the result",
-		                            .attempts = attempts};
+		                            .attempts = attempts,
+		                            .error = &job_err_nomem_keep};
 		rc = -ENOMEM;
 	} else {
 		rc = mproc__job_result(job, status, attempts, index, kept, len, it);
 		if (rc < 0) {
 			it->status = MPROC_RAISED;
 			it->value = NULL;
-			it->exc_type = "MemoryError";
-			it->exc_msg = "no memory to decode the result";
+			it->error = &job_err_nomem_decode;
 		}
 	}
 	if (it->status != MPROC_OK)
@@ -594,30 +578,37 @@ static int64_t item_int(const struct mproc_value *v, size_t i)
 	return n;
 }
 
+/* Room for a result's error: in the job for an iterator (one result out
+ * at a time), in the job's error blocks for a map. NULL without memory. */
+static struct mproc__error *job_error(struct mproc__job *job)
+{
+	struct mproc__error *r = &job->curerr;
+	if (job->kind == MPROC__JOB_ALL) {
+		struct mproc__errors *b = job->errors;
+		if (!b || b->n == sizeof b->r / sizeof b->r[0]) {
+			b = malloc(sizeof *b);
+			if (!b)
+				return NULL;
+			b->n = 0;
+			b->next = job->errors;
+			job->errors = b;
+		}
+		r = &b->r[b->n++];
+	}
+	*r = (struct mproc__error){0};
+	return r;
+}
+
 /* The crash record of a result the manager wrote (fault.c's store_note):
  * (type, message, signal, si_code, address, core, exit status, rss,
- * report). Iterators keep it in the job; maps in blocks of records. */
-static int job_crash(struct mproc__job *job, const struct mproc_value *v,
-                     struct mproc_result *out)
+ * report). */
+static void job_crash(struct mproc__job *job, const struct mproc_value *v,
+                      struct mproc__error *r)
 {
 	size_t n = 0;
 	if (mproc_value_len(v, &n) < 0 || n < 9)
-		return 0;
-	struct mproc_crash *c;
-	if (job->kind == MPROC__JOB_ALL) {
-		struct mproc__crashes *b = job->crashes;
-		if (!b || b->n == sizeof b->c / sizeof b->c[0]) {
-			b = calloc(1, sizeof *b);
-			if (!b)
-				return -ENOMEM;
-			b->next = job->crashes;
-			job->crashes = b;
-		}
-		c = &b->c[b->n++];
-	} else {
-		c = &job->curcrash;
-	}
-	*c = (struct mproc_crash){
+		return;
+	r->c = (struct mproc_crash){
 		.signal = (int)item_int(v, 2),
 		.si_code = (int)item_int(v, 3),
 		.addr = (uintptr_t)item_int(v, 4),
@@ -625,13 +616,12 @@ static int job_crash(struct mproc__job *job, const struct mproc_value *v,
 		.exit_status = (int)item_int(v, 6),
 		.rss = (size_t)item_int(v, 7),
 	};
-	const struct mproc_value *r;
+	const struct mproc_value *x;
 	const char *s;
 	size_t len;
-	if (mproc_value_item(v, 8, &r) == 0 && mproc_value_str(r, &s, &len) == 0)
-		c->report = mproc__decoder_strdup(job->dec, s, len);
-	out->crash = c;
-	return 0;
+	if (mproc_value_item(v, 8, &x) == 0 && mproc_value_str(x, &s, &len) == 0)
+		r->c.report = mproc__decoder_strdup(job->dec, s, len);
+	r->e.crash = &r->c;
 }
 
 int mproc__job_result(struct mproc__job *job, enum mproc_status status,
@@ -643,10 +633,8 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 	if (status != MPROC_OK && len == 0) {
 		/* Ended by the pool with nothing recorded: terminate, or no
 		 * memory to keep what the worker sent. */
-		out->exc_type = status == MPROC_CANCELLED ? "Cancelled" : "MemoryError";
-		out->exc_msg = status == MPROC_CANCELLED
-		                       ? "the pool was terminated before the task ended"
-		                       : "no memory to keep the result";
+		out->error = status == MPROC_CANCELLED ? &job_err_cancelled
+		                                       : &job_err_nomem_keep;
 		return 0;
 	}
 	if (!job->dec) {
@@ -664,13 +652,18 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 	int rc = len ? mproc__decode_keep(job->dec, p, len, &v) : MPROC_EPICKLE_TRUNCATED;
 	if (rc < 0) {
 		out->status = MPROC_RAISED;
-		out->exc_type = "UnpicklingError";
-		out->exc_msg = len ? mproc__decoder_strdup(job->dec,
-		                        mproc_decoder_error(job->dec),
-		                        strlen(mproc_decoder_error(job->dec)))
-		                   : "result lost: out of memory";
-		if (!out->exc_msg)
-			out->exc_msg = "result could not be decoded";
+		struct mproc__error *r = len ? job_error(job) : NULL;
+		const char *msg = r ? mproc__decoder_strdup(job->dec,
+		                              mproc_decoder_error(job->dec),
+		                              strlen(mproc_decoder_error(job->dec)))
+		                    : NULL;
+		if (msg) {
+			r->e.type = "UnpicklingError";
+			r->e.msg = msg;
+			out->error = &r->e;
+		} else {
+			out->error = len ? &job_err_undecodable : &job_err_lost;
+		}
 		return 0;
 	}
 	if (status == MPROC_OK) {
@@ -678,20 +671,24 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 		return 0;
 	}
 	/* Every other status carries (type, message). */
+	struct mproc__error *r = job_error(job);
+	if (!r)
+		return -ENOMEM;
 	const struct mproc_value *t = NULL, *m = NULL;
 	const char *s;
 	size_t n;
-	out->exc_type = "Exception";
-	out->exc_msg = "";
+	r->e.type = "Exception";
+	r->e.msg = "";
 	if (mproc_value_item(v, 0, &t) == 0 && mproc_value_str(t, &s, &n) == 0)
-		out->exc_type = mproc__decoder_strdup(job->dec, s, n);
+		r->e.type = mproc__decoder_strdup(job->dec, s, n);
 	if (mproc_value_item(v, 1, &m) == 0 && mproc_value_str(m, &s, &n) == 0)
-		out->exc_msg = mproc__decoder_strdup(job->dec, s, n);
-	if (!out->exc_type || !out->exc_msg)
+		r->e.msg = mproc__decoder_strdup(job->dec, s, n);
+	if (!r->e.type || !r->e.msg)
 		return -ENOMEM;
 	if (status == MPROC_CRASHED || status == MPROC_TIMEOUT ||
 	    status == MPROC_MEMORY)
-		return job_crash(job, v, out);
+		job_crash(job, v, r);
+	out->error = &r->e;
 	return 0;
 }
 

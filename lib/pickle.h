@@ -123,26 +123,6 @@ void mproc__decoder_reset(struct mproc_decoder *d);
 const struct mproc_value *mproc__decode_tiny(const void *buf, size_t len);
 
 /*
- * The whole message a protocol-5 writer makes for the int i, or the float
- * f, alone (PROTO, the value, STOP), byte for byte, written at p, which has
- * room for MPROC__SCALAR_MAX bytes. Returns its length. Lets many inputs be
- * encoded without a writer call per item.
- */
-#define MPROC__SCALAR_MAX 13
-size_t mproc__pickle_int(char *p, int64_t i);
-size_t mproc__pickle_float(char *p, double f);
-
-/*
- * n such messages, each after its length as a u32 (the records of a TASK
- * frame), from p on; each takes at most 4 + MPROC__SCALAR_MAX bytes.
- * Returns the end. The ints v, v + step, ... (wrapping, as a range
- * computes them), or the elements of an array.
- */
-char *mproc__pickle_int_run(char *p, uint64_t v, uint64_t step, size_t n);
-char *mproc__pickle_int_array(char *p, const int64_t *a, size_t n);
-char *mproc__pickle_float_array(char *p, const double *a, size_t n);
-
-/*
  * Storage for one int or float node outside any decoder (a worker's packed
  * task arguments). mproc__scalar_int/float fill it, or answer a shared
  * node, and return the value: the same node the decoder makes for that

@@ -112,6 +112,20 @@ struct mproc__block {
 	char data[];
 };
 
+/* A result's error, with room for its crash. */
+struct mproc__error {
+	struct mproc_error e;
+	struct mproc_crash c;
+};
+
+/* Error records of a map's results, a block at a time (errors are rarer
+ * than values: the table itself holds only a pointer). */
+struct mproc__errors {
+	struct mproc__errors *next;
+	size_t n;
+	struct mproc__error r[64];
+};
+
 struct mproc__job {
 	struct mproc_pool *pool;
 	TAILQ_ENTRY(mproc__job) link; /* in pool->pending while input is left */
@@ -146,8 +160,8 @@ struct mproc__job {
 	struct mproc__block *blocks; /* ALL: result pickles, newest first */
 	struct mproc_decoder *dec;
 	struct mproc_result cur;   /* iterators: the result handed out */
-	struct mproc_crash curcrash; /* iterators: its crash, if any */
-	struct mproc__crashes *crashes; /* ALL: crash records of its results */
+	struct mproc__error curerr; /* iterators: its error, if any */
+	struct mproc__errors *errors; /* ALL: error records of its results */
 	struct mproc_results results; /* ALL: filled when done */
 	int final_rc;
 
@@ -160,12 +174,6 @@ struct mproc__job {
 	bool cb_queued;
 };
 
-/* Crash records of a map's results, a block at a time (crashes are rare). */
-struct mproc__crashes {
-	struct mproc__crashes *next;
-	size_t n;
-	struct mproc_crash c[16];
-};
 
 /* One chunk in flight on a worker. */
 struct mproc__chunk {
@@ -303,16 +311,6 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w);
 uint64_t mproc__fault_watch(struct mproc_pool *pool);
 void mproc__fault_count(struct mproc_pool *pool, enum mproc_status status);
 void mproc__fault_respawn(struct mproc_pool *pool);
-
-/*
- * Inputs (input.c): the records (u32 len, pickle) of at most n items of
- * `in` from `index` on, appended to `out` in one pass, byte for byte what
- * the generator would write through a writer. Only for ranges and arrays
- * of int64_t or double; answers 0 for every other input (and when out
- * cannot grow): the caller then pulls through the generator.
- */
-size_t mproc__input_records(const struct mproc_input *in, size_t index,
-                            size_t n, struct mproc__buf *out);
 
 /*
  * Packed inputs (input.c): the packing flag (MPROC__TF_RANGE, _INTS,

@@ -300,17 +300,17 @@ static void expect_signal(int what, int sig, int si_code, uintptr_t addr)
 	struct mproc_results *r = run_one(p, t_fault, what);
 	const struct mproc_result *it = &r->items[0];
 	ck_assert_int_eq(it->status, MPROC_CRASHED);
-	ck_assert_ptr_nonnull(it->crash);
-	ck_assert_int_eq(it->crash->signal, sig);
-	ck_assert_int_eq(it->crash->exit_status, -1);
+	ck_assert_ptr_nonnull(it->error->crash);
+	ck_assert_int_eq(it->error->crash->signal, sig);
+	ck_assert_int_eq(it->error->crash->exit_status, -1);
 	if (si_code)
-		ck_assert_int_eq(it->crash->si_code, si_code);
+		ck_assert_int_eq(it->error->crash->si_code, si_code);
 	if (addr)
-		ck_assert_uint_eq(it->crash->addr, addr);
-	ck_assert_ptr_nonnull(it->crash->report);
-	ck_assert_ptr_nonnull(strstr(it->crash->report, "#0 "));
-	ck_assert_str_eq(it->exc_type, "WorkerCrashed");
-	ck_assert_ptr_nonnull(strstr(it->exc_msg, sigabbrev_np(sig)));
+		ck_assert_uint_eq(it->error->crash->addr, addr);
+	ck_assert_ptr_nonnull(it->error->crash->report);
+	ck_assert_ptr_nonnull(strstr(it->error->crash->report, "#0 "));
+	ck_assert_str_eq(it->error->type, "WorkerCrashed");
+	ck_assert_ptr_nonnull(strstr(it->error->msg, sigabbrev_np(sig)));
 	mproc_results_free(r);
 	/* The pool goes on with a fresh worker. */
 	r = run_one(p, t_fault, DO_OK);
@@ -367,13 +367,13 @@ START_TEST(test_fault_exit_and__exit_are_crashed_with_status)
 	struct mproc_pool *p = open_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, DO_EXIT);
 	ck_assert_int_eq(r->items[0].status, MPROC_CRASHED);
-	ck_assert_int_eq(r->items[0].crash->signal, 0);
-	ck_assert_int_eq(r->items[0].crash->exit_status, 3);
-	ck_assert_ptr_nonnull(strstr(r->items[0].exc_msg, "status 3"));
+	ck_assert_int_eq(r->items[0].error->crash->signal, 0);
+	ck_assert_int_eq(r->items[0].error->crash->exit_status, 3);
+	ck_assert_ptr_nonnull(strstr(r->items[0].error->msg, "status 3"));
 	mproc_results_free(r);
 	r = run_one(p, t_fault, DO__EXIT);
 	ck_assert_int_eq(r->items[0].status, MPROC_CRASHED);
-	ck_assert_int_eq(r->items[0].crash->exit_status, 4);
+	ck_assert_int_eq(r->items[0].error->crash->exit_status, 4);
 	mproc_results_free(r);
 	finish(p);
 }
@@ -517,8 +517,8 @@ START_TEST(test_fault_kill_9_from_outside_is_crashed_sigkill)
 	const struct mproc_results *res;
 	ck_assert_int_eq(mproc_async_get(a, 5, &res), MPROC_ERAISED);
 	ck_assert_int_eq(res->items[0].status, MPROC_CRASHED);
-	ck_assert_int_eq(res->items[0].crash->signal, SIGKILL);
-	ck_assert_ptr_null(res->items[0].crash->report);
+	ck_assert_int_eq(res->items[0].error->crash->signal, SIGKILL);
+	ck_assert_ptr_null(res->items[0].error->crash->report);
 	mproc_async_free(a);
 	finish(p);
 }
@@ -538,9 +538,9 @@ START_TEST(test_fault_timeout_stops_task_with_sigterm)
 	ck_assert_int_eq(mproc_map(p, t_fault, &in, 1, &r), MPROC_ERAISED);
 	ck_assert_int_le(time(NULL) - t0, 3);
 	ck_assert_int_eq(r->items[1].status, MPROC_TIMEOUT);
-	ck_assert_str_eq(r->items[1].exc_type, "TimeoutError");
-	ck_assert_ptr_nonnull(strstr(r->items[1].exc_msg, "SIGTERM"));
-	ck_assert_int_eq(r->items[1].crash->signal, SIGTERM);
+	ck_assert_str_eq(r->items[1].error->type, "TimeoutError");
+	ck_assert_ptr_nonnull(strstr(r->items[1].error->msg, "SIGTERM"));
+	ck_assert_int_eq(r->items[1].error->crash->signal, SIGTERM);
 	ck_assert_uint_eq(r->failed, 1);
 	mproc_results_free(r);
 	struct mproc_pool_stats st;
@@ -557,8 +557,8 @@ START_TEST(test_fault_timeout_ignoring_sigterm_gets_sigkill)
 	struct mproc_pool *p = open_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, DO_IGNORE_TERM);
 	ck_assert_int_eq(r->items[0].status, MPROC_TIMEOUT);
-	ck_assert_int_eq(r->items[0].crash->signal, SIGKILL);
-	ck_assert_ptr_nonnull(strstr(r->items[0].exc_msg, "SIGKILL"));
+	ck_assert_int_eq(r->items[0].error->crash->signal, SIGKILL);
+	ck_assert_ptr_nonnull(strstr(r->items[0].error->msg, "SIGKILL"));
 	mproc_results_free(r);
 	r = run_one(p, t_fault, DO_OK);
 	ck_assert_int_eq(r->items[0].status, MPROC_OK);
@@ -588,7 +588,7 @@ START_TEST(test_fault_per_call_timeout_overrides_the_pool)
 	ck_assert_int_eq(mproc_async_get(a, 5, &r), MPROC_ERAISED);
 	ck_assert_int_eq(r->items[0].status, MPROC_OK);
 	ck_assert_int_eq(r->items[1].status, MPROC_TIMEOUT);
-	ck_assert_ptr_nonnull(strstr(r->items[1].exc_msg, "0.2 s"));
+	ck_assert_ptr_nonnull(strstr(r->items[1].error->msg, "0.2 s"));
 	ck_assert_int_eq(r->items[2].status, MPROC_OK);
 	mproc_async_free(a);
 	finish(p);
@@ -645,8 +645,8 @@ START_TEST(test_fault_max_vm_failure_is_memory)
 	struct mproc_pool *p = open_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, DO_GROW_VM);
 	ck_assert_int_eq(r->items[0].status, MPROC_MEMORY);
-	ck_assert_str_eq(r->items[0].exc_type, "MemoryError");
-	ck_assert_int_eq(r->items[0].crash->signal, SIGABRT);
+	ck_assert_str_eq(r->items[0].error->type, "MemoryError");
+	ck_assert_int_eq(r->items[0].error->crash->signal, SIGABRT);
 	mproc_results_free(r);
 	finish(p);
 }
@@ -1048,7 +1048,7 @@ START_TEST(test_fault_task_exit_with_retire_status_is_crashed)
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_exit_86, &in, 1, &r), MPROC_ERAISED);
 	ck_assert_int_eq(r->items[3].status, MPROC_CRASHED);
-	ck_assert_int_eq(r->items[3].crash->exit_status, 86);
+	ck_assert_int_eq(r->items[3].error->crash->exit_status, 86);
 	ck_assert_uint_eq(r->failed, 1);
 	mproc_results_free(r);
 	finish(p);

@@ -138,7 +138,7 @@ static void *killer(void *arg)
 /* May result r be the final result of input i? */
 static bool explained(const struct mproc_result *r, uint64_t i)
 {
-	const struct mproc_crash *c = r->crash;
+	const struct mproc_crash *c = r->error ? r->error->crash : NULL;
 	bool killed = r->status == MPROC_CRASHED && c && c->signal == SIGKILL;
 	int64_t v;
 	switch (kind_of(i)) {

@@ -138,7 +138,8 @@ static const double float_edges[] = {0.0, -0.0, 1.5, -2.25, 1e300, -1e-300,
                                      INFINITY, -INFINITY, NAN};
 
 /* What a protocol-5 writer makes for one int (kind 0) or float (kind 1). */
-static size_t writer_scalar(int kind, int64_t i, double f, char *out)
+static size_t writer_scalar(int kind, int64_t i, double f, char *out,
+                            size_t cap)
 {
 	struct mproc_writer *w;
 	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
@@ -146,27 +147,48 @@ static size_t writer_scalar(int kind, int64_t i, double f, char *out)
 	const void *data;
 	size_t len;
 	ck_assert_int_eq(mproc_writer_finish(w, &data, &len), 0);
-	ck_assert_uint_le(len, MPROC__SCALAR_MAX);
+	ck_assert_uint_le(len, cap);
 	memcpy(out, data, len);
 	mproc_writer_free(w);
 	return len;
 }
 
-START_TEST(test_pickle_scalar_messages_match_the_writer_byte_for_byte)
+/* v written back by a writer must be `want`. */
+static void writes_as(const struct mproc_value *v, const char *want,
+                      size_t n)
 {
-	char want[MPROC__SCALAR_MAX], got[MPROC__SCALAR_MAX];
+	struct mproc_writer *w;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	ck_assert_int_eq(mproc_write_value(w, v), 0);
+	const void *data;
+	size_t len;
+	ck_assert_int_eq(mproc_writer_finish(w, &data, &len), 0);
+	ck_assert_uint_eq(len, n);
+	ck_assert_mem_eq(data, want, n);
+	mproc_writer_free(w);
+}
+
+/* A packed argument's node (made without a pickle) is the decoder's. */
+START_TEST(test_pickle_scalar_nodes_match_the_decoder)
+{
+	char want[32];
+	struct mproc__scalar node;
 	for (size_t k = 0; k < sizeof int_edges / sizeof int_edges[0]; k++) {
 		for (int64_t d = -2; d <= 2; d++) {
 			int64_t v = (int64_t)((uint64_t)int_edges[k] + (uint64_t)d);
-			size_t n = writer_scalar(0, v, 0, want);
-			ck_assert_uint_eq(mproc__pickle_int(got, v), n);
-			ck_assert_mem_eq(got, want, n);
+			const struct mproc_value *x = mproc__scalar_int(&node, v);
+			int64_t got;
+			ck_assert_int_eq(mproc_value_type(x), MPROC_INT);
+			ck_assert_int_eq(mproc_value_int(x, &got), 0);
+			ck_assert_int_eq(got, v);
+			writes_as(x, want, writer_scalar(0, v, 0, want, sizeof want));
 		}
 	}
 	for (size_t k = 0; k < sizeof float_edges / sizeof float_edges[0]; k++) {
-		size_t n = writer_scalar(1, 0, float_edges[k], want);
-		ck_assert_uint_eq(mproc__pickle_float(got, float_edges[k]), n);
-		ck_assert_mem_eq(got, want, n);
+		const struct mproc_value *x = mproc__scalar_float(&node, float_edges[k]);
+		ck_assert_int_eq(mproc_value_type(x), MPROC_FLOAT);
+		writes_as(x, want,
+		          writer_scalar(1, 0, float_edges[k], want, sizeof want));
 	}
 }
 END_TEST
@@ -192,9 +214,9 @@ START_TEST(test_pickle_scalar_messages_decode_as_the_unpickler_does)
 {
 	struct mproc_decoder *d;
 	ck_assert_int_eq(mproc_decoder_new(&d, NULL), 0);
-	char msg[MPROC__SCALAR_MAX];
+	char msg[32];
 	for (size_t k = 0; k < sizeof int_edges / sizeof int_edges[0]; k++) {
-		size_t n = mproc__pickle_int(msg, int_edges[k]);
+		size_t n = writer_scalar(0, int_edges[k], 0, msg, sizeof msg);
 		decode_reencodes(d, msg, n, NULL, 0);
 		const struct mproc_value *v;
 		int64_t i;
@@ -203,7 +225,7 @@ START_TEST(test_pickle_scalar_messages_decode_as_the_unpickler_does)
 		ck_assert_int_eq(i, int_edges[k]);
 	}
 	for (size_t k = 0; k < sizeof float_edges / sizeof float_edges[0]; k++) {
-		size_t n = mproc__pickle_float(msg, float_edges[k]);
+		size_t n = writer_scalar(1, 0, float_edges[k], msg, sizeof msg);
 		decode_reencodes(d, msg, n, NULL, 0);
 	}
 	decode_reencodes(d, "\x80\x05N.", 4, NULL, 0);
@@ -230,74 +252,78 @@ START_TEST(test_pickle_scalar_messages_decode_as_the_unpickler_does)
 }
 END_TEST
 
-/* The records the generator of `in` writes for items from..in->len. */
-static void generator_records(struct mproc_input *in, size_t from,
-                              struct mproc__buf *out)
+/* The value the generator of `in` writes for item i, decoded by d. */
+static const struct mproc_value *generated(struct mproc_input *in, size_t i,
+                                           struct mproc_decoder *d)
 {
 	struct mproc_writer *w;
 	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
-	for (size_t i = from; i < in->len; i++) {
-		mproc_writer_reset(w);
-		ck_assert_int_eq(in->fn(in->cookie, i, w), 1);
-		const void *data;
-		size_t len;
-		ck_assert_int_eq(mproc_writer_finish(w, &data, &len), 0);
-		uint32_t l = (uint32_t)len;
-		ck_assert_int_eq(mproc__buf_append(out, &l, sizeof l), 0);
-		ck_assert_int_eq(mproc__buf_append(out, data, len), 0);
-	}
+	ck_assert_int_eq(in->fn(in->cookie, i, w), 1);
+	const void *data;
+	size_t len;
+	ck_assert_int_eq(mproc_writer_finish(w, &data, &len), 0);
+	const struct mproc_value *v;
+	ck_assert_int_eq(mproc__decode_keep(d, data, len, &v), 0);
 	mproc_writer_free(w);
+	return v;
 }
 
-static void records_match(struct mproc_input *in)
+/* Packed, a range's item i is its record's first + i * step. */
+static void range_packs(struct mproc_input *in)
 {
-	for (size_t from = 0; from <= 3 && from <= in->len; from += 3) {
-		struct mproc__buf want = {0}, got = {0};
-		generator_records(in, from, &want);
-		/* Something already in the buffer stays as it is. */
-		ck_assert_int_eq(mproc__buf_append(&got, "hdr", 3), 0);
-		ck_assert_uint_eq(mproc__input_records(in, from, SIZE_MAX, &got),
-		                  in->len - from);
-		ck_assert_uint_eq(got.len, 3 + want.len);
-		ck_assert_mem_eq(got.data, "hdr", 3);
-		if (want.len)
-			ck_assert_mem_eq(got.data + 3, want.data, want.len);
-		/* At most n items. */
-		got.len = 0;
-		size_t n = in->len - from < 2 ? in->len - from : 2;
-		ck_assert_uint_eq(mproc__input_records(in, from, n, &got), n);
-		mproc__buf_free(&want);
-		mproc__buf_free(&got);
+	struct mproc_decoder *d;
+	ck_assert_int_eq(mproc_decoder_new(&d, NULL), 0);
+	ck_assert_int_eq(mproc__input_pack(in), MPROC__TF_RANGE);
+	int64_t rec0[2];
+	mproc__input_range_at(in, 0, rec0);
+	for (size_t i = 0; i < in->len; i += 1 + in->len / 50) {
+		int64_t rec[2], want;
+		mproc__input_range_at(in, i, rec);
+		ck_assert_int_eq(mproc_value_int(generated(in, i, d), &want), 0);
+		ck_assert_int_eq(rec[0], want);
+		ck_assert_int_eq(rec[1], rec0[1]);
+		ck_assert_int_eq((int64_t)((uint64_t)rec0[0] +
+		                           (uint64_t)i * (uint64_t)rec0[1]),
+		                 want);
 	}
+	mproc_decoder_free(d);
 }
 
-START_TEST(test_input_records_match_the_generators_byte_for_byte)
+START_TEST(test_input_packing_matches_the_generators)
 {
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 70000, 1);
-	records_match(&in);
+	range_packs(&in);
 	mproc_input_range(&in, -70000, 70000, 997);
-	records_match(&in);
+	range_packs(&in);
 	mproc_input_range(&in, INT64_MAX, INT64_MIN, -(INT64_C(1) << 58));
-	records_match(&in);
+	range_packs(&in);
 	mproc_input_range(&in, INT64_MIN, INT64_MAX, INT64_MAX);
-	records_match(&in);
-	mproc_input_range(&in, 5, 5, 1);
-	records_match(&in);
+	range_packs(&in);
+	/* Arrays go as they lie in memory, from the item asked for on. */
 	int64_t ints[sizeof int_edges / sizeof int_edges[0]];
 	memcpy(ints, int_edges, sizeof ints);
-	mproc_input_int64s(&in, ints, sizeof ints / sizeof ints[0]);
-	records_match(&in);
+	size_t n = sizeof ints / sizeof ints[0];
+	mproc_input_int64s(&in, ints, n);
+	ck_assert_int_eq(mproc__input_pack(&in), MPROC__TF_INTS);
+	struct mproc__buf b = {0};
+	ck_assert_int_eq(mproc__buf_append(&b, "hdr", 3), 0);
+	ck_assert_uint_eq(mproc__input_numbers(&in, 2, SIZE_MAX, &b), n - 2);
+	ck_assert_uint_eq(b.len, 3 + (n - 2) * 8);
+	ck_assert_mem_eq(b.data, "hdr", 3);
+	ck_assert_mem_eq(b.data + 3, ints + 2, (n - 2) * 8);
+	b.len = 0;
+	ck_assert_uint_eq(mproc__input_numbers(&in, 1, 2, &b), 2);
+	ck_assert_uint_eq(mproc__input_numbers(&in, n, 2, &b), 0);
+	ck_assert_uint_eq(b.len, 16);
 	double fl[sizeof float_edges / sizeof float_edges[0]];
 	memcpy(fl, float_edges, sizeof fl);
 	mproc_input_doubles(&in, fl, sizeof fl / sizeof fl[0]);
-	records_match(&in);
+	ck_assert_int_eq(mproc__input_pack(&in), MPROC__TF_FLOATS);
 	/* Other inputs go through their generator. */
 	const char *strs[] = {"a", NULL};
 	mproc_input_cstrs(&in, strs, 2);
-	struct mproc__buf b = {0};
-	ck_assert_uint_eq(mproc__input_records(&in, 0, 2, &b), 0);
-	ck_assert_uint_eq(b.len, 0);
+	ck_assert_int_eq(mproc__input_pack(&in), 0);
 	mproc__buf_free(&b);
 }
 END_TEST
@@ -1457,9 +1483,9 @@ int main(void)
 	tcase_add_test(tc, test_pickle_writer_containers_reencode_identically);
 	tcase_add_test(tc, test_pickle_writer_attach_appends_and_restores_on_error);
 	tcase_add_test(tc, test_pickle_raise_replaces_value_with_type_and_message);
-	tcase_add_test(tc, test_pickle_scalar_messages_match_the_writer_byte_for_byte);
+	tcase_add_test(tc, test_pickle_scalar_nodes_match_the_decoder);
 	tcase_add_test(tc, test_pickle_scalar_messages_decode_as_the_unpickler_does);
-	tcase_add_test(tc, test_input_records_match_the_generators_byte_for_byte);
+	tcase_add_test(tc, test_input_packing_matches_the_generators);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

@@ -252,8 +252,8 @@ START_TEST(test_pool_apply_raise_gives_type_and_message)
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_apply(p, t_fail_on_5, arg, n, &r), MPROC_ERAISED);
 	ck_assert_int_eq(r->items[0].status, MPROC_RAISED);
-	ck_assert_str_eq(r->items[0].exc_type, "ValueError");
-	ck_assert_str_eq(r->items[0].exc_msg, "bad input 5");
+	ck_assert_str_eq(r->items[0].error->type, "ValueError");
+	ck_assert_str_eq(r->items[0].error->msg, "bad input 5");
 	ck_assert_ptr_null(r->items[0].value);
 	ck_assert_uint_eq(r->failed, 1);
 	mproc_results_free(r);
@@ -271,8 +271,8 @@ START_TEST(test_pool_task_error_code_raises_oserror)
 	struct mproc_pool *p = open_pool(1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_apply(p, t_errno, NULL, 0, &r), MPROC_ERAISED);
-	ck_assert_str_eq(r->items[0].exc_type, "OSError");
-	ck_assert_ptr_nonnull(strstr(r->items[0].exc_msg, "ENOENT"));
+	ck_assert_str_eq(r->items[0].error->type, "OSError");
+	ck_assert_ptr_nonnull(strstr(r->items[0].error->msg, "ENOENT"));
 	mproc_results_free(r);
 	finish_pool(p);
 }
@@ -296,8 +296,8 @@ START_TEST(test_pool_malformed_argument_raises_unpickling_error)
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_apply(p, t_identity, bad, sizeof bad - 1, &r),
 	                 MPROC_ERAISED);
-	ck_assert_str_eq(r->items[0].exc_type, "UnpicklingError");
-	ck_assert_ptr_nonnull(strstr(r->items[0].exc_msg, "GLOBAL"));
+	ck_assert_str_eq(r->items[0].error->type, "UnpicklingError");
+	ck_assert_ptr_nonnull(strstr(r->items[0].error->msg, "GLOBAL"));
 	mproc_results_free(r);
 	finish_pool(p);
 }
@@ -317,7 +317,10 @@ START_TEST(test_pool_map_returns_every_result_in_order)
 	for (size_t i = 0; i < 1000; i++) {
 		ck_assert_uint_eq(r->items[i].index, i);
 		ck_assert_int_eq(int_of(r->items[i].value), (int64_t)(i * i));
+		ck_assert_ptr_null(r->items[i].error);
 	}
+	/* A map keeps one per input: four words each. */
+	ck_assert_uint_eq(sizeof r->items[0], 4 * sizeof(void *));
 	mproc_results_free(r);
 	finish_pool(p);
 }
@@ -512,7 +515,7 @@ START_TEST(test_pool_starmap_non_tuple_item_raises_type_error)
 	mproc_input_range(&in, 0, 2, 1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_starmap(p, t_add, &in, 0, &r), MPROC_ERAISED);
-	ck_assert_str_eq(r->items[0].exc_type, "TypeError");
+	ck_assert_str_eq(r->items[0].error->type, "TypeError");
 	ck_assert_uint_eq(r->failed, 2);
 	mproc_results_free(r);
 	finish_pool(p);
@@ -907,7 +910,7 @@ START_TEST(test_pool_crashed_worker_is_replaced)
 	ck_assert_int_eq(mproc_map(p, t_segv_on_3, &in, 4, &r), MPROC_ERAISED);
 	ck_assert_uint_eq(r->failed, 1);
 	ck_assert_int_eq(r->items[3].status, MPROC_CRASHED);
-	ck_assert_ptr_nonnull(strstr(r->items[3].exc_msg, "SIGSEGV"));
+	ck_assert_ptr_nonnull(strstr(r->items[3].error->msg, "SIGSEGV"));
 	for (int i = 0; i < 8; i++)
 		if (i != 3)
 			ck_assert_int_eq(int_of(r->items[i].value), i);
@@ -1084,8 +1087,8 @@ static size_t result_bytes(const struct mproc_result *r, char *out, size_t cap)
 		mproc_write_value(w, r->value);
 	else
 		mproc_write_none(w);
-	mproc_write_cstr(w, r->exc_type ? r->exc_type : "");
-	mproc_write_cstr(w, r->exc_msg ? r->exc_msg : "");
+	mproc_write_cstr(w, r->error ? r->error->type : "");
+	mproc_write_cstr(w, r->error ? r->error->msg : "");
 	mproc_write_tuple_end(w);
 	const void *d;
 	size_t n;

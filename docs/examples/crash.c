@@ -66,11 +66,12 @@ int main(int argc, char *argv[], char *envp[])
 			       mproc_status_name(r->status), v);
 		else
 			printf("%2zu %-8s %s: %s\n", r->index,
-			       mproc_status_name(r->status), r->exc_type, r->exc_msg);
+			       mproc_status_name(r->status), r->error->type, r->error->msg);
 	}
 	/* The first crash report: the worker's backtrace at the fault. */
 	for (size_t i = 0; i < res->count; i++) {
-		const struct mproc_crash *c = res->items[i].crash;
+		const struct mproc_crash *c =
+		        res->items[i].error ? res->items[i].error->crash : NULL;
 		if (c && c->report) {
 			printf("report of index %zu (si_code %d, address %#lx):\n%s",
 			       i, c->si_code, (unsigned long)c->addr, c->report);
