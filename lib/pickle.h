@@ -42,18 +42,21 @@ struct mproc_writer {
 /* Start a new value at b->len: state cleared, PROTO written. */
 static inline void mproc__writer_restart(struct mproc_writer *w)
 {
+	struct mproc__buf *b = w->b;
 	w->err = 0;
 	w->top_type = -1;
 	w->raised = false;
 	w->finished = false;
 	w->depth = 0;
-	w->b->len = w->start;
-	if (mproc__buf_reserve(w->b, 2) < 0) {
+	b->len = w->start;
+	if (mproc__buf_reserve(b, 2) < 0) {
 		w->err = -ENOMEM;
 		return;
 	}
-	w->b->data[w->b->len++] = (char)MPROC__OP_PROTO;
-	w->b->data[w->b->len++] = (char)w->protocol;
+	char *p = b->data + b->len;
+	p[0] = (char)MPROC__OP_PROTO;
+	p[1] = (char)w->protocol;
+	b->len += 2;
 }
 
 /*
@@ -82,10 +85,13 @@ int mproc__writer_end(struct mproc_writer *w);
 static inline int mproc__writer_end_result(struct mproc_writer *w)
 {
 	/* Nothing written: None, PROTO already there, in one step. */
+	struct mproc__buf *b = w->b;
 	if (!w->err && !w->depth && w->top_type < 0 &&
-	    mproc__buf_reserve(w->b, 2) == 0) {
-		w->b->data[w->b->len++] = (char)MPROC__OP_NONE;
-		w->b->data[w->b->len++] = (char)MPROC__OP_STOP;
+	    mproc__buf_reserve(b, 2) == 0) {
+		char *p = b->data + b->len;
+		p[0] = (char)MPROC__OP_NONE;
+		p[1] = (char)MPROC__OP_STOP;
+		b->len += 2;
 		w->top_type = MPROC_NONE;
 		w->finished = true;
 		return 0;

@@ -170,6 +170,7 @@ static struct worker *worker_self; /* the one worker of this process */
 
 struct worker {
 	const struct mproc__child_plan *plan;
+	struct mproc__status *status; /* plan->status */
 	jmp_buf exit_jb;        /* threads: where worker_exit() returns to */
 	int exit_code;          /* threads: what worker_exit() was given */
 	size_t committed;       /* out bytes that are whole result records */
@@ -387,18 +388,21 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
                        const char *arg, uint32_t arglen)
 {
 	struct mproc__buf *out = &wk->out;
-	if (mproc__buf_reserve(out, MPROC__RESULT_REC) < 0)
+	/* Room for the record and the commonest result, None, whole. */
+	if (mproc__buf_reserve(out, MPROC__RESULT_REC + 4) < 0)
 		worker_exit(wk, 70);
 	size_t rec = out->len;
 	out->len += MPROC__RESULT_REC;
 	mproc__writer_attach(wk->w, out);
 
 	/* No clock read: the manager times a task from when it first sees
-	 * its id here (fault.c), so that a timeout costs the worker nothing. */
-	atomic_store_explicit(&wk->plan->status->last_id, id,
-	                      memory_order_relaxed);
-	atomic_store_explicit(&wk->plan->status->task_id, id,
-	                      memory_order_release);
+	 * its id here (fault.c), so that a timeout costs the worker nothing.
+	 * The last id started matters only to a suspect, which runs alone
+	 * and with TF_CHECK: a death between tasks then names it. */
+	if (flags & MPROC__TF_CHECK)
+		atomic_store_explicit(&wk->status->last_id, id,
+		                      memory_order_relaxed);
+	atomic_store_explicit(&wk->status->task_id, id, memory_order_release);
 
 	const struct mproc_value *v = packed;
 	int rc = packed ? 0 : mproc_decode(wk->dec, arg, arglen, &v);
@@ -433,8 +437,7 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	/* Left attached: the next task attaches it anew, and the end of the
 	 * chunk detaches it (worker_chunk), a restart less per task. */
 
-	atomic_store_explicit(&wk->plan->status->task_id, 0,
-	                      memory_order_release);
+	atomic_store_explicit(&wk->status->task_id, 0, memory_order_release);
 	uint32_t hdr[2] = {(uint32_t)(out->len - rec - MPROC__RESULT_REC),
 	                   (uint32_t)status};
 	memcpy(out->data + rec, hdr, sizeof hdr);
@@ -509,6 +512,8 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 	mproc_task_fn fn = (mproc_task_fn)(uintptr_t)f->ref;
 	const char *end = p + f->len;
 	bool packed = f->flags & MPROC__TF_PACKED;
+	_Atomic int *stop = wk->plan->stop;
+	size_t max_rss = wk->plan->max_rss;
 	struct mproc__scalar node;
 	if (packed && !worker_packed_ok(f))
 		worker_exit(wk, 71);
@@ -527,15 +532,14 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 				worker_exit(wk, 71);
 		}
 		/* Threads: terminate asks them to stop before the next task. */
-		if (wk->plan->stop &&
-		    atomic_load_explicit(wk->plan->stop, memory_order_relaxed)) {
+		if (stop && atomic_load_explicit(stop, memory_order_relaxed)) {
 			worker_frame_close(wk);
 			worker_flush(wk);
 			worker_exit(wk, 0);
 		}
 		worker_run(wk, fn, f->flags, f->id + k, arg, p, len);
 		p += len;
-		if (wk->plan->max_rss && worker_over_rss(wk)) {
+		if (max_rss && worker_over_rss(wk)) {
 			/* Retire after the task that grew it; the rest of the
 			 * chunk goes back to the manager's queue. */
 			worker_frame_close(wk);
@@ -558,6 +562,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 static int worker_init(struct worker *wk, const struct mproc__child_plan *plan)
 {
 	wk->plan = plan;
+	wk->status = plan->status;
 	wk->check_every = 1;
 	wk->statm_fd = -1;
 	if (mproc_decoder_new(&wk->dec, &plan->limits) < 0 ||
