@@ -306,27 +306,64 @@ static void bench_recovery(size_t n)
 	printf("crash_task %.1f us\n", dt / (double)n * 1e6);
 }
 
+/* --only NAME,NAME...: just those measures (by their printed name). */
+static const char *only;
+
+static bool want(const char *name)
+{
+	if (!only)
+		return true;
+	size_t n = strlen(name);
+	for (const char *p = only; (p = strstr(p, name)); p += n)
+		if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
 int main(int argc, char *argv[], char *envp[])
 {
 	mproc_init(argc, argv, envp);
-	bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+	bool quick = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0) {
+			quick = true;
+		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+			only = argv[++i];
+		} else {
+			fprintf(stderr, "usage: %s [--quick] [--only NAME,...]\n", argv[0]);
+			return 2;
+		}
+	}
 	size_t scale = quick ? 10 : 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	bench_pipe_rtt(20000 / scale);
-	bench_floor(300000 / scale, false, "floor_imap");
-	bench_floor(1000000 / scale, true, "transport_ceiling");
-	bench_imap(300000 / scale, 1, "imap_c1");
-	bench_map(1000000 / scale);
-	bench_apply(5000 / scale);
-	bench_open_close(50 / scale, "open_apply_close");
-	bench_start = MPROC_START_FORKSERVER;
-	bench_open_close(50 / scale, "open_apply_close_forkserver");
-	bench_start = MPROC_START_FORK;
-	bench_fork(2000 / scale);
-	bench_recovery(500 / scale);
+	if (want("pipe_rtt"))
+		bench_pipe_rtt(20000 / scale);
+	if (want("floor_imap"))
+		bench_floor(300000 / scale, false, "floor_imap");
+	if (want("transport_ceiling"))
+		bench_floor(1000000 / scale, true, "transport_ceiling");
+	if (want("imap_c1"))
+		bench_imap(300000 / scale, 1, "imap_c1");
+	if (want("map_default"))
+		bench_map(1000000 / scale);
+	if (want("apply_rtt"))
+		bench_apply(5000 / scale);
+	if (want("open_apply_close"))
+		bench_open_close(50 / scale, "open_apply_close");
+	if (want("open_apply_close_forkserver")) {
+		bench_start = MPROC_START_FORKSERVER;
+		bench_open_close(50 / scale, "open_apply_close_forkserver");
+		bench_start = MPROC_START_FORK;
+	}
+	if (want("fork_wait"))
+		bench_fork(2000 / scale);
+	if (want("recovery") || want("crash_task"))
+		bench_recovery(500 / scale);
 	/* The same imap with the fault machinery's timeout watch on. */
-	bench_timeout = 10.0;
-	bench_imap(300000 / scale, 1, "imap_c1_timeout");
-	bench_timeout = 0;
+	if (want("imap_c1_timeout")) {
+		bench_timeout = 10.0;
+		bench_imap(300000 / scale, 1, "imap_c1_timeout");
+		bench_timeout = 0;
+	}
 	return 0;
 }

@@ -6,7 +6,12 @@ back on the same machine state), then summarised as median (min-max) over
 the rounds: the machine is shared and noisy, absolute times drift.
 
 Usage: python3 bench/compare_pool.py BUILD_DIR [--rounds N] [--quick]
+                                      [--only NAME,...]
+With --only, just those measures run (e.g. map_default), and only the rows
+they make are printed.
 """
+import contextlib
+import io
 import os
 import statistics
 import subprocess
@@ -35,6 +40,8 @@ def main():
     if "--rounds" in args:
         rounds = int(args[args.index("--rounds") + 1])
     quick = ["--quick"] if "--quick" in args else []
+    if "--only" in args:
+        quick += ["--only", args[args.index("--only") + 1]]
     c_cmd = [os.path.join(build, "bench", "bench_pool")] + quick
     py_cmd = [sys.executable, os.path.join(HERE, "bench_pool.py")] + quick
 
@@ -54,6 +61,22 @@ def main():
                 return v, unit
         raise KeyError(k)
 
+    tables(get)
+
+
+def tables(get):
+    """Print every table whose measures ran (all of them without --only)."""
+    for table in (versus_python, floors, faults):
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                table(get)
+        except KeyError:
+            continue
+        print(out.getvalue(), end="")
+
+
+def versus_python(get):
     print("| measure | mproc | Python `multiprocessing.Pool(2)` | ratio (median, min–max) | target |")
     print("|---|---|---|---|---|")
     specs = [
@@ -63,12 +86,17 @@ def main():
         ("open_apply_close", "open Pool(2), one apply, close, join", "lower", ">= 10x faster than Python"),
     ]
     for key, label, better, target in specs:
-        m, unit = get("mproc", key)
-        p, _ = get("python", key)
+        try:
+            m, unit = get("mproc", key)
+            p, _ = get("python", key)
+        except KeyError:
+            continue
         ratios = [a / b if better == "higher" else b / a for a, b in zip(m, p)]
         print(f"| {label} ({unit}) | {summary(m, '{:,.2f}')} | {summary(p, '{:,.2f}')} "
               f"| {summary(ratios, '{:.1f}x')} | {target} |")
 
+
+def floors(get):
     print()
     print("| floor | mproc | floor | mproc / floor (median, min–max) | target |")
     print("|---|---|---|---|---|")
@@ -83,10 +111,9 @@ def main():
     f, _ = get("mproc", "transport_ceiling")
     print(f"| imap chunksize 1 vs batched pipe transport, for scale ({unit}) | {summary(m, '{:,.0f}')} "
           f"| {summary(f, '{:,.0f}')} | {summary([b / a for a, b in zip(m, f)], '{:.1f}x')} slower | (none) |")
-    faults(get, summary)
 
 
-def faults(get, summary):
+def faults(get):
     print()
     print("| fault machinery | mproc | anchor | ratio (median, min–max) | target |")
     print("|---|---|---|---|---|")

@@ -84,15 +84,17 @@ int mproc__writer_end(struct mproc_writer *w);
  * task that returned without a value). */
 static inline int mproc__writer_end_result(struct mproc_writer *w)
 {
-	/* Nothing written: None, PROTO already there, in one step. */
+	/* A whole value, or nothing (None, PROTO already there): STOP, in
+	 * one step. Anything else fails in mproc__writer_end(). */
 	struct mproc__buf *b = w->b;
-	if (!w->err && !w->depth && w->top_type < 0 &&
-	    mproc__buf_reserve(b, 2) == 0) {
+	if (!w->err && !w->depth && mproc__buf_reserve(b, 2) == 0) {
 		char *p = b->data + b->len;
-		p[0] = (char)MPROC__OP_NONE;
-		p[1] = (char)MPROC__OP_STOP;
-		b->len += 2;
-		w->top_type = MPROC_NONE;
+		if (w->top_type < 0) {
+			*p++ = (char)MPROC__OP_NONE;
+			w->top_type = MPROC_NONE;
+		}
+		*p++ = (char)MPROC__OP_STOP;
+		b->len = (size_t)(p - b->data);
 		w->finished = true;
 		return 0;
 	}
