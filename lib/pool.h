@@ -26,7 +26,7 @@
 
 struct mproc__status {
 	_Atomic uint64_t task_id;  /* id of the running task, 0 when idle */
-	_Atomic uint64_t last_id;  /* id of the last task started */
+	_Atomic uint64_t last_id;  /* suspects (TF_CHECK): last task started */
 	_Atomic uint64_t ready_ns; /* CLOCK_MONOTONIC when setup finished */
 	/* Written by the crash handler, read after the worker is reaped. */
 	_Atomic int crash_signal;
