@@ -24,6 +24,7 @@
  * valgrind follows the forked workers too; in imap mode the manager is the
  * process with by far the most instructions ("Collected").
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,12 +68,13 @@ static int map_mode(void)
 	double c0 = cpu(RUSAGE_SELF), w0 = cpu(RUSAGE_CHILDREN), t0 = now();
 	int rc = mproc_map(p, empty, &in, 0, &res);
 	double wall = now() - t0, manager = cpu(RUSAGE_SELF) - c0;
-	if (rc < 0 || res->count != n)
-		return 1;
+	bool ok = rc == 0 && res->count == n;
 	mproc_results_free(res);
 	mproc_pool_close(p);
 	mproc_pool_join(p);
 	mproc_pool_free(p);
+	if (!ok)
+		return 1;
 	/* The workers' time is known once they are reaped: it includes their
 	 * start and end, a small part of a million tasks. */
 	double workers = cpu(RUSAGE_CHILDREN) - w0;

@@ -54,7 +54,11 @@ def open_apply_close(n):
 def main():
     args = sys.argv[1:]
     quick = "--quick" in args
-    only = args[args.index("--only") + 1].split(",") if "--only" in args else None
+    only = None
+    if "--only" in args:
+        if args.index("--only") + 1 >= len(args):
+            sys.exit("usage: bench_pool.py [--quick] [--only NAME,...]")
+        only = args[args.index("--only") + 1].split(",")
     scale = 10 if quick else 1
     mp.set_start_method("fork")
     measures = [

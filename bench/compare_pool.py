@@ -7,8 +7,8 @@ the rounds: the machine is shared and noisy, absolute times drift.
 
 Usage: python3 bench/compare_pool.py BUILD_DIR [--rounds N] [--quick]
                                       [--only NAME,...]
-With --only, just those measures run (e.g. map_default), and only the rows
-they make are printed.
+With --only, just those measures run (e.g. map_default), and only the
+tables (and, against Python, the rows) they make are printed.
 """
 import contextlib
 import io
@@ -41,6 +41,8 @@ def main():
         rounds = int(args[args.index("--rounds") + 1])
     quick = ["--quick"] if "--quick" in args else []
     if "--only" in args:
+        if args.index("--only") + 1 >= len(args):
+            sys.exit("--only needs NAME,...")
         quick += ["--only", args[args.index("--only") + 1]]
     c_cmd = [os.path.join(build, "bench", "bench_pool")] + quick
     py_cmd = [sys.executable, os.path.join(HERE, "bench_pool.py")] + quick
@@ -85,15 +87,19 @@ def versus_python(get):
         ("apply_rtt", "apply round trip", "lower", ">= 5x faster than Python"),
         ("open_apply_close", "open Pool(2), one apply, close, join", "lower", ">= 10x faster than Python"),
     ]
+    printed = 0
     for key, label, better, target in specs:
         try:
             m, unit = get("mproc", key)
             p, _ = get("python", key)
         except KeyError:
             continue
+        printed += 1
         ratios = [a / b if better == "higher" else b / a for a, b in zip(m, p)]
         print(f"| {label} ({unit}) | {summary(m, '{:,.2f}')} | {summary(p, '{:,.2f}')} "
               f"| {summary(ratios, '{:.1f}x')} | {target} |")
+    if not printed:
+        raise KeyError("no measure of this table ran")
 
 
 def floors(get):

@@ -508,7 +508,8 @@ struct mproc_error {
 
 /*
  * One task's result. Owned by the object that handed it out, and so is
- * everything it points to. 32 bytes: a map keeps one per input.
+ * everything it points to. 32 bytes on a 64-bit machine: a map keeps one
+ * per input.
  */
 struct mproc_result {
 	/** Position of the task's input (0 for apply). */

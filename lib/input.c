@@ -131,6 +131,13 @@ static enum input_kind input_kind(const struct mproc_input *in)
 
 uint8_t mproc__input_pack(const struct mproc_input *in)
 {
+	/* Packed items are counted by in->len, so it must be known and
+	 * within what the helper holds: a helper's generator wrapped by
+	 * mproc_input_fn_init knows no length, and a copy may claim more
+	 * than its helper's state has (its generator would stop there). */
+	const struct mproc_input *st = in->cookie;
+	if (!in->has_len || input_kind(in) == INPUT_OTHER || in->len > st->len)
+		return 0;
 	switch (input_kind(in)) {
 	case INPUT_RANGE:
 		return MPROC__TF_RANGE;

@@ -249,17 +249,17 @@ static int job_grow_items(struct mproc__job *job, size_t need)
 }
 
 /*
- * A packed job's next items: a range's take no bytes (the frame's record
- * says where it starts, pool_dispatch_chunk) and count one each against
- * the byte budget, so that a chunk still ends, at 16 M tasks; an array's
- * take their 8 bytes.
+ * A packed job's next items: an array's take their 8 bytes; a range's take
+ * none (the frame's record says where it starts, pool_dispatch_chunk) but
+ * count 16 each against the byte budget, so that a chunk ends near 1 M
+ * tasks, as a pickled one did: that bounds what an unexplained death makes
+ * of it (a one-task suspect frame per task left).
  */
 static size_t job_pull_packed(struct mproc__job *job, struct mproc__buf *out,
                               size_t n, size_t limit)
 {
 	size_t room = out->len < limit ? limit - out->len : 0;
-	if (job->pack != MPROC__TF_RANGE)
-		room /= MPROC__NUM_REC;
+	room /= job->pack == MPROC__TF_RANGE ? MPROC__RANGE_REC : MPROC__NUM_REC;
 	if (n > room)
 		n = room;
 	if (n > job->in.len - job->pulled)
@@ -585,11 +585,13 @@ static struct mproc__error *job_error(struct mproc__job *job)
 	struct mproc__error *r = &job->curerr;
 	if (job->kind == MPROC__JOB_ALL) {
 		struct mproc__errors *b = job->errors;
-		if (!b || b->n == sizeof b->r / sizeof b->r[0]) {
-			b = malloc(sizeof *b);
+		if (!b || b->n == b->cap) {
+			size_t cap = !b ? 1 : b->cap < 256 ? 2 * b->cap : 256;
+			b = malloc(sizeof *b + cap * sizeof b->r[0]);
 			if (!b)
 				return NULL;
 			b->n = 0;
+			b->cap = cap;
 			b->next = job->errors;
 			job->errors = b;
 		}

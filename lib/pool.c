@@ -36,7 +36,6 @@
 #include "config.h"
 #include "pool.h"
 
-#define FRAME_BUDGET (16u << 20)    /* a chunk's frame stops growing here */
 #define DEPTH_TARGET_NS 200000.0    /* queue ~200 us of work per worker */
 #define DEPTH_MIN 2
 #define DEPTH_MAX 512
@@ -641,7 +640,7 @@ static int pool_dispatch_chunk(struct mproc_pool *pool,
 		}
 	}
 	/* A chunk of big items stops at the budget (past it by one item). */
-	size_t got = mproc__job_pull(job, &w->out, want, hdr + FRAME_BUDGET);
+	size_t got = mproc__job_pull(job, &w->out, want, hdr + MPROC__FRAME_BUDGET);
 	if (got == 0) {
 		w->out.len = hdr;
 		if (job->input_done) {
@@ -757,7 +756,7 @@ static void worker_compact(struct mproc__worker *w)
 	if (w->out_acked == w->out.len && w->out_sent == w->out.len) {
 		w->out.len = w->out_acked = w->out_sent = 0;
 	} else if ((w->out_acked >= (64u << 10) && live <= w->out_acked / 8) ||
-	           w->out_acked >= FRAME_BUDGET) {
+	           w->out_acked >= MPROC__FRAME_BUDGET) {
 		mproc__buf_consume(&w->out, w->out_acked);
 		w->out_sent -= w->out_acked;
 		w->out_acked = 0;

@@ -119,11 +119,12 @@ struct mproc__error {
 };
 
 /* Error records of a map's results, a block at a time (errors are rarer
- * than values: the table itself holds only a pointer). */
+ * than values: the table itself holds only a pointer). Blocks start small
+ * (an apply that raised needs one record) and double. */
 struct mproc__errors {
 	struct mproc__errors *next;
-	size_t n;
-	struct mproc__error r[64];
+	size_t n, cap;
+	struct mproc__error r[];
 };
 
 struct mproc__job {

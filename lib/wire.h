@@ -47,6 +47,11 @@ enum {
 	MPROC__TF_FLOATS = 16, /* packed: a double per task */
 };
 #define MPROC__TF_PACKED (MPROC__TF_RANGE | MPROC__TF_INTS | MPROC__TF_FLOATS)
+/* A chunk's TASK frame stops growing at this many bytes; a range's task
+ * counts MPROC__RANGE_REC against it, so no frame the manager makes holds
+ * more than MPROC__FRAME_BUDGET / MPROC__RANGE_REC tasks (1 M). */
+#define MPROC__FRAME_BUDGET (16u << 20)
+#define MPROC__RANGE_MAX_TASKS (MPROC__FRAME_BUDGET / MPROC__RANGE_REC)
 /* Bytes of a range frame's payload, and of a number's in the others. */
 #define MPROC__RANGE_REC 16u
 #define MPROC__NUM_REC 8u

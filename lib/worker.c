@@ -478,7 +478,8 @@ static bool worker_packed_ok(const struct mproc__frame *f)
 {
 	uint8_t pack = f->flags & MPROC__TF_PACKED;
 	if (pack == MPROC__TF_RANGE)
-		return f->len == MPROC__RANGE_REC;
+		return f->len == MPROC__RANGE_REC &&
+		       f->count <= MPROC__RANGE_MAX_TASKS;
 	if (pack == MPROC__TF_INTS || pack == MPROC__TF_FLOATS)
 		return f->len == (uint64_t)f->count * MPROC__NUM_REC;
 	return false;

@@ -325,6 +325,37 @@ START_TEST(test_input_packing_matches_the_generators)
 	mproc_input_cstrs(&in, strs, 2);
 	ck_assert_int_eq(mproc__input_pack(&in), 0);
 	mproc__buf_free(&b);
+	/* So does a helper's generator whose length is unknown (wrapped by
+	 * mproc_input_fn_init), or claimed past what the helper holds. */
+	struct mproc_input r, wrapped;
+	mproc_input_range(&r, 0, 10, 1);
+	ck_assert_int_eq(mproc_input_fn_init(&wrapped, r.fn, r.cookie), 0);
+	ck_assert_int_eq(mproc__input_pack(&wrapped), 0);
+	wrapped.has_len = true;
+	wrapped.len = 10;
+	ck_assert_int_eq(mproc__input_pack(&wrapped), MPROC__TF_RANGE);
+	wrapped.len = 11;
+	ck_assert_int_eq(mproc__input_pack(&wrapped), 0);
+}
+END_TEST
+
+/* A range's chunk stops near 1 M tasks however big its chunksize, as a
+ * chunk of pickles did: a death leaves at most that many to requeue. */
+START_TEST(test_input_range_chunks_are_bounded)
+{
+	struct mproc__job *job = mproc__job_new(NULL, MPROC__JOB_ORDERED, NULL,
+	                                        SIZE_MAX, 0);
+	ck_assert_ptr_nonnull(job);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, INT64_MAX, 1);
+	ck_assert_int_eq(mproc__job_set_input(job, &in), 0);
+	ck_assert_int_eq(job->pack, MPROC__TF_RANGE);
+	struct mproc__buf out = {0};
+	size_t got = mproc__job_pull(job, &out, SIZE_MAX, MPROC__FRAME_BUDGET);
+	ck_assert_uint_eq(got, MPROC__RANGE_MAX_TASKS);
+	ck_assert_uint_eq(out.len, 0); /* no bytes: the frame's record says it */
+	ck_assert_uint_eq(job->pulled, got);
+	mproc__job_free(job);
 }
 END_TEST
 
@@ -1486,6 +1517,7 @@ int main(void)
 	tcase_add_test(tc, test_pickle_scalar_nodes_match_the_decoder);
 	tcase_add_test(tc, test_pickle_scalar_messages_decode_as_the_unpickler_does);
 	tcase_add_test(tc, test_input_packing_matches_the_generators);
+	tcase_add_test(tc, test_input_range_chunks_are_bounded);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
