@@ -599,7 +599,7 @@ static int mp_check_threads(struct mproc_pool *p)
 	int64_t pid = 0;
 	int rc = mproc_apply(p, task_pid, NULL, 0, &res);
 	if (rc == 0)
-		rc = mproc_value_int(res->items[0].value, &pid);
+		rc = mproc_value_int(mproc_results_value(res, 0), &pid);
 	mproc_results_free(res);
 	if (rc < 0)
 		return rc;

@@ -508,8 +508,7 @@ struct mproc_error {
 
 /*
  * One task's result. Owned by the object that handed it out, and so is
- * everything it points to. 32 bytes on a 64-bit machine: a map keeps one
- * per input.
+ * everything it points to.
  */
 struct mproc_result {
 	/** Position of the task's input (0 for apply). */
@@ -549,13 +548,33 @@ struct mproc_crash {
 	const char *report;
 };
 
-/* Every result of one call, in input order. Read-only. */
+/*
+ * Every result of one call, in input order. Read-only: read item i with
+ * mproc_results_get() or mproc_results_value(). A map keeps one word per
+ * item, not a struct mproc_result, so that 10^6 results take 8 MB, as
+ * Python's list does: a map's table is most of the fresh memory it needs.
+ */
 struct mproc_results {
 	size_t count;
-	const struct mproc_result *items;
 	/** How many items have a status other than MPROC_OK. */
 	size_t failed;
+	/** Private: the items, one word each (lib/job.c). */
+	const uintptr_t *slots_;
 };
+
+/*
+ * Item i of res into *out: its index, status, attempts, value and error,
+ * which point into res and are valid until mproc_results_free(). Returns
+ * 0, or -EINVAL when res or out is NULL or i >= res->count (*out is then
+ * left alone).
+ */
+MPROC_EXPORT int mproc_results_get(const struct mproc_results *res, size_t i,
+                                   struct mproc_result *out);
+
+/* Item i's value when its status is MPROC_OK; NULL otherwise, and when res
+ * is NULL or i >= res->count. Python's results[i]. */
+MPROC_EXPORT const struct mproc_value *
+mproc_results_value(const struct mproc_results *res, size_t i);
 
 /* Free results from mproc_apply() or mproc_map(). NULL is allowed. */
 MPROC_EXPORT void mproc_results_free(struct mproc_results *res);

@@ -18,45 +18,87 @@
 #include "pool.h"
 
 /*
- * A map's result table. A big one comes straight from mmap, 2 MiB aligned
- * and asking for transparent huge pages: 10^6 results are 48 MB, whose
- * first touch would otherwise cost a page fault per 4 KiB while the
- * results come in. Small ones stay with malloc.
+ * A map's result table: one word per input. An OK result of a first
+ * attempt (the commonest by far) is just its value's address; any other is
+ * the address of a whole struct mproc_result kept in the job's records,
+ * with bit 0 set (values and records are 8-aligned, so bit 0 is free).
+ * mproc_results_get() reads either. Python's list of results takes a word
+ * per item too: a map's table is most of the fresh memory it touches, and
+ * on a virtual machine fresh memory is dear.
+ *
+ * A big table comes straight from mmap, 2 MiB aligned and asking for
+ * transparent huge pages: 10^6 results are 8 MB, whose first touch would
+ * otherwise cost a page fault per 4 KiB while the results come in. Small
+ * ones stay with malloc.
  */
-#define ITEMS_MMAP ((size_t)2 << 20)
+#define SLOT_REC ((uintptr_t)1)
+#define TABLE_MMAP ((size_t)2 << 20)
 
-static struct mproc_result *items_alloc(size_t n)
+static uintptr_t *table_alloc(size_t n)
 {
-	if (n > SIZE_MAX / sizeof(struct mproc_result) - ITEMS_MMAP)
+	if (n > SIZE_MAX / sizeof(uintptr_t) - TABLE_MMAP)
 		return NULL;
-	size_t bytes = n * sizeof(struct mproc_result);
-	if (bytes < ITEMS_MMAP)
-		return malloc(bytes);
-	size_t len = (bytes + ITEMS_MMAP - 1) & ~(ITEMS_MMAP - 1);
-	char *p = mmap(NULL, len + ITEMS_MMAP, PROT_READ | PROT_WRITE,
+	size_t bytes = n * sizeof(uintptr_t);
+	if (bytes < TABLE_MMAP)
+		return malloc(bytes ? bytes : 1);
+	size_t len = (bytes + TABLE_MMAP - 1) & ~(TABLE_MMAP - 1);
+	char *p = mmap(NULL, len + TABLE_MMAP, PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
 	/* Trim to an aligned start; the tail past len goes too. */
-	size_t head = (ITEMS_MMAP - ((uintptr_t)p & (ITEMS_MMAP - 1))) &
-	              (ITEMS_MMAP - 1);
+	size_t head = (TABLE_MMAP - ((uintptr_t)p & (TABLE_MMAP - 1))) &
+	              (TABLE_MMAP - 1);
 	if (head)
 		munmap(p, head);
-	munmap(p + head + len, ITEMS_MMAP - head);
+	munmap(p + head + len, TABLE_MMAP - head);
 	/* Advice only: without THP the table works the same. */
 	(void)madvise(p + head, len, MADV_HUGEPAGE);
-	return (struct mproc_result *)(void *)(p + head);
+	return (uintptr_t *)(void *)(p + head);
 }
 
-static void items_free(struct mproc_result *r, size_t n)
+static void table_free(uintptr_t *t, size_t n)
 {
-	if (!r)
+	if (!t)
 		return;
-	size_t bytes = n * sizeof *r;
-	if (bytes < ITEMS_MMAP)
-		free(r);
+	size_t bytes = n * sizeof *t;
+	if (bytes < TABLE_MMAP)
+		free(t);
 	else
-		munmap(r, (bytes + ITEMS_MMAP - 1) & ~(ITEMS_MMAP - 1));
+		munmap(t, (bytes + TABLE_MMAP - 1) & ~(TABLE_MMAP - 1));
+}
+
+/*
+ * Room for a record of a map's result or error, from blocks that never
+ * move (the table and the results point into them): they start small (an
+ * apply that raised needs one) and double up to 64 KiB. NULL without
+ * memory.
+ */
+struct mproc__recblock {
+	struct mproc__recblock *next;
+	size_t used, cap;
+	_Alignas(max_align_t) char data[];
+};
+
+static void *job_record(struct mproc__job *job, size_t size)
+{
+	size = (size + 15) & ~(size_t)15;
+	struct mproc__recblock *b = job->recs;
+	if (!b || b->cap - b->used < size) {
+		size_t cap = !b ? 256 : b->cap < (64u << 10) ? 2 * b->cap : b->cap;
+		if (cap < size)
+			cap = size;
+		b = malloc(sizeof *b + cap);
+		if (!b)
+			return NULL;
+		b->used = 0;
+		b->cap = cap;
+		b->next = job->recs;
+		job->recs = b;
+	}
+	void *p = b->data + b->used;
+	b->used += size;
+	return p;
 }
 
 struct mproc__job *mproc__job_new(struct mproc_pool *pool,
@@ -104,10 +146,10 @@ void mproc__job_free(struct mproc__job *job)
 	for (size_t i = 0; i < job->nslots; i++)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
-	items_free(job->items, job->nitems);
-	while (job->errors) {
-		struct mproc__errors *b = job->errors;
-		job->errors = b->next;
+	table_free(job->table, job->ntable);
+	while (job->recs) {
+		struct mproc__recblock *b = job->recs;
+		job->recs = b->next;
 		free(b);
 	}
 	if (job->in_jobs)
@@ -226,25 +268,24 @@ size_t mproc__job_room(const struct mproc__job *job)
 
 static int job_grow_items(struct mproc__job *job, size_t need)
 {
-	if (need <= job->nitems)
+	if (need <= job->ntable)
 		return 0;
 	/* A map knows its length: the table is made once, at its size. */
-	size_t n = job->nitems ? job->nitems : 64;
+	size_t n = job->ntable ? job->ntable : 64;
 	while (n < need)
 		n *= 2;
 	if (job->in.has_len && need <= job->in.len && n > job->in.len)
 		n = job->in.len;
-	/* Not cleared: every item up to `pulled` is written whole when its
-	 * result is stored, and none past it is ever read. A map over 10^6
-	 * inputs would otherwise spend a pass over 48 MB on zeros. */
-	struct mproc_result *r = items_alloc(n);
-	if (!r)
+	/* Not cleared: every item up to `pulled` is written when its result
+	 * is stored, and none past it is ever read. */
+	uintptr_t *t = table_alloc(n);
+	if (!t)
 		return -ENOMEM;
 	if (job->pulled)
-		memcpy(r, job->items, job->pulled * sizeof *r);
-	items_free(job->items, job->nitems);
-	job->items = r;
-	job->nitems = n;
+		memcpy(t, job->table, job->pulled * sizeof *t);
+	table_free(job->table, job->ntable);
+	job->table = t;
+	job->ntable = n;
 	return 0;
 }
 
@@ -360,42 +401,75 @@ static const struct mproc_error job_err_undecodable = {
 static const struct mproc_error job_err_lost = {
 	"UnpicklingError", "result lost: out of memory", NULL};
 
+/* Where the result of a map's slot lives when there was no memory for
+ * its record: it still ends, as an error (mproc_results_get sets index). */
+static const struct mproc_error job_err_nomem_record = {
+	"MemoryError", "no memory to keep the result", NULL};
+static const struct mproc_result job_rec_nomem = {
+	.status = MPROC_RAISED, .attempts = 1, .error = &job_err_nomem_record};
+/* The slot of a result nobody will read (the caller freed its handle). */
+static const struct mproc_result job_rec_unread = {.status = MPROC_CANCELLED};
+
+/* Fill a map's slot with r: its value alone, or a record of the whole. */
+static void job_set_slot(struct mproc__job *job, uintptr_t *slot,
+                         const struct mproc_result *r)
+{
+	if (r->status == MPROC_OK && r->attempts == 1 &&
+	    !((uintptr_t)r->value & SLOT_REC)) {
+		*slot = (uintptr_t)r->value;
+		return;
+	}
+	struct mproc_result *rec = job_record(job, sizeof *rec);
+	if (!rec) {
+		if (r->status == MPROC_OK)
+			job->failed++;
+		*slot = (uintptr_t)&job_rec_nomem | SLOT_REC;
+		return;
+	}
+	*rec = *r;
+	*slot = (uintptr_t)rec | SLOT_REC;
+}
+
 /* map/apply: decode each result as it arrives, while the workers go on. */
 static int job_store_all(struct mproc__job *job, size_t index,
                          enum mproc_status status, unsigned attempts,
                          const void *payload, size_t len)
 {
-	struct mproc_result *it = &job->items[index];
-	int rc = 0;
+	uintptr_t *slot = &job->table[index];
 	job->completed++;
 	if (job->user_released && !job->cb.callback && !job->cb.error_callback) {
-		it->status = status; /* nobody will read it: skip decoding */
+		/* Nobody will read it: skip decoding. */
+		*slot = (uintptr_t)&job_rec_unread | SLOT_REC;
 		return 0;
 	}
-	if (status == MPROC_OK) {
-		const struct mproc_value *tiny = mproc__decode_tiny(payload, len);
-		if (tiny) {
-			*it = (struct mproc_result){.index = index, .status = MPROC_OK,
-			                            .value = tiny, .attempts = attempts};
-			return 0;
-		}
-	}
-	const char *kept = len ? job_keep(job, payload, len) : NULL;
-	if (len && !kept) {
-		*it = (struct mproc_result){.index = index, .status = MPROC_RAISED,
-		                            .attempts = attempts,
-		                            .error = &job_err_nomem_keep};
-		rc = -ENOMEM;
+	struct mproc_result r;
+	int rc = 0;
+	const struct mproc_value *tiny =
+	        status == MPROC_OK ? mproc__decode_tiny(payload, len) : NULL;
+	if (tiny) {
+		r = (struct mproc_result){.index = index, .status = MPROC_OK,
+		                          .attempts = attempts, .value = tiny};
 	} else {
-		rc = mproc__job_result(job, status, attempts, index, kept, len, it);
-		if (rc < 0) {
-			it->status = MPROC_RAISED;
-			it->value = NULL;
-			it->error = &job_err_nomem_decode;
+		const char *kept = len ? job_keep(job, payload, len) : NULL;
+		if (len && !kept) {
+			r = (struct mproc_result){.index = index,
+			                          .status = MPROC_RAISED,
+			                          .attempts = attempts,
+			                          .error = &job_err_nomem_keep};
+			rc = -ENOMEM;
+		} else {
+			rc = mproc__job_result(job, status, attempts, index, kept,
+			                       len, &r);
+			if (rc < 0) {
+				r.status = MPROC_RAISED;
+				r.value = NULL;
+				r.error = &job_err_nomem_decode;
+			}
 		}
 	}
-	if (it->status != MPROC_OK)
+	if (r.status != MPROC_OK)
 		job->failed++;
+	job_set_slot(job, slot, &r);
 	return rc;
 }
 
@@ -453,10 +527,12 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
                          unsigned attempts, const char *p, const char *end,
                          uint32_t count, size_t *stored)
 {
-	bool fast = job->kind == MPROC__JOB_ALL &&
+	/* A first attempt's tiny results are their value's address in the
+	 * table; a retry's take a record (job_store_all). */
+	bool fast = job->kind == MPROC__JOB_ALL && attempts == 1 &&
 	            (!job->user_released || job->cb.callback ||
 	             job->cb.error_callback);
-	struct mproc_result *items = job->items;
+	uintptr_t *table = job->table;
 	/*
 	 * A map's results are mostly the same few bytes (None, say): the last
 	 * tiny record (header and pickle, 12 or 13 bytes) and its node are
@@ -478,9 +554,7 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 				memcpy(&body, p + 8, 8);
 				if (hdr != last_hdr || ((body ^ last_body) & mask))
 					break;
-				items[i] = (struct mproc_result){
-				        .index = i, .status = MPROC_OK,
-				        .value = last_v, .attempts = attempts};
+				table[i] = (uintptr_t)last_v;
 				p += last_len;
 				i++;
 			}
@@ -511,9 +585,7 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			last_body = 0;
 			memcpy(&last_body, body, rec[0]);
 			last_v = v;
-			items[index + k] = (struct mproc_result){
-			        .index = index + k, .status = MPROC_OK,
-			        .value = v, .attempts = attempts};
+			table[index + k] = (uintptr_t)v;
 			ok++;
 		} else {
 			if (ok) {
@@ -579,24 +651,12 @@ static int64_t item_int(const struct mproc_value *v, size_t i)
 }
 
 /* Room for a result's error: in the job for an iterator (one result out
- * at a time), in the job's error blocks for a map. NULL without memory. */
+ * at a time), in the job's records for a map. NULL without memory. */
 static struct mproc__error *job_error(struct mproc__job *job)
 {
 	struct mproc__error *r = &job->curerr;
-	if (job->kind == MPROC__JOB_ALL) {
-		struct mproc__errors *b = job->errors;
-		if (!b || b->n == b->cap) {
-			size_t cap = !b ? 1 : b->cap < 256 ? 2 * b->cap : 256;
-			b = malloc(sizeof *b + cap * sizeof b->r[0]);
-			if (!b)
-				return NULL;
-			b->n = 0;
-			b->cap = cap;
-			b->next = job->errors;
-			job->errors = b;
-		}
-		r = &b->r[b->n++];
-	}
+	if (job->kind == MPROC__JOB_ALL && !(r = job_record(job, sizeof *r)))
+		return NULL;
 	*r = (struct mproc__error){0};
 	return r;
 }
@@ -698,7 +758,7 @@ int mproc__job_finalize(struct mproc__job *job)
 {
 	/* Every result was decoded as it arrived: only the totals are left. */
 	job->results.count = job->pulled;
-	job->results.items = job->items;
+	job->results.slots_ = job->table;
 	job->results.failed = job->failed;
 	if (job->input_err)
 		return job->input_err;
@@ -724,4 +784,33 @@ void mproc__job_release(struct mproc__job *job)
 	}
 	mproc__job_maybe_free(job);
 	pthread_mutex_unlock(&pool->mu);
+}
+
+int mproc_results_get(const struct mproc_results *res, size_t i,
+                      struct mproc_result *out)
+{
+	if (!res || !out || i >= res->count)
+		return -EINVAL;
+	uintptr_t slot = res->slots_[i];
+	if (slot & SLOT_REC)
+		*out = *(const struct mproc_result *)(slot & ~SLOT_REC);
+	else if (slot)
+		*out = (struct mproc_result){.status = MPROC_OK, .attempts = 1,
+		                             .value = (const void *)slot};
+	else
+		*out = (struct mproc_result){.status = MPROC_PENDING};
+	out->index = i;
+	return 0;
+}
+
+const struct mproc_value *mproc_results_value(const struct mproc_results *res,
+                                              size_t i)
+{
+	if (!res || i >= res->count)
+		return NULL;
+	uintptr_t slot = res->slots_[i];
+	if (!(slot & SLOT_REC))
+		return (const void *)slot;
+	const struct mproc_result *r = (const void *)(slot & ~SLOT_REC);
+	return r->status == MPROC_OK ? r->value : NULL;
 }

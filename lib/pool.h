@@ -118,14 +118,7 @@ struct mproc__error {
 	struct mproc_crash c;
 };
 
-/* Error records of a map's results, a block at a time (errors are rarer
- * than values: the table itself holds only a pointer). Blocks start small
- * (an apply that raised needs one record) and double. */
-struct mproc__errors {
-	struct mproc__errors *next;
-	size_t n, cap;
-	struct mproc__error r[];
-};
+struct mproc__recblock;
 
 struct mproc__job {
 	struct mproc_pool *pool;
@@ -154,15 +147,15 @@ struct mproc__job {
 	size_t window;          /* iterators: most results pulled ahead */
 	struct mproc__slot *slots; /* iterators: a power of two > window */
 	size_t nslots;
-	struct mproc_result *items; /* ALL: one per input, filled on arrival */
-	size_t nitems;
+	uintptr_t *table;       /* ALL: a word per input, filled on arrival */
+	size_t ntable;
 	size_t failed;
 	size_t uhead, ucount;   /* unordered: FIFO of ready slots */
 	struct mproc__block *blocks; /* ALL: result pickles, newest first */
 	struct mproc_decoder *dec;
 	struct mproc_result cur;   /* iterators: the result handed out */
 	struct mproc__error curerr; /* iterators: its error, if any */
-	struct mproc__errors *errors; /* ALL: error records of its results */
+	struct mproc__recblock *recs; /* ALL: records of its results, errors */
 	struct mproc_results results; /* ALL: filled when done */
 	int final_rc;
 

@@ -28,6 +28,17 @@ static inline int open_with_start(struct mproc_pool **p,
 	return mproc_pool_open(p, o);
 }
 
+/* Item i of a call's results, by value; asserts that it is there (only in
+ * the test process: every suite that uses it includes check.h first). */
+#ifdef ck_assert_int_eq
+static inline struct mproc_result item(const struct mproc_results *r, size_t i)
+{
+	struct mproc_result it = {0};
+	ck_assert_int_eq(mproc_results_get(r, i, &it), 0);
+	return it;
+}
+#endif
+
 /* The suite runs against the threads backend (MPROC_TEST_START=threads). */
 static inline bool test_threads(void)
 {

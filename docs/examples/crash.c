@@ -58,20 +58,21 @@ int main(int argc, char *argv[], char *envp[])
 		mproc_pool_free(pool);
 		return EXIT_FAILURE;
 	}
+	struct mproc_result r;
 	for (size_t i = 0; i < res->count; i++) {
-		const struct mproc_result *r = &res->items[i];
+		mproc_results_get(res, i, &r);
 		int64_t v;
-		if (r->status == MPROC_OK && mproc_value_int(r->value, &v) == 0)
-			printf("%2zu %-8s %" PRId64 "\n", r->index,
-			       mproc_status_name(r->status), v);
+		if (r.status == MPROC_OK && mproc_value_int(r.value, &v) == 0)
+			printf("%2zu %-8s %" PRId64 "\n", r.index,
+			       mproc_status_name(r.status), v);
 		else
-			printf("%2zu %-8s %s: %s\n", r->index,
-			       mproc_status_name(r->status), r->error->type, r->error->msg);
+			printf("%2zu %-8s %s: %s\n", r.index,
+			       mproc_status_name(r.status), r.error->type, r.error->msg);
 	}
 	/* The first crash report: the worker's backtrace at the fault. */
 	for (size_t i = 0; i < res->count; i++) {
-		const struct mproc_crash *c =
-		        res->items[i].error ? res->items[i].error->crash : NULL;
+		mproc_results_get(res, i, &r);
+		const struct mproc_crash *c = r.error ? r.error->crash : NULL;
 		if (c && c->report) {
 			printf("report of index %zu (si_code %d, address %#lx):\n%s",
 			       i, c->si_code, (unsigned long)c->addr, c->report);
