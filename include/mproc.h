@@ -508,7 +508,8 @@ struct mproc_error {
 
 /*
  * One task's result. Owned by the object that handed it out, and so is
- * everything it points to.
+ * everything it points to; from mproc_results_get() the struct is the
+ * caller's, and what it points to is the results'.
  */
 struct mproc_result {
 	/** Position of the task's input (0 for apply). */

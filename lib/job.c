@@ -401,12 +401,17 @@ static const struct mproc_error job_err_undecodable = {
 static const struct mproc_error job_err_lost = {
 	"UnpicklingError", "result lost: out of memory", NULL};
 
-/* Where the result of a map's slot lives when there was no memory for
- * its record: it still ends, as an error (mproc_results_get sets index). */
-static const struct mproc_error job_err_nomem_record = {
-	"MemoryError", "no memory to keep the result", NULL};
-static const struct mproc_result job_rec_nomem = {
-	.status = MPROC_RAISED, .attempts = 1, .error = &job_err_nomem_record};
+/* Where a failed result lives when there was no memory for its record:
+ * one per status, so the status stands; its attempts (given as 1) and its
+ * own error are lost. mproc_results_get() sets the index. */
+static const struct mproc_result job_rec_nomem[] = {
+#define NOMEM_REC(st) [st] = {.status = st, .attempts = 1, \
+                              .error = &job_err_nomem_keep}
+	NOMEM_REC(MPROC_RAISED), NOMEM_REC(MPROC_CRASHED),
+	NOMEM_REC(MPROC_TIMEOUT), NOMEM_REC(MPROC_MEMORY),
+	NOMEM_REC(MPROC_CANCELLED),
+#undef NOMEM_REC
+};
 /* The slot of a result nobody will read (the caller freed its handle). */
 static const struct mproc_result job_rec_unread = {.status = MPROC_CANCELLED};
 
@@ -421,9 +426,17 @@ static void job_set_slot(struct mproc__job *job, uintptr_t *slot,
 	}
 	struct mproc_result *rec = job_record(job, sizeof *rec);
 	if (!rec) {
-		if (r->status == MPROC_OK)
-			job->failed++;
-		*slot = (uintptr_t)&job_rec_nomem | SLOT_REC;
+		/* An OK value stands (its attempts read as 1); a failure keeps
+		 * its status. */
+		if (r->status == MPROC_OK && !((uintptr_t)r->value & SLOT_REC))
+			*slot = (uintptr_t)r->value;
+		else if (r->status > MPROC_OK && r->status <= MPROC_CANCELLED)
+			*slot = (uintptr_t)&job_rec_nomem[r->status] | SLOT_REC;
+		else {
+			if (r->status == MPROC_OK)
+				job->failed++; /* a value that cannot be tagged */
+			*slot = (uintptr_t)&job_rec_nomem[MPROC_RAISED] | SLOT_REC;
+		}
 		return;
 	}
 	*rec = *r;

@@ -796,6 +796,9 @@ START_TEST(test_fault_retries_rerun_until_success)
 	struct mproc_results *r = run_one(p, t_flaky, 2);
 	ck_assert_int_eq(item(r, 0).status, MPROC_OK);
 	ck_assert_uint_eq(item(r, 0).attempts, 3);
+	/* A retried OK result is kept as a record: its value reads the same. */
+	ck_assert_int_eq(int_of(mproc_results_value(r, 0)), 3);
+	ck_assert_ptr_eq(mproc_results_value(r, 0), item(r, 0).value);
 	mproc_results_free(r);
 	struct mproc_pool_stats st;
 	mproc_pool_stats(p, &st);

@@ -255,6 +255,8 @@ START_TEST(test_pool_apply_raise_gives_type_and_message)
 	ck_assert_str_eq(item(r, 0).error->type, "ValueError");
 	ck_assert_str_eq(item(r, 0).error->msg, "bad input 5");
 	ck_assert_ptr_null(item(r, 0).value);
+	ck_assert_ptr_null(mproc_results_value(r, 0));
+	ck_assert_ptr_null(mproc_results_value(NULL, 0));
 	ck_assert_uint_eq(r->failed, 1);
 	mproc_results_free(r);
 	/* The worker goes on. */
