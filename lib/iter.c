@@ -109,10 +109,18 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 	}
 	s->ready = false;
 	job->delivered++;
-	if (job->dec)
-		mproc__decoder_reset(job->dec);
-	rc = mproc__job_result(job, s->status, s->attempts, s->index,
-	                       s->data.data, s->data.len, &job->cur);
+	if (s->tiny) {
+		job->cur = (struct mproc_result){.index = s->index,
+		                                 .status = MPROC_OK,
+		                                 .attempts = s->attempts,
+		                                 .value = s->tiny};
+		rc = 0;
+	} else {
+		if (job->dec)
+			mproc__decoder_reset(job->dec);
+		rc = mproc__job_result(job, s->status, s->attempts, s->index,
+		                       s->data.data, s->data.len, &job->cur);
+	}
 	if (rc == 0) {
 		*out = &job->cur;
 		rc = 1;

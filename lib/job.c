@@ -495,19 +495,17 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	mproc__fault_count(job->pool, status);
 	if (job->kind == MPROC__JOB_ALL)
 		return job_store_all(job, index, status, attempts, payload, len);
-	switch (job->kind) {
-	case MPROC__JOB_ORDERED:
+	if (job->kind == MPROC__JOB_ORDERED) {
 		s = &job->slots[index & (job->nslots - 1)];
-		s->data.len = 0;
-		rc = mproc__buf_append(&s->data, payload, len);
-		break;
-	default:
+	} else {
 		s = &job->slots[(job->uhead + job->ucount) & (job->nslots - 1)];
-		s->data.len = 0;
-		rc = mproc__buf_append(&s->data, payload, len);
 		job->ucount++;
-		break;
 	}
+	/* The commonest results need neither a copy nor, later, a decoder. */
+	s->tiny = status == MPROC_OK ? mproc__decode_tiny(payload, len) : NULL;
+	s->data.len = 0;
+	if (!s->tiny)
+		rc = mproc__buf_append(&s->data, payload, len);
 	if (rc < 0) {
 		/* Out of memory for this result: it still ends, as an error. */
 		s->data.len = 0;
@@ -710,6 +708,13 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 		 * memory to keep what the worker sent. */
 		out->error = status == MPROC_CANCELLED ? &job_err_cancelled
 		                                       : &job_err_nomem_keep;
+		return 0;
+	}
+	/* None, a bool, a small int: the shared node, no decoder. */
+	const struct mproc_value *tiny =
+	        status == MPROC_OK ? mproc__decode_tiny(p, len) : NULL;
+	if (tiny) {
+		out->value = tiny;
 		return 0;
 	}
 	if (!job->dec) {

@@ -101,6 +101,7 @@ struct mproc__slot {
 	enum mproc_status status;
 	unsigned attempts;
 	bool ready;
+	const struct mproc_value *tiny; /* an OK None, bool or small int */
 	struct mproc__buf data; /* iterators: the result's pickle */
 };
 
