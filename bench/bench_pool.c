@@ -7,7 +7,7 @@
  * this and bench/bench_pool.py (Python's multiprocessing.Pool on the same
  * work) several times and makes the table in docs/benchmarks.md.
  *
- * Usage: bench_pool [--quick]
+ * Usage: bench_pool [--quick] [--only NAME,...]
  */
 #include <errno.h>
 #include <signal.h>

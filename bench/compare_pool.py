@@ -104,7 +104,7 @@ def versus_python(get):
 
 def floors(get):
     print()
-    print("| floor | mproc | floor | mproc / floor (median, min–max) | target |")
+    print("| floor | mproc | floor | ratio (median, min–max) | target |")
     print("|---|---|---|---|---|")
     m, unit = get("mproc", "apply_rtt")
     f, _ = get("mproc", "pipe_rtt")
@@ -113,7 +113,7 @@ def floors(get):
     m, unit = get("mproc", "imap_c1")
     f, _ = get("mproc", "floor_imap")
     print(f"| imap chunksize 1 vs minimal fork-and-pipe pool ({unit}) | {summary(m, '{:,.0f}')} "
-          f"| {summary(f, '{:,.0f}')} | {summary([b / a for a, b in zip(m, f)], '{:.2f}x')} slower | within 2x |")
+          f"| {summary(f, '{:,.0f}')} | {summary([a / b for a, b in zip(m, f)], '{:.1f}x')} faster | within 2x |")
     f, _ = get("mproc", "transport_ceiling")
     print(f"| imap chunksize 1 vs batched pipe transport, for scale ({unit}) | {summary(m, '{:,.0f}')} "
           f"| {summary(f, '{:,.0f}')} | {summary([b / a for a, b in zip(m, f)], '{:.1f}x')} slower | (none) |")

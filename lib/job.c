@@ -5,10 +5,11 @@
  * number arrays a chunk at a time, without their generator) and stores each
  * frame of results as it comes back (job_store_run). ALL jobs (map, apply)
  * keep every result, decoded on arrival into a table made once at the
- * input's length (tiny results take a shared node, no decoding); iterator
- * jobs keep at most `window` results pulled ahead of the consumer, in a
- * ring of slots whose buffers are reused, so a long imap allocates nothing
- * per task once warm. Every function here runs with the pool's lock held.
+ * input's length, a word per result; iterator jobs keep at most `window`
+ * results pulled ahead of the consumer, in a ring of slots whose buffers
+ * are reused, so a long imap allocates nothing per task once warm. Tiny
+ * results (None, a bool, a small int) take a shared node in both: no copy,
+ * no decoding. Every function here runs with the pool's lock held.
  */
 #include <errno.h>
 #include <math.h>
@@ -413,7 +414,8 @@ static const struct mproc_result job_rec_nomem[] = {
 #undef NOMEM_REC
 };
 /* The slot of a result nobody will read (the caller freed its handle). */
-static const struct mproc_result job_rec_unread = {.status = MPROC_CANCELLED};
+static const struct mproc_result job_rec_unread = {
+	.status = MPROC_CANCELLED, .error = &job_err_cancelled};
 
 /* Fill a map's slot with r: its value alone, or a record of the whole. */
 static void job_set_slot(struct mproc__job *job, uintptr_t *slot,
@@ -710,13 +712,6 @@ int mproc__job_result(struct mproc__job *job, enum mproc_status status,
 		                                       : &job_err_nomem_keep;
 		return 0;
 	}
-	/* None, a bool, a small int: the shared node, no decoder. */
-	const struct mproc_value *tiny =
-	        status == MPROC_OK ? mproc__decode_tiny(p, len) : NULL;
-	if (tiny) {
-		out->value = tiny;
-		return 0;
-	}
 	if (!job->dec) {
 		/* apply() in a loop should not build a decoder per call. */
 		if (job->pool->spare_dec) {
@@ -807,16 +802,15 @@ void mproc__job_release(struct mproc__job *job)
 int mproc_results_get(const struct mproc_results *res, size_t i,
                       struct mproc_result *out)
 {
-	if (!res || !out || i >= res->count)
+	if (!res || !out || i >= res->count || !res->slots_)
 		return -EINVAL;
 	uintptr_t slot = res->slots_[i];
+	/* Every slot below count was written when its result was stored. */
 	if (slot & SLOT_REC)
 		*out = *(const struct mproc_result *)(slot & ~SLOT_REC);
-	else if (slot)
+	else
 		*out = (struct mproc_result){.status = MPROC_OK, .attempts = 1,
 		                             .value = (const void *)slot};
-	else
-		*out = (struct mproc_result){.status = MPROC_PENDING};
 	out->index = i;
 	return 0;
 }
@@ -824,7 +818,7 @@ int mproc_results_get(const struct mproc_results *res, size_t i,
 const struct mproc_value *mproc_results_value(const struct mproc_results *res,
                                               size_t i)
 {
-	if (!res || i >= res->count)
+	if (!res || i >= res->count || !res->slots_)
 		return NULL;
 	uintptr_t slot = res->slots_[i];
 	if (!(slot & SLOT_REC))

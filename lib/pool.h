@@ -19,8 +19,9 @@
 
 /*
  * Each worker's status record, in memory shared with the manager: which
- * task it is running and since when, so that a death is attributed to the
- * exact task without a syscall per task.
+ * task it is running (the manager's timeout watch times it from when it
+ * first sees it), so that a death is attributed to the exact task without
+ * a syscall per task.
  */
 #define MPROC__MAX_FRAMES 32
 
@@ -102,7 +103,8 @@ struct mproc__slot {
 	unsigned attempts;
 	bool ready;
 	const struct mproc_value *tiny; /* an OK None, bool or small int */
-	struct mproc__buf data; /* iterators: the result's pickle */
+	struct mproc__buf data; /* iterators: the result's pickle (empty when
+	                         * `tiny` holds it) */
 };
 
 /* ALL jobs: result pickles live in blocks that never move, because each

@@ -732,6 +732,38 @@ START_TEST(test_fault_chunk_blames_only_the_running_task)
 }
 END_TEST
 
+/* An iterator keeps a tiny result (a small int here) as the shared node:
+ * a retried one still says it ran twice, in order and out of order, with
+ * a window small enough that slots are reused. */
+START_TEST(test_fault_imap_tiny_result_keeps_its_attempts)
+{
+	for (int ordered = 0; ordered < 2; ordered++) {
+		struct mproc_input in;
+		mproc_input_range(&in, 0, 200, 1);
+		crash_at = 77;
+		set_log();
+		struct mproc_pool_opts o = {.processes = 2, .retries = 1,
+		                            .window = 3};
+		struct mproc_pool *p = open_opts(&o);
+		struct mproc_iter *it;
+		ck_assert_int_eq(mproc_imap_opts(p, t_crash_once_at, &in, 1,
+		                                 ordered, NULL, &it), 0);
+		const struct mproc_result *r;
+		size_t n = 0;
+		while (mproc_iter_next(it, -1, &r) == 1) {
+			ck_assert_int_eq(r->status, MPROC_OK);
+			ck_assert_int_eq(int_of(r->value), (int64_t)r->index);
+			ck_assert_uint_eq(r->attempts, r->index == 77 ? 2 : 1);
+			n++;
+		}
+		ck_assert_uint_eq(n, 200);
+		mproc_iter_free(it);
+		finish(p);
+		unlink(log_path);
+	}
+}
+END_TEST
+
 /*
  * Ranges and number arrays travel packed (no pickle per item): a crash in
  * the middle of such a chunk requeues the rest, and retries the crashed
@@ -1240,6 +1272,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_task_writing_into_pool_fds_is_blamed_exactly);
 	tcase_add_test(tc, test_fault_chunk_blames_only_the_running_task);
 	tcase_add_test(tc, test_fault_packed_chunks_requeue_their_own_arguments);
+	tcase_add_test(tc, test_fault_imap_tiny_result_keeps_its_attempts);
 	tcase_add_test(tc, test_fault_retries_rerun_until_success);
 	tcase_add_test(tc, test_fault_retries_exhausted_give_final_crash);
 	tcase_add_test(tc, test_fault_halt_after_failures_stops_input);
