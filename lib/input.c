@@ -135,10 +135,11 @@ uint8_t mproc__input_pack(const struct mproc_input *in)
 	 * within what the helper holds: a helper's generator wrapped by
 	 * mproc_input_fn_init knows no length, and a copy may claim more
 	 * than its helper's state has (its generator would stop there). */
+	enum input_kind kind = input_kind(in);
 	const struct mproc_input *st = in->cookie;
-	if (!in->has_len || input_kind(in) == INPUT_OTHER || in->len > st->len)
+	if (!in->has_len || kind == INPUT_OTHER || in->len > st->len)
 		return 0;
-	switch (input_kind(in)) {
+	switch (kind) {
 	case INPUT_RANGE:
 		return MPROC__TF_RANGE;
 	case INPUT_INT64S:

@@ -70,36 +70,47 @@ static void table_free(uintptr_t *t, size_t n)
 }
 
 /*
- * Room for a record of a map's result or error, from blocks that never
- * move (the table and the results point into them): they start small (an
- * apply that raised needs one) and double up to 64 KiB. NULL without
- * memory.
+ * n bytes from a list of blocks that never move (decoded trees, the result
+ * table and results point into them): a new block holds `first` bytes,
+ * then twice the last one's up to `most`, and never less than n. NULL
+ * without memory. Blocks go with the job (blocks_free).
  */
-struct mproc__recblock {
-	struct mproc__recblock *next;
-	size_t used, cap;
-	_Alignas(max_align_t) char data[];
-};
-
-static void *job_record(struct mproc__job *job, size_t size)
+static void *blocks_alloc(struct mproc__block **list, size_t n, size_t first,
+                          size_t most)
 {
-	size = (size + 15) & ~(size_t)15;
-	struct mproc__recblock *b = job->recs;
-	if (!b || b->cap - b->used < size) {
-		size_t cap = !b ? 256 : b->cap < (64u << 10) ? 2 * b->cap : b->cap;
-		if (cap < size)
-			cap = size;
+	struct mproc__block *b = *list;
+	if (!b || b->cap - b->len < n) {
+		size_t cap = !b ? first : b->cap < most ? 2 * b->cap : most;
+		if (cap < n)
+			cap = n;
 		b = malloc(sizeof *b + cap);
 		if (!b)
 			return NULL;
-		b->used = 0;
+		b->len = 0;
 		b->cap = cap;
-		b->next = job->recs;
-		job->recs = b;
+		b->next = *list;
+		*list = b;
 	}
-	void *p = b->data + b->used;
-	b->used += size;
+	void *p = b->data + b->len;
+	b->len += n;
 	return p;
+}
+
+static void blocks_free(struct mproc__block **list)
+{
+	while (*list) {
+		struct mproc__block *b = *list;
+		*list = b->next;
+		free(b);
+	}
+}
+
+/* Room for a record of a map's result or error: blocks start small (an
+ * apply that raised needs one) and double up to 64 KiB. */
+static void *job_record(struct mproc__job *job, size_t size)
+{
+	return blocks_alloc(&job->recs, (size + 15) & ~(size_t)15, 256,
+	                    64u << 10);
 }
 
 struct mproc__job *mproc__job_new(struct mproc_pool *pool,
@@ -139,20 +150,12 @@ void mproc__job_free(struct mproc__job *job)
 	if (!job)
 		return;
 	mproc__buf_free(&job->pre);
-	while (job->blocks) {
-		struct mproc__block *b = job->blocks;
-		job->blocks = b->next;
-		free(b);
-	}
+	blocks_free(&job->blocks);
 	for (size_t i = 0; i < job->nslots; i++)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
 	table_free(job->table, job->ntable);
-	while (job->recs) {
-		struct mproc__recblock *b = job->recs;
-		job->recs = b->next;
-		free(b);
-	}
+	blocks_free(&job->recs);
 	if (job->in_jobs)
 		TAILQ_REMOVE(&job->pool->jobs, job, alink);
 	/* Keep one small decoder for the next call; a big map's arena goes. */
@@ -370,23 +373,12 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 	return got;
 }
 
-/* A stable copy of a result pickle, in the job's blocks. */
+/* A stable copy of a result pickle, in the job's 1 MiB blocks. */
 static const char *job_keep(struct mproc__job *job, const void *p, size_t len)
 {
-	struct mproc__block *b = job->blocks;
-	if (!b || b->cap - b->len < len) {
-		size_t cap = len > (1u << 20) ? len : (1u << 20);
-		b = malloc(sizeof *b + cap);
-		if (!b)
-			return NULL;
-		b->len = 0;
-		b->cap = cap;
-		b->next = job->blocks;
-		job->blocks = b;
-	}
-	char *dst = b->data + b->len;
-	memcpy(dst, p, len);
-	b->len += len;
+	char *dst = blocks_alloc(&job->blocks, len, 1u << 20, 1u << 20);
+	if (dst)
+		memcpy(dst, p, len);
 	return dst;
 }
 

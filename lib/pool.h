@@ -107,12 +107,12 @@ struct mproc__slot {
 	                         * `tiny` holds it) */
 };
 
-/* ALL jobs: result pickles live in blocks that never move, because each
- * is decoded as it arrives and its tree points into it. */
+/* ALL jobs: result pickles, records and errors live in blocks that never
+ * move, because decoded trees, the table and results point into them. */
 struct mproc__block {
 	struct mproc__block *next;
 	size_t len, cap;
-	char data[];
+	_Alignas(max_align_t) char data[];
 };
 
 /* A result's error, with room for its crash. */
@@ -120,8 +120,6 @@ struct mproc__error {
 	struct mproc_error e;
 	struct mproc_crash c;
 };
-
-struct mproc__recblock;
 
 struct mproc__job {
 	struct mproc_pool *pool;
@@ -158,7 +156,7 @@ struct mproc__job {
 	struct mproc_decoder *dec;
 	struct mproc_result cur;   /* iterators: the result handed out */
 	struct mproc__error curerr; /* iterators: its error, if any */
-	struct mproc__recblock *recs; /* ALL: records of its results, errors */
+	struct mproc__block *recs; /* ALL: records of its results, errors */
 	struct mproc_results results; /* ALL: filled when done */
 	int final_rc;
 
