@@ -68,7 +68,7 @@ static int map_mode(void)
 	double c0 = cpu(RUSAGE_SELF), w0 = cpu(RUSAGE_CHILDREN), t0 = now();
 	int rc = mproc_map(p, empty, &in, 0, &res);
 	double wall = now() - t0, manager = cpu(RUSAGE_SELF) - c0;
-	bool ok = rc == 0 && res->count == n;
+	bool ok = rc == 0 && mproc_results_count(res) == n;
 	mproc_results_free(res);
 	mproc_pool_close(p);
 	mproc_pool_join(p);

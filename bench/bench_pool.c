@@ -92,7 +92,7 @@ static void bench_map(size_t n)
 	double t0 = now();
 	int rc = mproc_map(p, empty, &in, 0, &res);
 	double dt = now() - t0;
-	if (rc < 0 || res->count != n)
+	if (rc < 0 || mproc_results_count(res) != n)
 		die("map", rc);
 	mproc_results_free(res);
 	close2(p);
@@ -296,7 +296,7 @@ static void bench_recovery(size_t n)
 	double t0 = now();
 	int rc = mproc_map(p, segv, &in, 1, &res);
 	double dt = now() - t0;
-	if (rc != MPROC_ERAISED || res->failed != n)
+	if (rc != MPROC_ERAISED || mproc_results_failed(res) != n)
 		die("recovery map", rc);
 	mproc_results_free(res);
 	struct mproc_pool_stats st;

@@ -561,7 +561,7 @@ static int mp_call(struct mproc_pool *p, const struct point *pt, size_t n)
 	if (pt->api == API_MAP) {
 		struct mproc_results *res = NULL;
 		rc = mproc_map(p, fn, &in, pt->chunksize, &res);
-		if (rc == 0 && res->count != n)
+		if (rc == 0 && mproc_results_count(res) != n)
 			rc = -EPROTO;
 		mproc_results_free(res);
 		return rc;

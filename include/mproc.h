@@ -285,11 +285,16 @@ MPROC_EXPORT int mproc_process_cpu_count(void);
  * apply, join), by one of the waiting threads at a time. A callback must not
  * wait on its own pool: such a call answers -EDEADLK.
  *
- * Fork: workers are forked from the calling program; a worker started to
- * replace one that died or retired is forked from the program as it is at
- * that moment. Workers ignore SIGINT (Ctrl-C is the program's to handle),
- * die with the manager (PR_SET_PDEATHSIG), and never return into the
- * caller's code: they end with _exit().
+ * Fork: with MPROC_START_FORK (the default) workers are forked from the
+ * calling program, and a worker started to replace one that died or retired
+ * is forked from the program as it is at that moment; with
+ * MPROC_START_FORKSERVER every worker, replacements included, is forked by
+ * a server process that is a copy of the program as it was at
+ * mproc_pool_open(). Either way workers ignore SIGINT (Ctrl-C is the
+ * program's to handle), die with the manager (PR_SET_PDEATHSIG when the
+ * pool was opened from the main thread; otherwise they notice it at their
+ * next read), and never return into the caller's code: they end with
+ * _exit().
  */
 
 /*
@@ -360,8 +365,21 @@ enum mproc_backend {
 	MPROC_BACKEND_THREADS,
 };
 
-/* Options of mproc_pool_open(). All zero means Python's defaults. */
+/*
+ * Options of mproc_pool_open(). All zero means Python's defaults.
+ * The struct may grow at its end in later versions without breaking
+ * programs built against this one: `size` says how much of it the program
+ * knows.
+ */
 struct mproc_pool_opts {
+	/**
+	 * sizeof(struct mproc_pool_opts) as the program was compiled, or 0,
+	 * which means the layout of version 0.3 (this one). A program that
+	 * sets options added after 0.3 sets it (MPROC_POOL_OPTS_INIT does);
+	 * a larger size than the library knows is accepted when the bytes it
+	 * does not know are zero, and -E2BIG otherwise.
+	 */
+	size_t size;
 	/** Worker count; 0 means mproc_process_cpu_count(). */
 	unsigned processes;
 	/** Called with `initarg` in each worker before any task; may be NULL. */
@@ -422,17 +440,23 @@ struct mproc_pool_opts {
 	 */
 	double halt_fraction;
 	unsigned halt_min_tasks;
-	/** Processes (the default) or threads (ThreadPool); last, so that
-	 * adding it moved no other field. */
+	/** Processes (the default) or threads (ThreadPool). */
 	enum mproc_backend backend;
 };
+
+/* An initializer that sets `size`: struct mproc_pool_opts o =
+ * MPROC_POOL_OPTS_INIT; then the fields wanted. */
+#define MPROC_POOL_OPTS_INIT {.size = sizeof(struct mproc_pool_opts)}
 
 /*
  * Open a pool and fork its workers (Pool(processes, initializer, initargs,
  * maxtasksperchild)). `opts` NULL means all defaults. Returns 0 and sets
  * *out; -EINVAL for bad options (more than 4096 processes, max_size above
  * 2 GiB, a negative or huge task_timeout or kill_grace, halt_fraction
- * outside 0..1, more than 1000 retries); -ENOMEM, -EMFILE, -EAGAIN (fork)
+ * outside 0..1, more than 1000 retries, a `size` smaller than the first
+ * field after it); -E2BIG for a `size` past what this library knows with
+ * options set there; -ENOTSUP for options the threads backend cannot
+ * honour; -ENOMEM, -EMFILE, -EAGAIN (fork)
  * and the like when resources run out, in which case nothing is left
  * behind. Thread-safe.
  */
@@ -550,18 +574,17 @@ struct mproc_crash {
 };
 
 /*
- * Every result of one call, in input order. Read-only: read item i with
- * mproc_results_get() or mproc_results_value(). A map keeps one word per
- * item, not a struct mproc_result, so that 10^6 results take 8 MB, as
- * Python's list does: a map's table is most of the fresh memory it needs.
+ * Every result of one call, in input order: an opaque handle, read with
+ * the calls below. A map keeps one word per item, not a struct
+ * mproc_result, so that 10^6 results take 8 MB, as Python's list does.
  */
-struct mproc_results {
-	size_t count;
-	/** How many items have a status other than MPROC_OK. */
-	size_t failed;
-	/** Private: the items, one word each (lib/job.c). */
-	const uintptr_t *slots_;
-};
+struct mproc_results;
+
+/* How many items res holds (len(results)); 0 for NULL. */
+MPROC_EXPORT size_t mproc_results_count(const struct mproc_results *res);
+
+/* How many items have a status other than MPROC_OK; 0 for NULL. */
+MPROC_EXPORT size_t mproc_results_failed(const struct mproc_results *res);
 
 /*
  * Item i of res into *out: its index, status, attempts, value and error,
@@ -590,17 +613,18 @@ typedef int (*mproc_input_fn)(void *cookie, size_t index,
                               struct mproc_writer *w);
 
 struct mproc_input {
+	/** The generator; NULL in an input made by one of the helpers below
+	 *  (read such an input with mproc_input_write()). */
 	mproc_input_fn fn;
 	void *cookie;
 	/** True when `len` is the exact item count (needed by map's chunksize;
 	 *  without it map() reads the whole input first, like Python). */
 	bool has_len;
 	size_t len;
-	/** Private state of the helpers below. */
-	int64_t range_[3];
-	const void *array_;
-	size_t elsize_;
-	int (*elwrite_)(struct mproc_writer *w, const void *el);
+	/** Reserved: the helpers below keep their state here, and only the
+	 *  library reads it. Zero it when filling the struct by hand. A copy
+	 *  of an input is the same input. */
+	uint64_t reserved_[6];
 };
 
 /* Python's range(start, stop, step) as an input of ints; -EINVAL if step 0. */
@@ -624,6 +648,15 @@ MPROC_EXPORT int mproc_input_cstrs(struct mproc_input *in,
 /* A generator function with a cookie; length unknown. */
 MPROC_EXPORT int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
                                      void *cookie);
+/*
+ * Write item `index` of `in` with `w`, as the pool does when it pulls the
+ * input: 1 when an item was written, 0 past the last item, a negative code
+ * from the generator, or -EINVAL for a NULL or empty input. Reads the
+ * helpers' inputs too, so that a generator may wrap one. Thread-safe for
+ * the helpers' inputs; a generator's own rules apply to the others.
+ */
+MPROC_EXPORT int mproc_input_write(const struct mproc_input *in, size_t index,
+                                   struct mproc_writer *w);
 
 /*
  * Run fn on one argument and wait (Pool.apply(f, args)). `arg`/`arglen` is

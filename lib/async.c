@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "input.h"
 #include "pool.h"
 
 #define JOB(a) ((struct mproc__job *)(a))
@@ -80,7 +81,7 @@ static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!pool || !fn || !in || !in->fn)
+	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
 	struct mproc__job *job =
 	        mproc__job_new(pool, MPROC__JOB_ALL, fn, chunksize, flags);

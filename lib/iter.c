@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "input.h"
 #include "pool.h"
 
 #define JOB(it) ((struct mproc__job *)(it))
@@ -22,7 +23,7 @@ static int imap(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!pool || !fn || !in || !in->fn)
+	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
 	struct mproc__job *job = mproc__job_new(pool, kind, fn, chunksize, 0);
 	if (!job)

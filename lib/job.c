@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "input.h"
 #include "pool.h"
 
 /*
@@ -170,13 +171,10 @@ void mproc__job_free(struct mproc__job *job)
 
 int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in)
 {
-	if (!in || !in->fn)
+	if (!mproc__input_valid(in))
 		return -EINVAL;
+	/* Our own copy: the caller's may be gone when an async job pulls. */
 	job->in = *in;
-	/* The helpers point their cookie at the struct itself; the caller's
-	 * copy may be gone by the time an async job pulls, so use ours. */
-	if (in->cookie == in)
-		job->in.cookie = &job->in;
 	job->pack = mproc__input_pack(&job->in);
 	return 0;
 }
@@ -214,7 +212,7 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 		return rc;
 	out->len += MPROC__TASK_REC;
 	mproc__writer_attach(w, out);
-	rc = job->in.fn(job->in.cookie, job->pulled, w);
+	rc = mproc_input_write(&job->in, job->pulled, w);
 	if (rc > 0)
 		rc = mproc__writer_end(w) < 0 ? MPROC_EINPUT : 1;
 	else if (rc < 0)
@@ -763,7 +761,7 @@ int mproc__job_finalize(struct mproc__job *job)
 {
 	/* Every result was decoded as it arrived: only the totals are left. */
 	job->results.count = job->pulled;
-	job->results.slots_ = job->table;
+	job->results.slots = job->table;
 	job->results.failed = job->failed;
 	if (job->input_err)
 		return job->input_err;
@@ -794,9 +792,9 @@ void mproc__job_release(struct mproc__job *job)
 int mproc_results_get(const struct mproc_results *res, size_t i,
                       struct mproc_result *out)
 {
-	if (!res || !out || i >= res->count || !res->slots_)
+	if (!res || !out || i >= res->count || !res->slots)
 		return -EINVAL;
-	uintptr_t slot = res->slots_[i];
+	uintptr_t slot = res->slots[i];
 	/* Every slot below count was written when its result was stored. */
 	if (slot & SLOT_REC)
 		*out = *(const struct mproc_result *)(slot & ~SLOT_REC);
@@ -810,11 +808,21 @@ int mproc_results_get(const struct mproc_results *res, size_t i,
 const struct mproc_value *mproc_results_value(const struct mproc_results *res,
                                               size_t i)
 {
-	if (!res || i >= res->count || !res->slots_)
+	if (!res || i >= res->count || !res->slots)
 		return NULL;
-	uintptr_t slot = res->slots_[i];
+	uintptr_t slot = res->slots[i];
 	if (!(slot & SLOT_REC))
 		return (const void *)slot;
 	const struct mproc_result *r = (const void *)(slot & ~SLOT_REC);
 	return r->status == MPROC_OK ? r->value : NULL;
+}
+
+size_t mproc_results_count(const struct mproc_results *res)
+{
+	return res ? res->count : 0;
+}
+
+size_t mproc_results_failed(const struct mproc_results *res)
+{
+	return res ? res->failed : 0;
 }

@@ -34,6 +34,7 @@
 
 
 #include "config.h"
+#include "input.h"
 #include "pool.h"
 
 #define DEPTH_TARGET_NS 200000.0    /* queue ~200 us of work per worker */
@@ -1089,14 +1090,47 @@ static void pool_release(struct mproc_pool *pool)
 	free(pool);
 }
 
+/*
+ * The caller's options into *o, by their `size` (0: this version's layout):
+ * what a smaller struct lacks is zero, and what a larger one has past ours
+ * must be zero, so that a program built against a later header, setting
+ * nothing new, runs here unchanged.
+ */
+static int opts_copy(struct mproc_pool_opts *o,
+                            const struct mproc_pool_opts *opts)
+{
+	memset(o, 0, sizeof *o);
+	if (!opts)
+		return 0;
+	/* 0 is 0.3's layout, which ends at `backend`, whatever is added. */
+	size_t size = opts->size ? opts->size
+	                         : offsetof(struct mproc_pool_opts, backend) +
+	                                   sizeof opts->backend;
+	if (size < offsetof(struct mproc_pool_opts, processes) +
+	                   sizeof opts->processes)
+		return -EINVAL;
+	if (size > sizeof *o) {
+		const unsigned char *extra = (const unsigned char *)opts + sizeof *o;
+		for (size_t i = 0; i < size - sizeof *o; i++)
+			if (extra[i])
+				return -E2BIG;
+		size = sizeof *o;
+	}
+	memcpy(o, opts, size);
+	o->size = sizeof *o;
+	return 0;
+}
+
 int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 {
-	static const struct mproc_pool_opts defaults;
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if (!opts)
-		opts = &defaults;
+	struct mproc_pool_opts o;
+	int rc = opts_copy(&o, opts);
+	if (rc < 0)
+		return rc;
+	opts = &o;
 	if (opts->processes > 4096 || opts->limits.max_size > (1ull << 31) ||
 	    !(opts->task_timeout >= 0 && opts->task_timeout < 1e9) ||
 	    !(opts->kill_grace >= 0 && opts->kill_grace < 1e9) ||
@@ -1134,7 +1168,7 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	pthread_cond_init(&pool->cv, &ca);
 	pthread_condattr_destroy(&ca);
 
-	int rc = -ENOMEM;
+	rc = -ENOMEM;
 	pool->workers = calloc(pool->nworkers, sizeof *pool->workers);
 	pool->pfd = reallocarray(NULL, 3 * (size_t)pool->nworkers + 1,
 	                         sizeof *pool->pfd);

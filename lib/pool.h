@@ -121,6 +121,13 @@ struct mproc__error {
 	struct mproc_crash c;
 };
 
+/* A call's results, as mproc_results_get() reads them. */
+struct mproc_results {
+	size_t count;
+	size_t failed;
+	const uintptr_t *slots; /* a word per item (job.c) */
+};
+
 struct mproc__job {
 	struct mproc_pool *pool;
 	TAILQ_ENTRY(mproc__job) link; /* in pool->pending while input is left */
@@ -306,19 +313,6 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w);
 uint64_t mproc__fault_watch(struct mproc_pool *pool);
 void mproc__fault_count(struct mproc_pool *pool, enum mproc_status status);
 void mproc__fault_respawn(struct mproc_pool *pool);
-
-/*
- * Packed inputs (input.c): the packing flag (MPROC__TF_RANGE, _INTS,
- * _FLOATS) in which `in`'s items may travel, or 0; for a range, the record
- * (argument of item `index`, step); for the arrays, n items from `index`
- * on appended to `out` as they lie in memory (how many; 0 when out cannot
- * grow).
- */
-uint8_t mproc__input_pack(const struct mproc_input *in);
-void mproc__input_range_at(const struct mproc_input *in, size_t index,
-                           int64_t rec[2]);
-size_t mproc__input_numbers(const struct mproc_input *in, size_t index,
-                            size_t n, struct mproc__buf *out);
 
 /* Jobs (job.c). */
 struct mproc__job *mproc__job_new(struct mproc_pool *pool,

@@ -541,7 +541,7 @@ START_TEST(test_fault_timeout_stops_task_with_sigterm)
 	ck_assert_str_eq(item(r, 1).error->type, "TimeoutError");
 	ck_assert_ptr_nonnull(strstr(item(r, 1).error->msg, "SIGTERM"));
 	ck_assert_int_eq(item(r, 1).error->crash->signal, SIGTERM);
-	ck_assert_uint_eq(r->failed, 1);
+	ck_assert_uint_eq(mproc_results_failed(r), 1);
 	mproc_results_free(r);
 	struct mproc_pool_stats st;
 	mproc_pool_stats(p, &st);
@@ -679,7 +679,7 @@ static void expect_channel_breaker_blamed(int what)
 	mproc_input_int64s(&in, tasks, 12);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_fault, &in, 4, &r), MPROC_ERAISED);
-	ck_assert_uint_eq(r->failed, 1);
+	ck_assert_uint_eq(mproc_results_failed(r), 1);
 	ck_assert_int_eq(item(r, 7).status, MPROC_CRASHED);
 	for (int i = 0; i < 12; i++)
 		if (i != 7)
@@ -795,8 +795,8 @@ START_TEST(test_fault_packed_chunks_requeue_their_own_arguments)
 		struct mproc_pool *p = open_opts(&o);
 		struct mproc_results *r;
 		ck_assert_int_eq(mproc_map(p, t_crash_once_at, &in, 50, &r), 0);
-		ck_assert_uint_eq(r->count, in.len);
-		for (size_t i = 0; i < r->count; i++) {
+		ck_assert_uint_eq(mproc_results_count(r), in.len);
+		for (size_t i = 0; i < mproc_results_count(r); i++) {
 			const struct mproc_result itemi = item(r, i), *it = &itemi;
 			ck_assert_int_eq(it->status, MPROC_OK);
 			ck_assert_uint_eq(it->index, i);
@@ -890,8 +890,8 @@ START_TEST(test_fault_halt_fraction)
 	mproc_input_range(&in, 0, 5000, 1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_raise, &in, 1, &r), MPROC_EHALTED);
-	ck_assert_uint_ge(r->count, 20);
-	ck_assert_uint_lt(r->count, 5000);
+	ck_assert_uint_ge(mproc_results_count(r), 20);
+	ck_assert_uint_lt(mproc_results_count(r), 5000);
 	mproc_results_free(r);
 	finish(p);
 }
@@ -911,7 +911,7 @@ static void manager_child(int fd)
 	struct mproc_results *r;
 	if (mproc_map(p, t_getpid, &in, 1, &r) < 0)
 		_exit(1);
-	for (size_t i = 0; i < r->count; i++) {
+	for (size_t i = 0; i < mproc_results_count(r); i++) {
 		int64_t pid;
 		mproc_value_int(item(r, i).value, &pid);
 		if (write(fd, &pid, sizeof pid) < 0)
@@ -1050,7 +1050,7 @@ START_TEST(test_fault_replacements_start_while_program_threads_allocate)
 	mproc_input_int64s(&in, what, 200);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_fault, &in, 1, &r), MPROC_ERAISED);
-	ck_assert_uint_eq(r->failed, 50);
+	ck_assert_uint_eq(mproc_results_failed(r), 50);
 	for (int i = 0; i < 200; i++)
 		ck_assert_int_eq(item(r, i).status,
 		                 i % 4 == 0 ? MPROC_CRASHED : MPROC_OK);
@@ -1084,7 +1084,7 @@ START_TEST(test_fault_task_exit_with_retire_status_is_crashed)
 	ck_assert_int_eq(mproc_map(p, t_exit_86, &in, 1, &r), MPROC_ERAISED);
 	ck_assert_int_eq(item(r, 3).status, MPROC_CRASHED);
 	ck_assert_int_eq(item(r, 3).error->crash->exit_status, 86);
-	ck_assert_uint_eq(r->failed, 1);
+	ck_assert_uint_eq(mproc_results_failed(r), 1);
 	mproc_results_free(r);
 	finish(p);
 }
@@ -1116,7 +1116,7 @@ START_TEST(test_fault_failing_initializer_halts_instead_of_looping)
 	int rc = mproc_async_get(a, 10, &r);
 	ck_assert_int_eq(rc, MPROC_EHALTED);
 	size_t crashed = 0;
-	for (size_t i = 0; i < r->count; i++) {
+	for (size_t i = 0; i < mproc_results_count(r); i++) {
 		ck_assert(item(r, i).status == MPROC_OK ||
 		          item(r, i).status == MPROC_CRASHED);
 		crashed += item(r, i).status == MPROC_CRASHED;

@@ -204,7 +204,7 @@ START_TEST(test_pool_apply_returns_task_value)
 	const void *arg = pickle_int(7, &n);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_apply(p, t_square, arg, n, &r), 0);
-	ck_assert_uint_eq(r->count, 1);
+	ck_assert_uint_eq(mproc_results_count(r), 1);
 	ck_assert_int_eq(item(r, 0).status, MPROC_OK);
 	ck_assert_int_eq(int_of(item(r, 0).value), 49);
 	ck_assert_uint_eq(item(r, 0).attempts, 1);
@@ -257,7 +257,7 @@ START_TEST(test_pool_apply_raise_gives_type_and_message)
 	ck_assert_ptr_null(item(r, 0).value);
 	ck_assert_ptr_null(mproc_results_value(r, 0));
 	ck_assert_ptr_null(mproc_results_value(NULL, 0));
-	ck_assert_uint_eq(r->failed, 1);
+	ck_assert_uint_eq(mproc_results_failed(r), 1);
 	mproc_results_free(r);
 	/* The worker goes on. */
 	arg = pickle_int(4, &n);
@@ -314,8 +314,8 @@ START_TEST(test_pool_map_returns_every_result_in_order)
 	mproc_input_range(&in, 0, 1000, 1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_square, &in, 0, &r), 0);
-	ck_assert_uint_eq(r->count, 1000);
-	ck_assert_uint_eq(r->failed, 0);
+	ck_assert_uint_eq(mproc_results_count(r), 1000);
+	ck_assert_uint_eq(mproc_results_failed(r), 0);
 	for (size_t i = 0; i < 1000; i++) {
 		ck_assert_uint_eq(item(r, i).index, i);
 		ck_assert_int_eq(int_of(item(r, i).value), (int64_t)(i * i));
@@ -342,8 +342,8 @@ START_TEST(test_pool_map_with_chunksize_matches_without)
 		mproc_input_range(&in, -50, 50, 3);
 		struct mproc_results *r;
 		ck_assert_int_eq(mproc_map(p, t_square, &in, cs, &r), 0);
-		ck_assert_uint_eq(r->count, 34);
-		for (size_t i = 0; i < r->count; i++) {
+		ck_assert_uint_eq(mproc_results_count(r), 34);
+		for (size_t i = 0; i < mproc_results_count(r); i++) {
 			int64_t x = -50 + 3 * (int64_t)i;
 			ck_assert_int_eq(int_of(item(r, i).value), x * x);
 		}
@@ -363,7 +363,7 @@ START_TEST(test_pool_map_of_ranges_and_arrays_returns_every_value)
 	mproc_input_range(&in, INT64_MIN + 7, INT64_MAX, step);
 	size_t n = in.len;
 	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
-	ck_assert_uint_eq(r->count, n);
+	ck_assert_uint_eq(mproc_results_count(r), n);
 	for (size_t i = 0; i < n; i++)
 		ck_assert_int_eq(int_of(item(r, i).value),
 		                 (int64_t)((uint64_t)(INT64_MIN + 7) +
@@ -371,7 +371,7 @@ START_TEST(test_pool_map_of_ranges_and_arrays_returns_every_value)
 	mproc_results_free(r);
 	mproc_input_range(&in, -70000, 70000, 13);
 	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
-	for (size_t i = 0; i < r->count; i++)
+	for (size_t i = 0; i < mproc_results_count(r); i++)
 		ck_assert_int_eq(int_of(item(r, i).value), -70000 + 13 * (int64_t)i);
 	mproc_results_free(r);
 	double d[300];
@@ -396,8 +396,8 @@ START_TEST(test_pool_map_no_failfast_returns_all_results)
 	mproc_input_range(&in, 0, 10, 1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_fail_on_5, &in, 1, &r), MPROC_ERAISED);
-	ck_assert_uint_eq(r->count, 10);
-	ck_assert_uint_eq(r->failed, 1);
+	ck_assert_uint_eq(mproc_results_count(r), 10);
+	ck_assert_uint_eq(mproc_results_failed(r), 1);
 	for (size_t i = 0; i < 10; i++)
 		ck_assert_int_eq(item(r, i).status, i == 5 ? MPROC_RAISED : MPROC_OK);
 	mproc_results_free(r);
@@ -412,7 +412,7 @@ START_TEST(test_pool_map_empty_input_gives_no_results)
 	mproc_input_range(&in, 0, 0, 1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_square, &in, 0, &r), 0);
-	ck_assert_uint_eq(r->count, 0);
+	ck_assert_uint_eq(mproc_results_count(r), 0);
 	mproc_results_free(r);
 	finish_pool(p);
 }
@@ -435,7 +435,7 @@ START_TEST(test_pool_map_reads_generator_of_unknown_length)
 	mproc_input_fn_init(&in, gen_squares_then_stop, &limit);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
-	ck_assert_uint_eq(r->count, 321);
+	ck_assert_uint_eq(mproc_results_count(r), 321);
 	ck_assert_int_eq(int_of(item(r, 320).value), 320);
 	mproc_results_free(r);
 	finish_pool(p);
@@ -466,7 +466,7 @@ START_TEST(test_pool_map_known_length_failure_keeps_earlier_results)
 	struct mproc_results *r = NULL;
 	ck_assert_int_eq(mproc_map(p, t_identity, &in, 2, &r), MPROC_EINPUT);
 	ck_assert_ptr_nonnull(r);
-	ck_assert_uint_eq(r->count, 7);
+	ck_assert_uint_eq(mproc_results_count(r), 7);
 	for (size_t i = 0; i < 7; i++)
 		ck_assert_int_eq(int_of(item(r, i).value), (int64_t)i);
 	mproc_results_free(r);
@@ -524,7 +524,7 @@ START_TEST(test_pool_starmap_non_tuple_item_raises_type_error)
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_starmap(p, t_add, &in, 0, &r), MPROC_ERAISED);
 	ck_assert_str_eq(item(r, 0).error->type, "TypeError");
-	ck_assert_uint_eq(r->failed, 2);
+	ck_assert_uint_eq(mproc_results_failed(r), 2);
 	mproc_results_free(r);
 	finish_pool(p);
 }
@@ -563,9 +563,9 @@ static void on_done(void *cookie, const struct mproc_results *res)
 {
 	struct cb_record *rec = cookie;
 	rec->calls++;
-	rec->count = res->count;
-	rec->failed = res->failed;
-	if (res->count && item(res, 0).value)
+	rec->count = mproc_results_count(res);
+	rec->failed = mproc_results_failed(res);
+	if (mproc_results_count(res) && item(res, 0).value)
 		mproc_value_int(item(res, 0).value, &rec->first);
 }
 
@@ -573,8 +573,8 @@ static void on_error(void *cookie, const struct mproc_results *res)
 {
 	struct cb_record *rec = cookie;
 	rec->error_calls++;
-	rec->count = res->count;
-	rec->failed = res->failed;
+	rec->count = mproc_results_count(res);
+	rec->failed = mproc_results_failed(res);
 }
 
 START_TEST(test_pool_map_async_runs_callback_once)
@@ -740,14 +740,19 @@ START_TEST(test_pool_imap_generator_failure_after_results)
 }
 END_TEST
 
-/* A helper's generator wrapped as an input of unknown length (has_len
+static int wrap_input(void *cookie, size_t index, struct mproc_writer *w)
+{
+	return mproc_input_write(cookie, index, w);
+}
+
+/* A helper's input wrapped by a generator of unknown length (has_len
  * false, len 0) goes through the generator, not packed by its len. */
 START_TEST(test_pool_imap_wrapped_range_generator_yields_every_item)
 {
 	struct mproc_pool *p = open_pool(2);
 	struct mproc_input r, in;
 	mproc_input_range(&r, 0, 50, 1);
-	ck_assert_int_eq(mproc_input_fn_init(&in, r.fn, r.cookie), 0);
+	ck_assert_int_eq(mproc_input_fn_init(&in, wrap_input, &r), 0);
 	struct mproc_iter *it;
 	const struct mproc_result *res;
 	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 4, &it), 0);
@@ -868,7 +873,7 @@ START_TEST(test_pool_initializer_runs_in_each_worker)
 	mproc_input_range(&in, 0, 20, 1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_init_value, &in, 1, &r), 0);
-	for (size_t i = 0; i < r->count; i++)
+	for (size_t i = 0; i < mproc_results_count(r); i++)
 		ck_assert_int_eq(int_of(item(r, i).value), 42);
 	mproc_results_free(r);
 	/* A process's initializer never writes the caller's memory; a
@@ -890,10 +895,10 @@ START_TEST(test_pool_maxtasksperchild_replaces_workers)
 	ck_assert_int_eq(mproc_map(p, t_getpid, &in, 1, &r), 0);
 	/* Each pid served at most 2 chunks: at least 10 distinct workers. */
 	int distinct = 0;
-	for (size_t i = 0; i < r->count; i++) {
+	for (size_t i = 0; i < mproc_results_count(r); i++) {
 		int64_t pid = int_of(item(r, i).value), uses = 0;
 		bool first = true;
-		for (size_t j = 0; j < r->count; j++) {
+		for (size_t j = 0; j < mproc_results_count(r); j++) {
 			if (int_of(item(r, j).value) == pid) {
 				uses++;
 				if (j < i)
@@ -940,7 +945,7 @@ START_TEST(test_pool_crashed_worker_is_replaced)
 	mproc_input_range(&in, 0, 8, 1);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_segv_on_3, &in, 4, &r), MPROC_ERAISED);
-	ck_assert_uint_eq(r->failed, 1);
+	ck_assert_uint_eq(mproc_results_failed(r), 1);
 	ck_assert_int_eq(item(r, 3).status, MPROC_CRASHED);
 	ck_assert_ptr_nonnull(strstr(item(r, 3).error->msg, "SIGSEGV"));
 	for (int i = 0; i < 8; i++)
@@ -990,7 +995,7 @@ START_TEST(test_pool_terminate_cancels_pending_promptly)
 	uint64_t t0 = (uint64_t)time(NULL);
 	ck_assert_int_eq(mproc_pool_terminate(p), 0);
 	ck_assert_int_eq(mproc_async_get(a, 1, &r), MPROC_ERAISED);
-	ck_assert_uint_eq(r->count, 6);
+	ck_assert_uint_eq(mproc_results_count(r), 6);
 	int ok = 0, cancelled = 0;
 	for (int i = 0; i < 6; i++) {
 		ok += item(r, i).status == MPROC_OK;
@@ -1038,6 +1043,36 @@ START_TEST(test_pool_bad_arguments_are_einval)
 	ck_assert_int_eq(mproc_pool_close(NULL), -EINVAL);
 	ck_assert_int_eq(mproc_pool_join(NULL), -EINVAL);
 	ck_assert_int_eq(mproc_pool_terminate(NULL), -EINVAL);
+	/* A helper's input with a state no helper writes. */
+	mproc_input_range(&in, 0, 3, 1);
+	memset(in.reserved_, 0x7f, sizeof in.reserved_);
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), -EINVAL);
+	finish_pool(p);
+}
+END_TEST
+
+/* The options' size: 0 and sizeof are this version's layout; a larger
+ * struct (a later header) is taken when what lies past ours is zero. */
+START_TEST(test_pool_opts_size_lets_the_struct_grow)
+{
+	struct {
+		struct mproc_pool_opts o;
+		uint64_t later[4];
+	} big = {.o = MPROC_POOL_OPTS_INIT};
+	struct mproc_pool *p = NULL;
+	big.o.processes = 1;
+	big.o.size = sizeof big;
+	ck_assert_int_eq(open_with_start(&p, &big.o), 0);
+	finish_pool(p);
+	big.later[3] = 1;
+	ck_assert_int_eq(open_with_start(&p, &big.o), -E2BIG);
+	ck_assert_ptr_null(p);
+	big.o.size = 4;
+	ck_assert_int_eq(open_with_start(&p, &big.o), -EINVAL);
+	big.o.size = 0;
+	ck_assert_int_eq(open_with_start(&p, &big.o), 0);
+	ck_assert_int_eq(mproc_results_count(NULL), 0);
+	ck_assert_int_eq(mproc_results_failed(NULL), 0);
 	finish_pool(p);
 }
 END_TEST
@@ -1148,10 +1183,10 @@ START_TEST(test_pool_backends_give_identical_results)
 		                 MPROC_ERAISED);
 		finish_pool(p);
 	}
-	ck_assert_uint_eq(r[0]->count, 300);
-	ck_assert_uint_eq(r[1]->count, 300);
-	ck_assert_uint_eq(r[0]->failed, 60);
-	ck_assert_uint_eq(r[1]->failed, 60);
+	ck_assert_uint_eq(mproc_results_count(r[0]), 300);
+	ck_assert_uint_eq(mproc_results_count(r[1]), 300);
+	ck_assert_uint_eq(mproc_results_failed(r[0]), 60);
+	ck_assert_uint_eq(mproc_results_failed(r[1]), 60);
 	for (size_t i = 0; i < 300; i++) {
 		char a[256], b[256];
 		struct mproc_result ra = item(r[0], i), rb = item(r[1], i);
@@ -1320,7 +1355,7 @@ START_TEST(test_pool_small_map_spreads_over_workers)
 	ck_assert_int_eq(mproc_map(p, t_getpid, &in, 1, &r), 0);
 	int64_t first = int_of(item(r, 0).value);
 	int others = 0;
-	for (size_t i = 1; i < r->count; i++)
+	for (size_t i = 1; i < mproc_results_count(r); i++)
 		others += int_of(item(r, i).value) != first;
 	ck_assert_int_ge(others, 1);
 	mproc_results_free(r);
@@ -1562,7 +1597,7 @@ START_TEST(test_pool_map_of_unknown_length_beside_an_imap_thread)
 		mproc_input_fn_init(&in, gen_squares_then_stop, &limit);
 		struct mproc_results *r;
 		ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
-		ck_assert_uint_eq(r->count, 2000);
+		ck_assert_uint_eq(mproc_results_count(r), 2000);
 		ck_assert_int_eq(int_of(item(r, 1999).value), 1999);
 		mproc_results_free(r);
 	}
@@ -1617,6 +1652,7 @@ int main(void)
 	tcase_add_test(tc, test_pool_terminate_cancels_pending_promptly);
 	tcase_add_test(tc, test_pool_free_without_join_terminates);
 	tcase_add_test(tc, test_pool_bad_arguments_are_einval);
+	tcase_add_test(tc, test_pool_opts_size_lets_the_struct_grow);
 	tcase_add_test(tc, test_pool_threads_refuse_what_needs_a_process);
 	tcase_add_test(tc, test_pool_backends_give_identical_results);
 	tcase_add_test(tc, test_pool_results_outlive_the_pool);

@@ -59,7 +59,7 @@ int main(int argc, char *argv[], char *envp[])
 		return EXIT_FAILURE;
 	}
 	struct mproc_result r;
-	for (size_t i = 0; i < res->count; i++) {
+	for (size_t i = 0; i < mproc_results_count(res); i++) {
 		mproc_results_get(res, i, &r);
 		int64_t v;
 		if (r.status == MPROC_OK && mproc_value_int(r.value, &v) == 0)
@@ -70,7 +70,7 @@ int main(int argc, char *argv[], char *envp[])
 			       mproc_status_name(r.status), r.error->type, r.error->msg);
 	}
 	/* The first crash report: the worker's backtrace at the fault. */
-	for (size_t i = 0; i < res->count; i++) {
+	for (size_t i = 0; i < mproc_results_count(res); i++) {
 		mproc_results_get(res, i, &r);
 		const struct mproc_crash *c = r.error ? r.error->crash : NULL;
 		if (c && c->report) {
