@@ -2,22 +2,19 @@
  * async.c - apply, map and their _async forms: calls whose results are
  * kept together and handed back at once (Python's AsyncResult/MapResult).
  *
- * The handle given to the caller is the job itself. A handle freed before
- * its job is done is left to the pool, which still runs its callbacks and
+ * The handle given to the caller is the call itself. A handle freed before
+ * its call is done is left to the pool, which still runs its callbacks and
  * frees it at the end.
  */
 #include <errno.h>
 #include <stdlib.h>
 
+#include "clock.h"
+#include "engine.h"
 #include "input.h"
-#include "pool.h"
+#include "wire.h"
 
-#define JOB(a) ((struct mproc__job *)(a))
-
-static unsigned pool_processes(struct mproc_pool *pool)
-{
-	return pool->nworkers;
-}
+#define CALL(a) ((struct mproc__call *)(a))
 
 /* Python's map() chunksize: ceil(n / (4 * processes)), at least 1. */
 static size_t default_chunksize(size_t n, unsigned processes)
@@ -27,12 +24,25 @@ static size_t default_chunksize(size_t n, unsigned processes)
 	return c ? c : 1;
 }
 
-static int submit_locked(struct mproc_pool *pool, struct mproc__job *job)
+/* Wrap job in a call with its callbacks and submit it; on failure the job
+ * is freed. */
+static int submit(struct mproc_pool *pool, struct mproc__job *job,
+                  const struct mproc_callbacks *cb, struct mproc_async **out)
 {
-	pthread_mutex_lock(&pool->mu);
-	int rc = mproc__pool_submit(pool, job);
-	pthread_mutex_unlock(&pool->mu);
-	return rc;
+	struct mproc__call *call = mproc__call_new(pool, job);
+	if (!call) {
+		mproc__job_free(job);
+		return -ENOMEM;
+	}
+	if (cb)
+		call->cb = *cb;
+	int rc = mproc__engine_submit(pool, call);
+	if (rc < 0) {
+		mproc__call_free(call);
+		return rc;
+	}
+	*out = (struct mproc_async *)call;
+	return 0;
 }
 
 int mproc_apply_async(struct mproc_pool *pool, mproc_task_fn fn,
@@ -54,22 +64,18 @@ int mproc_apply_async_opts(struct mproc_pool *pool, mproc_task_fn fn,
 	*out = NULL;
 	if (!pool || !fn || (arg && arglen == 0))
 		return -EINVAL;
-	struct mproc__job *job = mproc__job_new(pool, MPROC__JOB_ALL, fn, 1, 0);
+	struct mproc__job *job =
+	        mproc__job_new(&pool->env, MPROC__JOB_ALL, fn, 1, 0);
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_arg(job, arg, arglen);
 	if (rc == 0)
 		rc = mproc__job_set_opts(job, co);
-	if (rc == 0 && cb)
-		job->cb = *cb;
-	if (rc == 0)
-		rc = submit_locked(pool, job);
 	if (rc < 0) {
 		mproc__job_free(job);
 		return rc;
 	}
-	*out = (struct mproc_async *)job;
-	return 0;
+	return submit(pool, job, cb, out);
 }
 
 static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
@@ -84,7 +90,7 @@ static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
 	struct mproc__job *job =
-	        mproc__job_new(pool, MPROC__JOB_ALL, fn, chunksize, flags);
+	        mproc__job_new(&pool->env, MPROC__JOB_ALL, fn, chunksize, flags);
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_input(job, in);
@@ -92,18 +98,14 @@ static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
 		rc = mproc__job_set_opts(job, co);
 	if (rc == 0 && !in->has_len)
 		rc = mproc__job_read_all(job);
-	if (rc == 0 && chunksize == 0)
-		job->chunksize = default_chunksize(job->in.len, pool_processes(pool));
-	if (rc == 0 && cb)
-		job->cb = *cb;
-	if (rc == 0)
-		rc = submit_locked(pool, job);
 	if (rc < 0) {
 		mproc__job_free(job);
 		return rc;
 	}
-	*out = (struct mproc_async *)job;
-	return 0;
+	if (chunksize == 0)
+		mproc__job_set_chunksize(job, default_chunksize(mproc__job_len(job),
+		                                                pool->nworkers));
+	return submit(pool, job, cb, out);
 }
 
 int mproc_map_async(struct mproc_pool *pool, mproc_task_fn fn,
@@ -130,9 +132,9 @@ int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
 	return map_async(pool, fn, in, chunksize, cb, MPROC__TF_STAR, NULL, out);
 }
 
-static bool job_is_done(void *arg)
+static bool call_is_done(void *arg)
 {
-	return JOB(arg)->done;
+	return CALL(arg)->done;
 }
 
 int mproc_async_get(struct mproc_async *a, double timeout,
@@ -140,18 +142,19 @@ int mproc_async_get(struct mproc_async *a, double timeout,
 {
 	if (!a || !out)
 		return -EINVAL;
-	struct mproc__job *job = JOB(a);
-	struct mproc_pool *pool = job->pool;
+	struct mproc__call *call = CALL(a);
+	struct mproc_pool *pool = call->pool;
 	if (!pool) {
-		/* The pool was freed: the job ended with it. */
-		*out = &job->results;
-		return job->final_rc;
+		/* The pool was freed: the call ended with it. */
+		*out = mproc__job_results(call->job);
+		return call->final_rc;
 	}
 	pthread_mutex_lock(&pool->mu);
-	int rc = mproc__pool_wait(pool, job_is_done, job, mproc__deadline(timeout));
+	int rc = mproc__engine_wait(pool, call_is_done, call,
+	                            mproc__deadline(timeout));
 	if (rc == 0) {
-		*out = &job->results;
-		rc = job->final_rc;
+		*out = mproc__job_results(call->job);
+		rc = call->final_rc;
 	}
 	pthread_mutex_unlock(&pool->mu);
 	return rc;
@@ -161,12 +164,13 @@ int mproc_async_wait(struct mproc_async *a, double timeout)
 {
 	if (!a)
 		return -EINVAL;
-	struct mproc__job *job = JOB(a);
-	struct mproc_pool *pool = job->pool;
+	struct mproc__call *call = CALL(a);
+	struct mproc_pool *pool = call->pool;
 	if (!pool)
 		return 0;
 	pthread_mutex_lock(&pool->mu);
-	int rc = mproc__pool_wait(pool, job_is_done, job, mproc__deadline(timeout));
+	int rc = mproc__engine_wait(pool, call_is_done, call,
+	                            mproc__deadline(timeout));
 	pthread_mutex_unlock(&pool->mu);
 	return rc;
 }
@@ -175,15 +179,15 @@ bool mproc_async_ready(struct mproc_async *a)
 {
 	if (!a)
 		return false;
-	struct mproc__job *job = JOB(a);
-	struct mproc_pool *pool = job->pool;
+	struct mproc__call *call = CALL(a);
+	struct mproc_pool *pool = call->pool;
 	if (!pool)
 		return true;
 	pthread_mutex_lock(&pool->mu);
 	/* Zero timeout: take in what has arrived, never block. */
-	if (!job->done)
-		(void)mproc__pool_wait(pool, job_is_done, job, mproc__now_ns());
-	bool done = job->done;
+	if (!call->done)
+		(void)mproc__engine_wait(pool, call_is_done, call, mproc__now_ns());
+	bool done = call->done;
 	pthread_mutex_unlock(&pool->mu);
 	return done;
 }
@@ -194,27 +198,24 @@ int mproc_async_successful(struct mproc_async *a)
 		return -EINVAL;
 	if (!mproc_async_ready(a))
 		return MPROC_ENOTREADY;
-	return JOB(a)->final_rc == 0;
+	return CALL(a)->final_rc == 0;
 }
 
 void mproc_async_free(struct mproc_async *a)
 {
 	if (!a)
 		return;
-	mproc__job_release(JOB(a));
+	mproc__engine_release(CALL(a));
 }
 
 void mproc_results_free(struct mproc_results *res)
 {
 	if (!res)
 		return;
-	struct mproc__job *job =
-	        (struct mproc__job *)((char *)res -
-	                              offsetof(struct mproc__job, results));
-	mproc_async_free((struct mproc_async *)job);
+	mproc_async_free(res->owner);
 }
 
-/* Wait for an async job and hand its results over as the call's own. */
+/* Wait for an async call and hand its results over as the call's own. */
 static int wait_results(struct mproc_async *a, struct mproc_results **out)
 {
 	const struct mproc_results *res = NULL;

@@ -28,8 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "pool.h"
+#include "clock.h"
+#include "engine.h"
+#include "wire.h"
 
 /* How a worker ended, from waitid and its status record. */
 struct death {
@@ -100,12 +101,12 @@ static void death_describe(struct death *d)
 
 /* Store a result made by the manager: (type, message, signal, si_code,
  * address, core, exit status, rss, report) — job.c reads it back. */
-static void store_note(struct mproc_pool *pool, struct mproc__job *job,
+static void store_note(struct mproc_pool *pool, struct mproc__call *call,
                        size_t index, enum mproc_status status,
                        unsigned attempts, const char *type, const char *msg,
                        const struct death *d)
 {
-	struct mproc_writer *w = pool->w;
+	struct mproc_writer *w = pool->env.w;
 	const void *data = NULL;
 	size_t len = 0;
 	mproc_writer_reset(w);
@@ -127,7 +128,7 @@ static void store_note(struct mproc_pool *pool, struct mproc__job *job,
 	mproc_write_tuple_end(w);
 	if (mproc_writer_finish(w, &data, &len) < 0)
 		len = 0;
-	mproc__job_store(job, index, status, attempts, data, len);
+	mproc__job_store(call->job, index, status, attempts, data, len);
 }
 
 /*
@@ -156,35 +157,23 @@ static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
 			len = sizeof rec;
 		}
 		struct mproc__chunk nc = {
-			.job = c->job,
+			.call = c->call,
 			.index = c->index + from,
 			.id = c->id + from,
 			.count = n,
 			.attempts = attempts,
 			.suspect = suspect,
 		};
-		size_t hdr = pool->requeue.len;
-		c->job->inflight++;
-		if (mproc__wire_begin(&pool->requeue, &hdr) == 0 &&
-		    mproc__buf_append(&pool->requeue, src, len) == 0) {
-			nc.frame_len = pool->requeue.len - hdr;
-			if (mproc__rq_push(pool, &nc) == 0) {
-				uint8_t flags = f->flags;
-				if (suspect)
-					flags |= MPROC__TF_CHECK;
-				mproc__wire_end(&pool->requeue, hdr, MPROC__F_TASK, flags,
-				                nc.count, nc.id, f->ref);
-				from += n;
-				p = q;
-				continue;
-			}
+		uint8_t flags = f->flags | (suspect ? MPROC__TF_CHECK : 0);
+		mproc__call_chunk_out(c->call);
+		if (mproc__requeue_add(&pool->rq, &nc, flags, f->ref, src, len) < 0) {
+			/* No memory to keep them: they end, never vanish. */
+			for (uint32_t k = 0; k < n; k++)
+				store_note(pool, c->call, nc.index + k,
+				           MPROC_CANCELLED, attempts, "Cancelled",
+				           "no memory to run the task again", NULL);
+			mproc__call_chunk_done(c->call);
 		}
-		pool->requeue.len = hdr; /* whatever part was appended goes */
-		/* No memory to keep them: they end, never vanish. */
-		for (uint32_t k = 0; k < n; k++)
-			store_note(pool, c->job, nc.index + k, MPROC_CANCELLED, attempts,
-			           "Cancelled", "no memory to run the task again", NULL);
-		mproc__chunk_finish(&nc);
 		from += n;
 		p = q;
 	}
@@ -196,7 +185,7 @@ static void blame(struct mproc_pool *pool, const struct mproc__chunk *c,
                   const struct death *d)
 {
 	if (c->attempts <= pool->opts.retries) {
-		pool->stats.retried++;
+		pool->stats.s.retried++;
 		requeue(pool, c, f, rec, k, k + 1, (uint16_t)(c->attempts + 1),
 		        c->suspect);
 		return;
@@ -204,7 +193,7 @@ static void blame(struct mproc_pool *pool, const struct mproc__chunk *c,
 	const char *type = d->status == MPROC_TIMEOUT  ? "TimeoutError"
 	                   : d->status == MPROC_MEMORY ? "MemoryError"
 	                                               : "WorkerCrashed";
-	store_note(pool, c->job, c->index + k, d->status, c->attempts, type,
+	store_note(pool, c->call, c->index + k, d->status, c->attempts, type,
 	           d->msg, d);
 }
 
@@ -216,8 +205,8 @@ static void salvage(struct mproc_pool *pool, struct mproc__worker *w,
                     uint64_t target, const struct death *d, bool suspects)
 {
 	size_t off = w->out_acked;
-	for (size_t qi = 0; qi < w->qlen; qi++) {
-		struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
+	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
+		struct mproc__chunk *c = mproc__chunkq_at(&w->q, qi);
 		struct mproc__frame f;
 		memcpy(&f, w->out.data + off, sizeof f);
 		f.flags &= (uint8_t)~MPROC__TF_CHECK;
@@ -241,20 +230,16 @@ static void salvage(struct mproc_pool *pool, struct mproc__worker *w,
 		}
 		requeue(pool, c, &f, from_p, from, c->count, c->attempts,
 		        suspects || c->suspect);
-		mproc__chunk_finish(c);
+		mproc__call_chunk_done(c->call);
 	}
-	w->qlen = 0;
-	w->qhead = 0;
-	w->inflight_tasks = 0;
-	w->suspect = false;
-	w->out.len = w->out_acked = w->out_sent = 0;
+	mproc__worker_clear(w);
 }
 
 /* The suspect task w was given, if it started it (it runs alone). */
 static uint64_t suspect_started(const struct mproc__worker *w, uint64_t last)
 {
-	for (size_t qi = 0; qi < w->qlen; qi++) {
-		const struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
+	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
+		const struct mproc__chunk *c = mproc__chunkq_at(&w->q, qi);
 		if (c->suspect && c->done < c->count && c->id + c->done == last)
 			return last;
 	}
@@ -268,30 +253,28 @@ static void fail_requeue(struct mproc_pool *pool)
 {
 	struct death d = {.exit_status = -1, .status = MPROC_CRASHED};
 	snprintf(d.msg, sizeof d.msg, "%.199s", pool->broken_msg);
-	while (pool->rqlen) {
-		struct mproc__chunk c = pool->rq[pool->rqhead];
-		pool->rqhead = (pool->rqhead + 1) % pool->rqcap;
-		pool->rqlen--;
+	while (mproc__requeue_len(&pool->rq)) {
+		struct mproc__chunk c = mproc__requeue_pop(&pool->rq);
 		for (uint32_t k = 0; k < c.count; k++)
-			store_note(pool, c.job, c.index + k, MPROC_CRASHED, c.attempts,
+			store_note(pool, c.call, c.index + k, MPROC_CRASHED, c.attempts,
 			           "WorkerCrashed", d.msg, &d);
-		mproc__chunk_finish(&c);
+		mproc__call_chunk_done(c.call);
 	}
-	pool->requeue.len = pool->rq_off = 0;
 }
 
-void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
+void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w)
 {
-	struct mproc__status *st = &pool->status[w->number];
+	struct mproc__status *st = &pool->status[w->proc.number];
 	struct death d = {.exit_status = -1, .status = MPROC_CRASHED};
 
 	/* Whatever it wrote before it died still counts. */
-	int r = mproc__worker_read(pool, w, INT_MAX);
-	mproc__worker_signal(w, SIGKILL); /* it may live on with a broken channel */
+	int r = mproc__worker_read(w, INT_MAX, pool->max_frame);
+	/* It may live on with a broken channel. */
+	mproc__worker_signal(&pool->be, w, SIGKILL);
 	siginfo_t si;
-	mproc__worker_reap(pool, w, &si);
+	mproc__worker_reap(&pool->be, w, &pool->mu, pool->max_frame, &si);
 	mproc__worker_close(w);
-	w->death_ns = mproc__now_ns();
+	w->f.death_ns = mproc__now_ns();
 
 	if (si.si_code == CLD_EXITED) {
 		d.exit_status = si.si_status;
@@ -317,11 +300,11 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	 * a task calling exit() with the same status is not mistaken. */
 	bool clean_exit =
 	        d.signal == 0 && r >= 0 && !d.running &&
-	        ((w->retiring && w->qlen == 0 && d.exit_status == 0) ||
+	        ((w->d.retiring && mproc__chunkq_len(&w->q) == 0 && d.exit_status == 0) ||
 	         (d.exit_status == MPROC__EXIT_MEMORY &&
 	          atomic_load_explicit(&st->retired_rss, memory_order_acquire)));
 	/* Our SIGTERM hit a worker whose timed-out task had just ended. */
-	bool stray_term = w->term_at && w->timeout_task != d.running;
+	bool stray_term = w->f.term_at && w->f.timeout_task != d.running;
 
 	uint64_t target = 0;
 	bool suspects = false;
@@ -336,12 +319,12 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 		target = 0;
 	} else if (d.running && r >= 0) {
 		target = d.running;
-		if (w->term_at) {
+		if (w->f.term_at) {
 			d.status = MPROC_TIMEOUT;
 			snprintf(d.msg, sizeof d.msg,
 			         "ran past its timeout of %.3g s; worker stopped with %s",
-			         (double)w->timeout_ns / 1e9,
-			         w->killed ? "SIGKILL" : "SIGTERM");
+			         (double)w->f.timeout_ns / 1e9,
+			         w->f.killed ? "SIGKILL" : "SIGTERM");
 		} else if ((pool->opts.max_rss && d.rss > pool->opts.max_rss) ||
 		           (pool->opts.max_vm &&
 		            d.vm + (pool->opts.max_vm >> 4) >= pool->opts.max_vm)) {
@@ -351,7 +334,7 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 			         " at %zu MiB resident, %zu MiB mapped",
 			         (size_t)(d.rss >> 20), (size_t)(d.vm >> 20));
 		}
-	} else if (w->qlen) {
+	} else if (mproc__chunkq_len(&w->q)) {
 		/* Nothing names the task. A suspect it started is the one: it
 		 * ran alone. Otherwise its tasks are suspects from now on. */
 		target = suspect_started(w, st->last_id);
@@ -359,9 +342,9 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	}
 	salvage(pool, w, target, &d, suspects);
 	if (clean_exit)
-		pool->stats.workers_retired++;
+		pool->stats.s.workers_retired++;
 	else
-		pool->stats.workers_replaced++;
+		pool->stats.s.workers_replaced++;
 
 	/* Workers that die before they are ready, again and again (a failing
 	 * initializer), would be replaced forever: after three in a row the
@@ -370,11 +353,11 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	 * about the initializer and is not counted; ours, for an initializer
 	 * that outlived the task timeout, is. */
 	bool start_failed = !was_ready && !clean_exit &&
-	                    (d.signal != SIGKILL || w->killed);
+	                    (d.signal != SIGKILL || w->f.killed);
 	if (start_failed) {
 		if (++pool->start_failures >= 3 && !pool->broken) {
 			pool->broken = true;
-			pool->stats.halted = true;
+			pool->stats.s.halted = true;
 			snprintf(pool->broken_msg, sizeof pool->broken_msg,
 			         "workers fail to start: %.200s", d.msg);
 		}
@@ -384,47 +367,43 @@ void mproc__worker_died(struct mproc_pool *pool, struct mproc__worker *w)
 	if (pool->broken)
 		fail_requeue(pool);
 
-	w->term_at = 0;
-	w->timeout_task = 0;
-	w->killed = false;
-	atomic_store(&st->task_id, 0);
-	atomic_store(&st->culprit, 0);
-	atomic_store(&st->crash_signal, 0);
-	atomic_store(&st->ready_ns, 0);
-	st->last_id = 0;
-	st->nframes = 0;
-	atomic_store(&st->retired_rss, 0);
-	w->respawn_backoff = 0;
-	w->respawn_at = 0;
+	w->f.term_at = 0;
+	w->f.timeout_task = 0;
+	w->f.killed = false;
+	mproc__status_reset(st);
+	w->f.respawn_backoff = 0;
+	w->f.respawn_at = 0;
 	if (pool->state != MPROC__TERMINATED && !pool->broken)
 		respawn(pool, w);
 	if (clean_exit)
-		w->death_ns = 0; /* only replacements after a death are timed */
+		w->f.death_ns = 0; /* only replacements after a death are timed */
 }
 
 /* Fork into an empty slot; on failure (EAGAIN, EMFILE...) try again later,
  * backing off from 10 ms to 1 s. */
 static void respawn(struct mproc_pool *pool, struct mproc__worker *w)
 {
-	int rc = mproc__pool_spawn(pool, w);
+	int rc = mproc__worker_spawn(&pool->be, w);
 	if (rc == 0) {
-		pool->stats.workers_started++;
+		pool->stats.s.workers_started++;
 		return;
 	}
-	if (pool->fs_pid && (rc == -EPIPE || rc == -ECONNRESET)) {
-		/* The fork server is gone (killed from outside): a new one
-		 * could not start from the state at open, so the pool halts
-		 * and what waits for a worker fails. */
+	if (rc == -EPIPE) {
+		/* The backend can start no worker again (the fork server was
+		 * killed from outside: a new one could not start from the state
+		 * at open), so the pool halts and what waits for a worker
+		 * fails. */
 		pool->broken = true;
-		pool->stats.halted = true;
+		pool->stats.s.halted = true;
 		snprintf(pool->broken_msg, sizeof pool->broken_msg,
-		         "the pool's fork server died; no worker can start");
+		         "the pool's %s backend can start no worker",
+		         pool->be.ops->name);
 		fail_requeue(pool);
 		return;
 	}
-	uint64_t b = w->respawn_backoff ? w->respawn_backoff * 2 : 10000000u;
-	w->respawn_backoff = b > 1000000000u ? 1000000000u : b;
-	w->respawn_at = mproc__coarse_ns() + w->respawn_backoff;
+	uint64_t b = w->f.respawn_backoff ? w->f.respawn_backoff * 2 : 10000000u;
+	w->f.respawn_backoff = b > 1000000000u ? 1000000000u : b;
+	w->f.respawn_at = mproc__coarse_ns() + w->f.respawn_backoff;
 }
 
 void mproc__fault_respawn(struct mproc_pool *pool)
@@ -434,11 +413,11 @@ void mproc__fault_respawn(struct mproc_pool *pool)
 	uint64_t now = 0;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
-		if (w->pid)
+		if (mproc__worker_alive(w))
 			continue;
 		if (!now)
 			now = mproc__coarse_ns();
-		if (now >= w->respawn_at)
+		if (now >= w->f.respawn_at)
 			respawn(pool, w);
 	}
 }
@@ -448,16 +427,15 @@ void mproc__fault_respawn(struct mproc_pool *pool)
 static uint64_t task_timeout(const struct mproc_pool *pool,
                              const struct mproc__worker *w, uint64_t id)
 {
-	const struct mproc__job *job = NULL;
-	for (size_t qi = 0; qi < w->qlen; qi++) {
-		const struct mproc__chunk *c = &w->q[(w->qhead + qi) % w->qcap];
+	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
+		const struct mproc__chunk *c = mproc__chunkq_at(&w->q, qi);
 		if (!id || (id >= c->id && id < c->id + c->count)) {
-			job = c->job;
+			uint64_t t = mproc__job_timeout(c->call->job);
+			if (t)
+				return t == UINT64_MAX ? 0 : t;
 			break;
 		}
 	}
-	if (job && job->timeout_ns)
-		return job->timeout_ns == UINT64_MAX ? 0 : job->timeout_ns;
 	return pool->timeout_ns;
 }
 
@@ -466,9 +444,10 @@ static uint64_t queued_timeout(const struct mproc_pool *pool,
                                const struct mproc__worker *w)
 {
 	uint64_t least = 0;
-	for (size_t qi = 0; qi < w->qlen; qi++) {
-		const struct mproc__job *job = w->q[(w->qhead + qi) % w->qcap].job;
-		uint64_t t = job->timeout_ns ? job->timeout_ns : pool->timeout_ns;
+	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
+		uint64_t t = mproc__job_timeout(mproc__chunkq_at(&w->q, qi)->call->job);
+		if (!t)
+			t = pool->timeout_ns;
 		if (t && t != UINT64_MAX && (!least || t < least))
 			least = t;
 	}
@@ -481,33 +460,35 @@ static uint64_t watch_every(uint64_t limit_ns)
 	return limit_ns / 8 > 1000000u ? limit_ns / 8 : 1000000u;
 }
 
+void mproc__fault_note_ready(struct mproc_pool *pool)
+{
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (!mproc__worker_alive(w) || !w->f.death_ns)
+			continue;
+		uint64_t ready = atomic_load_explicit(&pool->status[i].ready_ns,
+		                                      memory_order_acquire);
+		if (ready) {
+			mproc__stats_replaced(&pool->stats,
+			                      ready > w->f.death_ns
+			                              ? (double)(ready - w->f.death_ns) / 1e9
+			                              : 0);
+			w->f.death_ns = 0;
+		}
+	}
+}
+
 uint64_t mproc__fault_watch(struct mproc_pool *pool)
 {
 	uint64_t next = UINT64_MAX;
 	uint64_t now = 0;
+	mproc__fault_note_ready(pool);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
 		struct mproc__status *st = &pool->status[i];
-		if (!w->pid)
+		if (!mproc__worker_alive(w))
 			continue;
-		if (w->death_ns) {
-			uint64_t ready = atomic_load_explicit(&st->ready_ns,
-			                                      memory_order_acquire);
-			if (ready) {
-				double s = ready > w->death_ns
-				                   ? (double)(ready - w->death_ns) / 1e9
-				                   : 0;
-				pool->stats.replace_last = s;
-				if (s > pool->stats.replace_max)
-					pool->stats.replace_max = s;
-				pool->replace_total += s;
-				pool->replace_count++;
-				pool->stats.replace_mean =
-				        pool->replace_total / (double)pool->replace_count;
-				w->death_ns = 0;
-			}
-		}
-		if (!pool->timeout_ns && !pool->call_timeouts)
+		if (!pool->timeout_ns && !pool->calls.timed)
 			continue;
 		if (!now)
 			now = mproc__coarse_ns();
@@ -516,7 +497,7 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		/* Look often enough for the shortest timeout this worker holds:
 		 * a task behind this one may start any moment. */
 		uint64_t shortest = limit_ns;
-		if (pool->call_timeouts) {
+		if (pool->calls.timed) {
 			uint64_t q = queued_timeout(pool, w);
 			if (q && (!shortest || q < shortest))
 				shortest = q;
@@ -526,12 +507,12 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 			/* Not ready yet (initializer) with tasks waiting: it gets
 			 * the task timeout to become ready, then SIGKILL. Look
 			 * again soon, to see its first task start. */
-			uint64_t limit = w->spawned_ns + limit_ns;
-			if (!w->qlen)
+			uint64_t limit = w->f.spawned_ns + limit_ns;
+			if (!mproc__chunkq_len(&w->q))
 				continue;
-			if (limit_ns && now >= limit && !w->killed) {
-				mproc__worker_signal(w, SIGKILL);
-				w->killed = true;
+			if (limit_ns && now >= limit && !w->f.killed) {
+				mproc__worker_signal(&pool->be, w, SIGKILL);
+				w->f.killed = true;
 			} else if (limit_ns && limit < next) {
 				next = limit;
 			}
@@ -539,12 +520,12 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 				next = now + look;
 			continue;
 		}
-		if (w->term_at) {
-			uint64_t kill_at = w->term_at + pool->grace_ns;
+		if (w->f.term_at) {
+			uint64_t kill_at = w->f.term_at + pool->grace_ns;
 			if (now >= kill_at) {
-				if (!w->killed) {
-					mproc__worker_signal(w, SIGKILL);
-					w->killed = true;
+				if (!w->f.killed) {
+					mproc__worker_signal(&pool->be, w, SIGKILL);
+					w->f.killed = true;
 				}
 			} else if (kill_at < next) {
 				next = kill_at;
@@ -560,7 +541,7 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		if (!id) {
 			/* Tasks sent but not started: look again soon enough to
 			 * see the next one start. */
-			if (w->qlen && now + look < next)
+			if (mproc__chunkq_len(&w->q) && now + look < next)
 				next = now + look;
 			continue;
 		}
@@ -568,18 +549,18 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		 * the worker reads no clock. While one runs, the watch looks
 		 * at least every eighth of its timeout, so it fires at most
 		 * that much (plus a coarse tick) late, never early. */
-		if (id != w->seen_id) {
-			w->seen_id = id;
-			w->seen_ns = now;
+		if (id != w->f.seen_id) {
+			w->f.seen_id = id;
+			w->f.seen_ns = now;
 		}
-		uint64_t start = w->seen_ns;
+		uint64_t start = w->f.seen_ns;
 		if (now + look < next)
 			next = now + look;
 		if (now >= start + limit_ns) {
-			mproc__worker_signal(w, SIGTERM);
-			w->term_at = now;
-			w->timeout_task = id;
-			w->timeout_ns = limit_ns;
+			mproc__worker_signal(&pool->be, w, SIGTERM);
+			w->f.term_at = now;
+			w->f.timeout_task = id;
+			w->f.timeout_ns = limit_ns;
 			if (now + pool->grace_ns < next)
 				next = now + pool->grace_ns;
 		} else if (start + limit_ns < next) {
@@ -588,45 +569,11 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 	}
 	/* Empty slots wait for their next fork attempt. */
 	for (unsigned i = 0; i < pool->nworkers; i++)
-		if (!pool->workers[i].pid && pool->state != MPROC__TERMINATED &&
-		    !pool->broken && pool->workers[i].respawn_at < next)
-			next = pool->workers[i].respawn_at;
+		if (!mproc__worker_alive(&pool->workers[i]) &&
+		    pool->state != MPROC__TERMINATED &&
+		    !pool->broken && pool->workers[i].f.respawn_at < next)
+			next = pool->workers[i].f.respawn_at;
 	/* The coarse clock lags by up to a tick: wake a little after. */
 	return next == UINT64_MAX ? next : next + 5000000u;
 }
 
-void mproc__fault_count(struct mproc_pool *pool, enum mproc_status status)
-{
-	struct mproc_pool_stats *s = &pool->stats;
-	s->tasks_done++;
-	switch (status) {
-	case MPROC_OK: s->ok++; break;
-	case MPROC_RAISED: s->raised++; break;
-	case MPROC_CRASHED: s->crashed++; break;
-	case MPROC_TIMEOUT: s->timed_out++; break;
-	case MPROC_MEMORY: s->memory++; break;
-	case MPROC_CANCELLED: s->cancelled++; break;
-	default: break;
-	}
-	if (s->halted || status == MPROC_OK || status == MPROC_CANCELLED)
-		return;
-	uint64_t failed = s->raised + s->crashed + s->timed_out + s->memory;
-	uint64_t finished = s->tasks_done - s->cancelled;
-	unsigned min = pool->opts.halt_min_tasks ? pool->opts.halt_min_tasks : 10;
-	if ((pool->opts.halt_failures && failed >= pool->opts.halt_failures) ||
-	    (pool->opts.halt_fraction > 0 && finished >= min &&
-	     (double)failed >= pool->opts.halt_fraction * (double)finished))
-		s->halted = true;
-}
-
-int mproc_pool_stats(struct mproc_pool *pool, struct mproc_pool_stats *out)
-{
-	if (!pool || !out)
-		return -EINVAL;
-	pthread_mutex_lock(&pool->mu);
-	if (!pool->driving)
-		(void)mproc__fault_watch(pool); /* takes in replacement times */
-	*out = pool->stats;
-	pthread_mutex_unlock(&pool->mu);
-	return 0;
-}

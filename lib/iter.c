@@ -4,16 +4,17 @@
  * The input is pulled only while fewer than `window` results stand between
  * the consumer and it, so an endless input runs in bounded memory; the
  * result handed out stays valid until the next call, because its slot is
- * not reused before the consumer asks again (the ring has window + 1
+ * not reused before the consumer asks again (the job's ring has window + 1
  * slots).
  */
 #include <errno.h>
 #include <stdlib.h>
 
+#include "clock.h"
+#include "engine.h"
 #include "input.h"
-#include "pool.h"
 
-#define JOB(it) ((struct mproc__job *)(it))
+#define CALL(it) ((struct mproc__call *)(it))
 
 static int imap(struct mproc_pool *pool, mproc_task_fn fn,
                 const struct mproc_input *in, size_t chunksize,
@@ -25,22 +26,22 @@ static int imap(struct mproc_pool *pool, mproc_task_fn fn,
 	*out = NULL;
 	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
-	struct mproc__job *job = mproc__job_new(pool, kind, fn, chunksize, 0);
+	struct mproc__job *job = mproc__job_new(&pool->env, kind, fn, chunksize, 0);
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_input(job, in);
 	if (rc == 0)
 		rc = mproc__job_set_opts(job, co);
-	if (rc == 0) {
-		pthread_mutex_lock(&pool->mu);
-		rc = mproc__pool_submit(pool, job);
-		pthread_mutex_unlock(&pool->mu);
-	}
-	if (rc < 0) {
+	struct mproc__call *call = rc == 0 ? mproc__call_new(pool, job) : NULL;
+	if (!call) {
 		mproc__job_free(job);
+		return rc < 0 ? rc : -ENOMEM;
+	}
+	if ((rc = mproc__engine_submit(pool, call)) < 0) {
+		mproc__call_free(call);
 		return rc;
 	}
-	*out = (struct mproc_iter *)job;
+	*out = (struct mproc_iter *)call;
 	return 0;
 }
 
@@ -69,15 +70,7 @@ int mproc_imap_opts(struct mproc_pool *pool, mproc_task_fn fn,
 
 static bool iter_has_next(void *arg)
 {
-	struct mproc__job *job = arg;
-	if (job->kind == MPROC__JOB_ORDERED) {
-		if (job->delivered < job->pulled &&
-		    job->slots[job->delivered & (job->nslots - 1)].ready)
-			return true;
-	} else if (job->ucount) {
-		return true;
-	}
-	return job->input_done && job->delivered >= job->pulled;
+	return mproc__job_has_next(CALL(arg)->job);
 }
 
 int mproc_iter_next(struct mproc_iter *it, double timeout,
@@ -85,54 +78,24 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 {
 	if (!it || !out)
 		return -EINVAL;
-	struct mproc__job *job = JOB(it);
-	struct mproc_pool *pool = job->pool;
+	struct mproc__call *call = CALL(it);
+	struct mproc_pool *pool = call->pool;
 	if (!pool)
 		return MPROC_ECLOSED; /* the pool was freed */
 	pthread_mutex_lock(&pool->mu);
-	int rc = mproc__pool_wait(pool, iter_has_next, job,
-	                          mproc__deadline(timeout));
-	if (rc < 0)
-		goto out;
-	struct mproc__slot *s;
-	if (job->kind == MPROC__JOB_ORDERED &&
-	    job->delivered < job->pulled &&
-	    job->slots[job->delivered & (job->nslots - 1)].ready) {
-		s = &job->slots[job->delivered & (job->nslots - 1)];
-	} else if (job->kind == MPROC__JOB_UNORDERED && job->ucount) {
-		s = &job->slots[job->uhead];
-		job->uhead = (job->uhead + 1) & (job->nslots - 1);
-		job->ucount--;
-	} else {
-		/* Every result was handed out. */
-		rc = job->input_err; /* 0, MPROC_EINPUT, _ECLOSED or _EHALTED */
-		goto out;
-	}
-	s->ready = false;
-	job->delivered++;
-	if (s->tiny) {
-		job->cur = (struct mproc_result){.index = s->index,
-		                                 .status = MPROC_OK,
-		                                 .attempts = s->attempts,
-		                                 .value = s->tiny};
-		rc = 0;
-	} else {
-		if (job->dec)
-			mproc__decoder_reset(job->dec);
-		rc = mproc__job_result(job, s->status, s->attempts, s->index,
-		                       s->data.data, s->data.len, &job->cur);
-	}
+	int rc = mproc__engine_wait(pool, iter_has_next, call,
+	                            mproc__deadline(timeout));
 	if (rc == 0) {
-		*out = &job->cur;
-		rc = 1;
+		int err = 0;
+		rc = mproc__job_next(call->job, out, &err);
+		if (rc == 0)
+			rc = err; /* every result was handed out */
+		/* The window moved: refill it in batches, so the workers stay
+		 * fed while the consumer works; the rest is dispatched when
+		 * the consumer next has to wait. */
+		else if (mproc__job_wants_input(call->job))
+			mproc__engine_kick(pool);
 	}
-	/* The window moved. Refill it in batches, not a task per result: once
-	 * half of it has been consumed, dispatch what fits now (one write per
-	 * worker), so the workers stay fed while the consumer works; the rest
-	 * is dispatched when the consumer next has to wait. */
-	if (!job->input_done && job->pulled - job->delivered <= job->window / 2)
-		mproc__pool_kick(pool);
-out:
 	pthread_mutex_unlock(&pool->mu);
 	return rc;
 }
@@ -141,5 +104,5 @@ void mproc_iter_free(struct mproc_iter *it)
 {
 	if (!it)
 		return;
-	mproc__job_release(JOB(it));
+	mproc__engine_release(CALL(it));
 }

@@ -1,679 +1,248 @@
 /*
- * worker.c - the child's side: from fork to _exit.
+ * worker.c - one worker as the engine sees it: starting it through its
+ * backend, writing its TASK frames, reading its RESULT frames into the
+ * calls they belong to, and reaping it.
  *
- * A worker reads TASK frames from its task channel, runs each task, and
- * writes RESULT frames to its result pipe. It batches: everything a read
- * brought is run before the results are written in one write, unless a
- * result has already waited RESULT_LATENCY_NS, so short tasks cost a few
- * syscalls per batch and long ones still report promptly.
- *
- * A worker never returns into the caller's code after fork: it ends with
- * _exit(), so the host program's atexit handlers and stdio buffers are not
- * run twice. It exits 0 at end of file on its task channel (the pool closed
- * it) and when maxtasksperchild is reached.
- *
- * The threads backend runs the same loop in a thread of the program
- * (mproc__worker_thread): same pipes, same frames, same codec. There the
- * process-only parts (signals, title, crash handler, parent checks) are
- * skipped, and where a process would _exit() the thread returns its exit
- * code instead, having closed its end of the result pipe so that the
- * manager sees end of file as it would for a process.
+ * Invariant: w->out holds, in order, the TASK frame of every chunk in w->q
+ * (from out_acked on), the first out_sent bytes of it written; a chunk
+ * leaves the ring only when all its results are stored (or it is taken
+ * back by fault.c), so a worker's death loses nothing.
  */
 #include <errno.h>
-#include <execinfo.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
-#include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "pool.h"
+#include "call.h"
+#include "clock.h"
+#include "fdreg.h"
+#include "wire.h"
+#include "worker.h"
 
-#define RESULT_LATENCY_NS 200000u  /* 200 us */
-#define RESULT_FLUSH_BYTES (256u * 1024u)
+#define DEPTH_TARGET_NS 200000.0    /* queue ~200 us of work per worker */
+#define DEPTH_MIN 2
+#define DEPTH_MAX 512
+#define DEPTH_START 8
 
-bool mproc__title_ready;
-
-uint64_t mproc__coarse_ns(void)
+void mproc__worker_init(struct mproc__worker *w, unsigned number)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	*w = (struct mproc__worker){0};
+	w->proc.number = number;
+	w->proc.task_fd = w->proc.task_guard_fd = w->proc.result_fd = -1;
+	w->proc.exit_fd = -1;
 }
 
-uint64_t mproc__now_ns(void)
+void mproc__worker_free(struct mproc__worker *w)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	mproc__worker_close(w);
+	mproc__buf_free(&w->out);
+	mproc__buf_free(&w->in);
+	mproc__chunkq_free(&w->q);
 }
 
-void mproc_init(int argc, char *argv[], char *envp[])
+int mproc__worker_spawn(struct mproc__backend *be, struct mproc__worker *w)
 {
-#if HAVE_SETPROCTITLE
-	if (!mproc__title_ready && argc > 0 && argv && argv[0]) {
-		setproctitle_init(argc, argv, envp);
-		mproc__title_ready = true;
-	}
-#else
-	(void)argc, (void)argv, (void)envp;
-#endif
-}
-
-/*
- * The only code that runs between fork() and the worker loop. The parent
- * blocked every signal around fork(), so no handler of the host program
- * runs here before the dispositions are reset. Allowed here: prctl,
- * getppid, close, sigaction, sigprocmask, _exit — all async-signal-safe —
- * then the title and the initializer, which may allocate: glibc's malloc
- * is reset in the child by its own fork handlers.
- */
-/* Default dispositions for every signal, except that Ctrl-C (SIGINT) is
- * ignored: it is the program's business, not every worker's. Only
- * sigaction: safe right after fork. */
-void mproc__reset_signals(void)
-{
-	struct sigaction sa = {.sa_handler = SIG_DFL};
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sa.sa_handler = sig == SIGINT ? SIG_IGN : SIG_DFL;
-		sigaction(sig, &sa, NULL);
-	}
-}
-
-static void worker_crash_handlers(void);
-
-/* Set in the child of a fork, in the thread that forked: a task that forks
- * and returns in its child finds it set there and ends that child instead
- * of running the worker loop on the worker's pipes. Thread-local, so that a
- * fork by some other thread of the program marks no worker thread. */
-static _Thread_local volatile sig_atomic_t worker_is_grandchild
-        __attribute__((tls_model("initial-exec")));
-static pthread_once_t worker_fork_once = PTHREAD_ONCE_INIT;
-
-static void worker_mark_grandchild(void)
-{
-	worker_is_grandchild = 1;
-}
-
-static void worker_register_guard(void)
-{
-	pthread_atfork(NULL, NULL, worker_mark_grandchild);
-}
-
-/* Once per process: a forked worker inherits the registration. */
-static void worker_guard_forks(void)
-{
-	pthread_once(&worker_fork_once, worker_register_guard);
-}
-
-static void worker_setup(const struct mproc__child_plan *plan)
-{
-	/* Die with the manager: the signal for a later death, the check for
-	 * a manager that died before prctl took effect. */
-	if (plan->pdeathsig)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != plan->manager)
-		_exit(0);
-
-	/* Descriptors of the other workers and pools: keeping them would hide
-	 * their EOF from those workers (fork does not honour O_CLOEXEC). */
-	for (size_t i = 0; i < plan->nclose; i++)
-		close(plan->close_fds[i]);
-
-	/* The host's handlers are not the worker's. */
-	mproc__reset_signals();
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-
-#if HAVE_SETPROCTITLE
-	if (mproc__title_ready)
-		setproctitle("mproc worker %u", plan->number);
-	else
-#endif
-	{
-		char name[16];
-		snprintf(name, sizeof name, "mproc-worker%u", plan->number);
-		prctl(PR_SET_NAME, name);
-	}
-
-	if (plan->max_vm) {
-		struct rlimit rl = {plan->max_vm, plan->max_vm};
-		setrlimit(RLIMIT_AS, &rl);
-	}
-	/* The fork that made this worker marked it (a thread pool of the
-	 * program may have registered the mark): it is the worker, not a
-	 * task's child. */
-	worker_guard_forks();
-	worker_is_grandchild = 0;
-	worker_crash_handlers();
-
-	if (plan->initializer)
-		plan->initializer(plan->initarg);
-	atomic_store_explicit(&plan->status->ready_ns, mproc__now_ns(),
-	                      memory_order_release);
-}
-
-struct worker;
-static struct worker *worker_self; /* the one worker of this process */
-
-struct worker {
-	const struct mproc__child_plan *plan;
-	struct mproc__status *status; /* plan->status */
-	jmp_buf exit_jb;        /* threads: where worker_exit() returns to */
-	int exit_code;          /* threads: what worker_exit() was given */
-	size_t committed;       /* out bytes that are whole result records */
-	int statm_fd;           /* /proc/self/statm, for max_rss */
-	ino_t task_ino, result_ino; /* its own pipes, for suspect mode */
-	struct mproc_decoder *dec;
-	struct mproc_writer *w;
-	struct mproc__buf in, out;
-	size_t hdr_off;         /* open RESULT frame in out */
-	uint64_t frame_id;      /* id of its first record */
-	uint32_t frame_count;
-	uint64_t frame_start_ns;
-	uint64_t chain_ns;      /* end of the last frame of this read, or 0 */
-	uint64_t first_unflushed_ns;
-	/* Read the clock only every `check_every` tasks: short tasks would
-	 * otherwise spend a fair part of their time reading the timer. */
-	uint32_t check_every, since_check;
-	uint64_t last_check_ns;
-};
-
-/* End the worker: _exit() in a process; in a thread, unwind to
- * mproc__worker_thread (only worker code lies between, never a task). */
-static _Noreturn void worker_exit(struct worker *wk, int code)
-{
-	if (wk->plan->threaded) {
-		wk->exit_code = code;
-		longjmp(wk->exit_jb, 1);
-	}
-	_exit(code);
-}
-
-/* Parse the leading decimal of s (async-signal-safe, no locale). */
-static uint64_t parse_u64(const char **s)
-{
-	uint64_t v = 0;
-	while (**s == ' ')
-		(*s)++;
-	while (**s >= '0' && **s <= '9')
-		v = v * 10 + (uint64_t)(*(*s)++ - '0');
-	return v;
-}
-
-/* Address-space and resident bytes from /proc/self/statm, or 0s. Only
- * async-signal-safe calls: the crash handler uses it too. */
-static void worker_memory(int fd, uint64_t *vm, uint64_t *rss)
-{
-	char buf[128];
-	*vm = *rss = 0;
-	int own = fd < 0;
-	if (own)
-		fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-	if (own)
-		close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	const char *p = buf;
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	*vm = parse_u64(&p) * page;
-	*rss = parse_u64(&p) * page;
-}
-
-/* Write the results already complete, from a crash handler: closed frames,
- * plus the open one cut at its last whole record. */
-static void worker_flush_committed(struct worker *wk)
-{
-	size_t end = wk->hdr_off;
-	if (wk->frame_count && wk->committed > wk->hdr_off) {
-		struct mproc__frame f = {
-			.len = (uint32_t)(wk->committed - wk->hdr_off -
-			                  MPROC__FRAME_HDR),
-			.type = MPROC__F_RESULT,
-			.count = wk->frame_count,
-			.id = wk->frame_id,
-		};
-		memcpy(wk->out.data + wk->hdr_off, &f, sizeof f);
-		end = wk->committed;
-	}
-	const char *p = wk->out.data;
-	while (end > 0 && p) {
-		ssize_t n = write(wk->plan->result_fd, p, end);
-		if (n <= 0)
-			break;
-		p += n;
-		end -= (size_t)n;
-	}
-}
-
-/*
- * A fatal signal in a task: record what happened in the shared status
- * record (signal, si_code, address, backtrace, memory), hand over the
- * results already made, and die of the same signal. Runs on its own
- * stack, so a stack overflow is reported too. Only async-signal-safe calls;
- * backtrace() was called once at setup so that it does not load libgcc
- * here.
- */
-static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
-{
-	(void)uctx;
-	struct worker *wk = worker_self;
-	if (wk && !worker_is_grandchild) {
-		struct mproc__status *st = wk->plan->status;
-		void *frames[MPROC__MAX_FRAMES];
-		int n = backtrace(frames, MPROC__MAX_FRAMES);
-		for (int i = 0; i < n; i++)
-			st->frames[i] = (uint64_t)(uintptr_t)frames[i];
-		st->nframes = n > 0 ? (uint32_t)n : 0;
-		st->crash_code = si ? si->si_code : 0;
-		st->crash_addr = 0;
-		if (si && (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
-		           sig == SIGILL))
-			st->crash_addr = (uint64_t)(uintptr_t)si->si_addr;
-		worker_memory(-1, &st->crash_vm, &st->crash_rss);
-		atomic_store_explicit(&st->crash_signal, sig, memory_order_release);
-		worker_flush_committed(wk);
-	}
-	/* SA_RESETHAND made the disposition default again; the raised
-	 * signal is blocked until the handler returns, then kills. */
-	raise(sig);
-}
-
-static void worker_crash_handlers(void)
-{
-	static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
-	                           SIGABRT, SIGTRAP, SIGSYS};
-	size_t size = 64 * 1024;
-	stack_t ss = {.ss_sp = malloc(size), .ss_size = size};
-	if (ss.ss_sp)
-		sigaltstack(&ss, NULL);
-	void *warm[2];
-	backtrace(warm, 2); /* loads the unwinder now, not in the handler */
-	struct sigaction sa = {.sa_sigaction = worker_on_crash,
-	                       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND};
-	/* A second fault inside the handler waits: it would flush twice. */
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		sigaddset(&sa.sa_mask, sigs[i]);
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		sigaction(sigs[i], &sa, NULL);
-}
-
-
-static void worker_flush(struct worker *wk)
-{
-	size_t sent = 0;
-	if (mproc__wire_write(wk->plan->result_fd, &wk->out, &sent) < 0)
-		worker_exit(wk, 0); /* the manager is gone: nothing to report to */
-	wk->out.len = 0;
-	wk->first_unflushed_ns = 0;
-	wk->chain_ns = 0; /* a write may have waited on a full pipe */
-}
-
-static void worker_frame_open(struct worker *wk, uint64_t id)
-{
-	if (mproc__wire_begin(&wk->out, &wk->hdr_off) < 0)
-		worker_exit(wk, 70);
-	wk->frame_id = id;
-	wk->frame_count = 0;
-	wk->committed = wk->out.len;
-	/* Frames of one read run back to back: the last one's end is this
-	 * one's start, one clock read a frame instead of two. */
-	wk->frame_start_ns = wk->chain_ns ? wk->chain_ns : mproc__now_ns();
-	if (!wk->first_unflushed_ns)
-		wk->first_unflushed_ns = wk->frame_start_ns;
-}
-
-static void worker_frame_close(struct worker *wk)
-{
-	if (wk->frame_count == 0) {
-		wk->out.len = wk->hdr_off;
-		return;
-	}
-	wk->chain_ns = mproc__now_ns();
-	mproc__wire_end(&wk->out, wk->hdr_off, MPROC__F_RESULT, 0,
-	                wk->frame_count, wk->frame_id,
-	                wk->chain_ns - wk->frame_start_ns);
-}
-
-/* Write the result of a task that did not return normally as an exception. */
-static void worker_raise_code(struct mproc_writer *w, int rc)
-{
-	if (rc == MPROC_EWRITER || rc == MPROC_EPICKLE_UTF8 ||
-	    rc == MPROC_EPICKLE_DEPTH)
-		mproc_raise(w, "ValueError", "task return value: %s",
-		            mproc_strerror(rc));
-	else
-		mproc_raise(w, "OSError", "[%s] %s", mproc_err_name(rc),
-		            mproc_strerror(rc));
-}
-
-/*
- * Suspect mode: the manager lost a worker without knowing which task broke
- * it, and now runs those tasks one at a time with this check. A task that
- * closed or replaced the worker's own descriptors is named in the status
- * record before the worker gives up.
- */
-static void worker_check_channel(struct worker *wk, uint64_t id)
-{
-	struct stat a, b;
-	if (fstat(wk->plan->task_fd, &a) < 0 || fstat(wk->plan->result_fd, &b) < 0 ||
-	    a.st_ino != wk->task_ino || b.st_ino != wk->result_ino) {
-		atomic_store_explicit(&wk->plan->status->culprit, id,
-		                      memory_order_release);
-		worker_exit(wk, 72);
-	}
-}
-
-/* Run one task, its argument `packed` (a packed frame's) or the pickle
- * arg[0..arglen); append its result record to the open frame. */
-static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
-                       uint64_t id, const struct mproc_value *packed,
-                       const char *arg, uint32_t arglen)
-{
-	struct mproc__buf *out = &wk->out;
-	/* Room for the record and the commonest result, None, whole. */
-	if (mproc__buf_reserve(out, MPROC__RESULT_REC + 4) < 0)
-		worker_exit(wk, 70);
-	size_t rec = out->len;
-	out->len += MPROC__RESULT_REC;
-	mproc__writer_attach(wk->w, out);
-
-	/* No clock read: the manager times a task from when it first sees
-	 * its id here (fault.c), so that a timeout costs the worker nothing.
-	 * The last id started matters only to a suspect, which runs alone
-	 * and with TF_CHECK: a death between tasks then names it. */
-	if (flags & MPROC__TF_CHECK)
-		atomic_store_explicit(&wk->status->last_id, id,
-		                      memory_order_relaxed);
-	atomic_store_explicit(&wk->status->task_id, id, memory_order_release);
-
-	const struct mproc_value *v = packed;
-	int rc = packed ? 0 : mproc_decode(wk->dec, arg, arglen, &v);
-	if (rc < 0) {
-		mproc_raise(wk->w, "UnpicklingError", "task argument: %s",
-		            mproc_decoder_error(wk->dec));
-	} else if ((flags & MPROC__TF_STAR) &&
-	           mproc_value_type(v) != MPROC_TUPLE) {
-		mproc_raise(wk->w, "TypeError",
-		            "starmap item must be a tuple, not %s",
-		            mproc_type_name(mproc_value_type(v)));
-	} else {
-		rc = fn(v, wk->w);
-		/* A task that forked and returned in its child: that child is
-		 * not a worker and must not read this worker's tasks. */
-		if (worker_is_grandchild)
-			_exit(0);
-		if (rc < 0 && !mproc__writer_raised(wk->w))
-			worker_raise_code(wk->w, rc);
-	}
-	enum mproc_status status =
-	        mproc__writer_raised(wk->w) ? MPROC_RAISED : MPROC_OK;
-	/* A task that returned without writing returned None. */
-	rc = mproc__writer_end_result(wk->w);
-	if (rc < 0) {
-		/* What the task wrote is unusable: say so instead. */
-		worker_raise_code(wk->w, rc);
-		status = MPROC_RAISED;
-		if (mproc__writer_end(wk->w) < 0)
-			worker_exit(wk, 70);
-	}
-	/* Left attached: the next task attaches it anew, and the end of the
-	 * chunk detaches it (worker_chunk), a restart less per task. */
-
-	atomic_store_explicit(&wk->status->task_id, 0, memory_order_release);
-	uint32_t hdr[2] = {(uint32_t)(out->len - rec - MPROC__RESULT_REC),
-	                   (uint32_t)status};
-	memcpy(out->data + rec, hdr, sizeof hdr);
-	wk->frame_count++;
-	wk->committed = out->len;
-
-	if (flags & MPROC__TF_CHECK)
-		worker_check_channel(wk, id);
-}
-
-static bool worker_should_flush(struct worker *wk)
-{
-	if (wk->out.len >= RESULT_FLUSH_BYTES)
-		return true;
-	if (++wk->since_check < wk->check_every)
-		return false;
-	wk->since_check = 0;
-	uint64_t now = mproc__now_ns();
-	uint64_t span = now - wk->last_check_ns;
-	wk->last_check_ns = now;
-	/* Aim at one clock read per ~20 us of work. */
-	if (span < 20000 && wk->check_every < 256)
-		wk->check_every *= 2;
-	else if (span > 100000)
-		wk->check_every = 1;
-	return now - wk->first_unflushed_ns >= RESULT_LATENCY_NS;
-}
-
-static bool worker_over_rss(struct worker *wk)
-{
-	uint64_t vm, rss;
-	worker_memory(wk->statm_fd, &vm, &rss);
-	return rss > wk->plan->max_rss;
-}
-
-/* A packed frame's payload must be exactly what its flags say. */
-static bool worker_packed_ok(const struct mproc__frame *f)
-{
-	uint8_t pack = f->flags & MPROC__TF_PACKED;
-	if (pack == MPROC__TF_RANGE)
-		return f->len == MPROC__RANGE_REC &&
-		       f->count <= MPROC__RANGE_MAX_TASKS;
-	if (pack == MPROC__TF_INTS || pack == MPROC__TF_FLOATS)
-		return f->len == (uint64_t)f->count * MPROC__NUM_REC;
-	return false;
-}
-
-/* Task k's argument in a packed frame, made in *node. */
-static const struct mproc_value *worker_packed_arg(const struct mproc__frame *f,
-                                                   const char *p, uint32_t k,
-                                                   struct mproc__scalar *node)
-{
-	int64_t rec[2];
-	double d;
-	switch (f->flags & MPROC__TF_PACKED) {
-	case MPROC__TF_RANGE:
-		memcpy(rec, p, sizeof rec);
-		return mproc__scalar_int(node, (int64_t)((uint64_t)rec[0] +
-		                                         (uint64_t)k *
-		                                                 (uint64_t)rec[1]));
-	case MPROC__TF_INTS:
-		memcpy(rec, p + (size_t)k * MPROC__NUM_REC, sizeof rec[0]);
-		return mproc__scalar_int(node, rec[0]);
-	default:
-		memcpy(&d, p + (size_t)k * MPROC__NUM_REC, sizeof d);
-		return mproc__scalar_float(node, d);
-	}
-}
-
-static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
-                         const char *p)
-{
-	mproc_task_fn fn = (mproc_task_fn)(uintptr_t)f->ref;
-	const char *end = p + f->len;
-	bool packed = f->flags & MPROC__TF_PACKED;
-	_Atomic int *stop = wk->plan->stop;
-	size_t max_rss = wk->plan->max_rss;
-	struct mproc__scalar node;
-	if (packed && !worker_packed_ok(f))
-		worker_exit(wk, 71);
-	worker_frame_open(wk, f->id);
-	for (uint32_t k = 0; k < f->count; k++) {
-		uint32_t len = 0;
-		const struct mproc_value *arg = NULL;
-		if (packed) {
-			arg = worker_packed_arg(f, p, k, &node);
-		} else {
-			if ((size_t)(end - p) < MPROC__TASK_REC)
-				worker_exit(wk, 71);
-			memcpy(&len, p, sizeof len);
-			p += MPROC__TASK_REC;
-			if ((size_t)(end - p) < len)
-				worker_exit(wk, 71);
-		}
-		/* Threads: terminate asks them to stop before the next task. */
-		if (stop && atomic_load_explicit(stop, memory_order_relaxed)) {
-			worker_frame_close(wk);
-			worker_flush(wk);
-			worker_exit(wk, 0);
-		}
-		worker_run(wk, fn, f->flags, f->id + k, arg, p, len);
-		p += len;
-		if (max_rss && worker_over_rss(wk)) {
-			/* Retire after the task that grew it; the rest of the
-			 * chunk goes back to the manager's queue. */
-			worker_frame_close(wk);
-			worker_flush(wk);
-			atomic_store(&wk->plan->status->retired_rss, 1);
-			worker_exit(wk, MPROC__EXIT_MEMORY);
-		}
-		/* Long tasks report as they finish, not at the end of the batch. */
-		if (k + 1 < f->count && worker_should_flush(wk)) {
-			worker_frame_close(wk);
-			worker_flush(wk);
-			worker_frame_open(wk, f->id + k + 1);
-		}
-	}
-	mproc__writer_attach(wk->w, NULL);
-	worker_frame_close(wk);
-}
-
-/* The worker's own state, once setup is done; -ENOMEM on failure. */
-static int worker_init(struct worker *wk, const struct mproc__child_plan *plan)
-{
-	wk->plan = plan;
-	wk->status = plan->status;
-	wk->check_every = 1;
-	wk->statm_fd = -1;
-	if (mproc_decoder_new(&wk->dec, &plan->limits) < 0 ||
-	    mproc_writer_new(&wk->w, 5) < 0)
-		return -ENOMEM;
-	struct stat st;
-	if (fstat(plan->task_fd, &st) == 0)
-		wk->task_ino = st.st_ino;
-	if (fstat(plan->result_fd, &st) == 0)
-		wk->result_ino = st.st_ino;
-	if (plan->max_rss)
-		wk->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	int rc = be->ops->start(be, &w->proc);
+	if (rc < 0)
+		return rc;
+	w->d.retiring = false;
+	w->d.chunks_sent = 0;
+	w->out.len = w->out_acked = w->out_sent = 0;
+	w->in.len = w->in_off = 0;
+	/* A retried task keeps its id: on the new worker it is timed anew. */
+	w->f.seen_id = 0;
+	mproc__chunkq_clear(&w->q);
+	w->inflight_tasks = 0;
+	w->f.spawned_ns = mproc__coarse_ns();
+	w->f.respawn_backoff = 0;
 	return 0;
 }
 
-/* Read TASK frames and run them until the task channel ends; the exit
- * status, or worker_exit() from deeper down. */
-static int worker_loop(struct worker *wk)
+void mproc__worker_signal(struct mproc__backend *be, struct mproc__worker *w,
+                          int sig)
 {
-	const struct mproc__child_plan *plan = wk->plan;
-	size_t max = plan->limits.max_size ? plan->limits.max_size : (1u << 30);
-	unsigned chunks = 0;
+	be->ops->signal(be, &w->proc, sig);
+}
 
-	for (;;) {
-		wk->chain_ns = 0; /* the wait for more is nobody's run time */
-		ssize_t n = mproc__wire_read(plan->task_fd, &wk->in);
-		if (n == 0 || (plan->manager && getppid() != plan->manager))
-			return 0; /* the pool closed its pipe, or the manager died */
-		if (n < 0)
-			return n == -ENOMEM ? 70 : 0;
-		size_t off = 0;
-		struct mproc__frame f;
-		const char *payload;
-		int rc;
-		while ((rc = mproc__wire_next(&wk->in, &off, &f, &payload, max)) == 1) {
-			if (f.type != MPROC__F_TASK)
-				return 71;
-			worker_chunk(wk, &f, payload);
-			if (plan->maxtasks && ++chunks >= plan->maxtasks) {
-				worker_flush(wk);
-				return 0;
-			}
-		}
-		if (rc < 0)
-			return 71;
-		mproc__buf_consume(&wk->in, off);
-		if (wk->out.len)
-			worker_flush(wk);
+void mproc__worker_close(struct mproc__worker *w)
+{
+	mproc__fdreg_close(&w->proc.task_fd);
+	mproc__fdreg_close(&w->proc.task_guard_fd);
+	mproc__fdreg_close(&w->proc.result_fd);
+	mproc__fdreg_close(&w->proc.exit_fd);
+	w->proc.pid = 0;
+}
+
+void mproc__worker_hangup(struct mproc__worker *w)
+{
+	mproc__fdreg_close(&w->proc.task_fd);
+}
+
+void mproc__worker_clear(struct mproc__worker *w)
+{
+	mproc__chunkq_clear(&w->q);
+	w->inflight_tasks = 0;
+	w->d.suspect = false;
+	w->out.len = w->out_acked = w->out_sent = 0;
+}
+
+size_t mproc__worker_depth(const struct mproc__worker *w)
+{
+	if (w->ns_per_task <= 0)
+		return DEPTH_START;
+	double d = DEPTH_TARGET_NS / w->ns_per_task;
+	if (d < DEPTH_MIN)
+		return DEPTH_MIN;
+	if (d > DEPTH_MAX)
+		return DEPTH_MAX;
+	return (size_t)d;
+}
+
+void mproc__worker_flush(struct mproc__worker *w)
+{
+	if (mproc__worker_alive(w) && w->out_sent < w->out.len)
+		(void)mproc__wire_write(w->proc.task_fd, &w->out, &w->out_sent);
+}
+
+/*
+ * Drop acknowledged frames from the front of w->out now and then: when
+ * what is still in flight behind them is small (a map's chunk frames are
+ * megabytes: moving them at each finished chunk copied every task frame
+ * again), or when they pass a frame's budget.
+ */
+static void worker_compact(struct mproc__worker *w)
+{
+	size_t live = w->out.len - w->out_acked;
+	if (w->out_acked == w->out.len && w->out_sent == w->out.len) {
+		w->out.len = w->out_acked = w->out_sent = 0;
+	} else if ((w->out_acked >= (64u << 10) && live <= w->out_acked / 8) ||
+	           w->out_acked >= MPROC__FRAME_BUDGET) {
+		mproc__buf_consume(&w->out, w->out_acked);
+		w->out_sent -= w->out_acked;
+		w->out_acked = 0;
 	}
 }
 
-_Noreturn void mproc__worker_main(const struct mproc__child_plan *plan)
+static int worker_result_frame(struct mproc__worker *w,
+                               const struct mproc__frame *f, const char *p)
 {
-	worker_setup(plan);
-
-	struct worker wk = {0};
-	if (worker_init(&wk, plan) < 0)
-		_exit(70);
-	worker_self = &wk;
-	_exit(worker_loop(&wk));
+	if (f->type != MPROC__F_RESULT || mproc__chunkq_len(&w->q) == 0)
+		return MPROC_EPROTO;
+	struct mproc__chunk *c = mproc__chunkq_at(&w->q, 0);
+	if (f->id != c->id + c->done || f->count > c->count - c->done)
+		return MPROC_EPROTO;
+	struct mproc__call *call = c->call;
+	size_t stored;
+	int rc = mproc__job_store_run(call->job, c->index + c->done, c->attempts,
+	                              p, p + f->len, f->count, &stored);
+	c->done += (uint32_t)stored;
+	w->inflight_tasks -= stored;
+	if (rc < 0)
+		return rc;
+	if (f->count) {
+		double sample = (double)f->ref / f->count;
+		w->ns_per_task = w->ns_per_task > 0
+		                         ? 0.75 * w->ns_per_task + 0.25 * sample
+		                         : sample;
+	}
+	if (c->done == c->count) {
+		struct mproc__chunk done = mproc__chunkq_pop(&w->q);
+		if (done.suspect)
+			w->d.suspect = false;
+		w->out_acked += done.frame_len;
+		mproc__call_chunk_done(done.call);
+		worker_compact(w);
+	} else {
+		mproc__call_check_done(call);
+	}
+	return 0;
 }
 
-/* End of file for the manager, as a process's exit would give; also when
- * a task or the initializer ends the thread with pthread_exit. */
-static void worker_thread_end(void *arg)
+int mproc__worker_read(struct mproc__worker *w, int max_reads,
+                       size_t max_frame)
 {
-	struct mproc__child_plan *plan = arg;
-	mproc__fd_close(&plan->result_fd);
+	int eof = 0;
+	if (w->in_off > w->in.len)
+		w->in_off = 0; /* a new worker in the slot: in was emptied */
+	for (int i = 0; i < max_reads; i++) {
+		/* Parsed bytes are dropped only when the read would otherwise
+		 * grow the buffer: moving a partial frame to the front after
+		 * every read copied much of the result stream again. */
+		if (w->in_off && w->in.cap - w->in.len < (64u << 10)) {
+			mproc__buf_consume(&w->in, w->in_off);
+			w->in_off = 0;
+		}
+		ssize_t n = mproc__wire_read(w->proc.result_fd, &w->in);
+		if (n == -EAGAIN)
+			break;
+		if (n == 0) {
+			eof = 1;
+			break;
+		}
+		if (n < 0)
+			return (int)n;
+		size_t off = w->in_off;
+		struct mproc__frame f;
+		const char *payload;
+		int rc;
+		while ((rc = mproc__wire_next(&w->in, &off, &f, &payload,
+		                              max_frame)) == 1) {
+			if ((rc = worker_result_frame(w, &f, payload)) < 0)
+				break;
+		}
+		if (off == w->in.len)
+			w->in.len = off = 0;
+		w->in_off = off;
+		if (rc < 0)
+			return MPROC_EPROTO;
+		/* A read that did not fill the buffer drained the pipe: save
+		 * the syscall that would only answer EAGAIN (each read offers at
+		 * least 64 KiB, see mproc__wire_read). At death we read
+		 * on to the end of file. */
+		if (max_reads != INT_MAX && (size_t)n < 64 * 1024)
+			break;
+	}
+	return eof;
 }
 
-static void worker_free(void *arg)
+/* Take in what a worker that cannot be killed still writes, up to its end
+ * of file: a thread blocked on a full result pipe would never end. */
+static void worker_drain(struct mproc__worker *w, pthread_mutex_t *mu,
+                         size_t max_frame)
 {
-	struct worker *wk = arg;
-	if (!wk)
+	int r;
+	struct pollfd p = {.fd = w->proc.result_fd, .events = POLLIN};
+	while ((r = mproc__worker_read(w, INT_MAX, max_frame)) == 0) {
+		pthread_mutex_unlock(mu);
+		(void)poll(&p, 1, -1);
+		pthread_mutex_lock(mu);
+	}
+	if (r < 0) {
+		/* Unreadable stream, or no memory: discard up to end of file
+		 * (a zero-byte read) all the same. */
+		char junk[4096];
+		ssize_t n;
+		pthread_mutex_unlock(mu);
+		while ((n = read(w->proc.result_fd, junk, sizeof junk)) != 0)
+			if (n < 0 && errno == EAGAIN)
+				(void)poll(&p, 1, -1);
+		pthread_mutex_lock(mu);
+	}
+}
+
+void mproc__worker_reap(struct mproc__backend *be, struct mproc__worker *w,
+                        pthread_mutex_t *mu, size_t max_frame, siginfo_t *si)
+{
+	if (!be->ops->processes) {
+		worker_drain(w, mu, max_frame);
+		/* Its end of file came as it ended: the join waits for little,
+		 * but without the lock, as before the drain. */
+		pthread_mutex_unlock(mu);
+		be->ops->reap(be, &w->proc, si);
+		pthread_mutex_lock(mu);
 		return;
-	mproc_decoder_free(wk->dec);
-	mproc_writer_free(wk->w);
-	mproc__buf_free(&wk->in);
-	mproc__buf_free(&wk->out);
-	if (wk->statm_fd >= 0)
-		close(wk->statm_fd);
-	free(wk);
-}
-
-/* The loop, or where worker_exit() lands; no local changes in between. */
-static int worker_loop_thread(struct worker *wk)
-{
-	if (setjmp(wk->exit_jb) != 0)
-		return wk->exit_code;
-	return worker_loop(wk);
-}
-
-void *mproc__worker_thread(void *arg)
-{
-	struct mproc__child_plan *plan = arg;
-	volatile int code = 70; /* set inside pthread_cleanup_push (a setjmp) */
-	char name[16];
-	snprintf(name, sizeof name, "mproc-worker%u", plan->number);
-	pthread_setname_np(pthread_self(), name);
-	worker_guard_forks();
-	pthread_cleanup_push(worker_thread_end, plan);
-	if (plan->initializer)
-		plan->initializer(plan->initarg);
-	atomic_store_explicit(&plan->status->ready_ns, mproc__now_ns(),
-	                      memory_order_release);
-	struct worker *wk = calloc(1, sizeof *wk);
-	pthread_cleanup_push(worker_free, wk);
-	if (wk && worker_init(wk, plan) == 0)
-		code = worker_loop_thread(wk);
-	pthread_cleanup_pop(1);
-	pthread_cleanup_pop(1);
-	return (void *)(intptr_t)code;
+	}
+	be->ops->reap(be, &w->proc, si);
 }

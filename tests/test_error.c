@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mproc.h"
+#include "testutil.h"
 
 START_TEST(test_error_every_own_code_has_name_and_text)
 {
@@ -47,9 +48,5 @@ int main(void)
 	tcase_add_test(tc, test_error_errno_codes_use_libc_text);
 	tcase_add_test(tc, test_error_unknown_code_is_named_unknown);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

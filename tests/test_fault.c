@@ -43,13 +43,6 @@ static int64_t arg_int(const struct mproc_value *arg)
 	return x;
 }
 
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static volatile int sink;
 static char *volatile keep; /* allocations the compiler must not elide */
 static int first_pool_fd = 3; /* set before the pool opens */
@@ -245,18 +238,10 @@ static int t_raise(const struct mproc_value *arg, struct mproc_writer *ret)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static struct mproc_pool *open_opts(struct mproc_pool_opts *o)
-{
-	struct mproc_pool *p = NULL;
-	ck_assert_int_eq(open_with_start(&p, o), 0);
-	return p;
-}
-
+/* Finish the pool (testutil.h); not even a zombie is left. */
 static void finish(struct mproc_pool *p)
 {
-	mproc_pool_close(p);
-	ck_assert_int_eq(mproc_pool_join(p), 0);
-	mproc_pool_free(p);
+	finish_pool(p);
 	ck_assert(no_children());
 }
 
@@ -276,13 +261,6 @@ static struct mproc_results *run_one(struct mproc_pool *p, mproc_task_fn fn,
 	return r;
 }
 
-static int64_t int_of(const struct mproc_value *v)
-{
-	int64_t x = -999;
-	ck_assert_int_eq(mproc_value_int(v, &x), 0);
-	return x;
-}
-
 static void set_log(void)
 {
 	static char path[64];
@@ -296,7 +274,7 @@ static void set_log(void)
 static void expect_signal(int what, int sig, int si_code, uintptr_t addr)
 {
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, what);
 	const struct mproc_result item0 = item(r, 0), *it = &item0;
 	ck_assert_int_eq(it->status, MPROC_CRASHED);
@@ -364,7 +342,7 @@ END_TEST
 START_TEST(test_fault_exit_and__exit_are_crashed_with_status)
 {
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, DO_EXIT);
 	ck_assert_int_eq(item(r, 0).status, MPROC_CRASHED);
 	ck_assert_int_eq(item(r, 0).error->crash->signal, 0);
@@ -411,7 +389,7 @@ START_TEST(test_fault_retry_is_timed_from_its_own_start)
 	unlink(path);
 	struct mproc_pool_opts o = {.processes = 1, .task_timeout = 0.5,
 	                            .retries = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_writer *w;
 	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
 	mproc_write_cstr(w, path);
@@ -429,22 +407,13 @@ START_TEST(test_fault_retry_is_timed_from_its_own_start)
 }
 END_TEST
 
-/* Sleeps its argument's milliseconds. */
-static int t_sleep_arg(const struct mproc_value *arg, struct mproc_writer *ret)
-{
-	int64_t ms = 0;
-	mproc_value_int(arg, &ms);
-	sleep_ms(ms);
-	return mproc_write_int(ret, ms);
-}
-
 START_TEST(test_fault_call_timeout_behind_untimed_tasks_fires)
 {
 	/* Two untimed tasks, then one with its own timeout, all in the one
 	 * worker's queue: the watch must look while the timed one runs even
 	 * though the first in the queue has no timeout. */
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_writer *w;
 	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
 	const int64_t ms[3] = {200, 100, 3000};
@@ -456,7 +425,7 @@ START_TEST(test_fault_call_timeout_behind_untimed_tasks_fires)
 		mproc_write_int(w, ms[i]);
 		ck_assert_int_eq(mproc_writer_finish(w, &d, &n), 0);
 		struct mproc_call_opts co = {.timeout = i == 2 ? 0.3 : 0};
-		ck_assert_int_eq(mproc_apply_async_opts(p, t_sleep_arg, d, n, NULL,
+		ck_assert_int_eq(mproc_apply_async_opts(p, t_sleep, d, n, NULL,
 		                                        &co, &a[i]), 0);
 	}
 	const struct mproc_results *r;
@@ -476,7 +445,7 @@ END_TEST
 START_TEST(test_fault_grandchild_never_runs_the_worker_loop)
 {
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_input in;
 	int64_t what[6] = {DO_FORK, DO_OK, DO_FORK, DO_OK, DO_OK, DO_OK};
 	mproc_input_int64s(&in, what, 6);
@@ -499,7 +468,7 @@ END_TEST
 START_TEST(test_fault_kill_9_from_outside_is_crashed_sigkill)
 {
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_getpid, 0);
 	pid_t pid = (pid_t)int_of(item(r, 0).value);
 	mproc_results_free(r);
@@ -529,7 +498,7 @@ END_TEST
 START_TEST(test_fault_timeout_stops_task_with_sigterm)
 {
 	struct mproc_pool_opts o = {.processes = 2, .task_timeout = 0.2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_input in;
 	int64_t what[4] = {DO_OK, DO_SLEEP, DO_OK, DO_OK};
 	mproc_input_int64s(&in, what, 4);
@@ -554,7 +523,7 @@ START_TEST(test_fault_timeout_ignoring_sigterm_gets_sigkill)
 {
 	struct mproc_pool_opts o = {.processes = 1, .task_timeout = 0.1,
 	                            .kill_grace = 0.2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, DO_IGNORE_TERM);
 	ck_assert_int_eq(item(r, 0).status, MPROC_TIMEOUT);
 	ck_assert_int_eq(item(r, 0).error->crash->signal, SIGKILL);
@@ -567,23 +536,17 @@ START_TEST(test_fault_timeout_ignoring_sigterm_gets_sigkill)
 }
 END_TEST
 
-static int t_sleep_ms(const struct mproc_value *arg, struct mproc_writer *ret)
-{
-	sleep_ms(arg_int(arg));
-	return mproc_write_int(ret, arg_int(arg));
-}
-
 START_TEST(test_fault_per_call_timeout_overrides_the_pool)
 {
 	/* A pool with no timeout; one call with its own. */
 	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	int64_t ms[3] = {10, 5000, 10};
 	struct mproc_input in;
 	mproc_input_int64s(&in, ms, 3);
 	struct mproc_call_opts co = {.timeout = 0.2};
 	struct mproc_async *a;
-	ck_assert_int_eq(mproc_map_async_opts(p, t_sleep_ms, &in, 1, NULL, &co, &a), 0);
+	ck_assert_int_eq(mproc_map_async_opts(p, t_sleep, &in, 1, NULL, &co, &a), 0);
 	const struct mproc_results *r;
 	ck_assert_int_eq(mproc_async_get(a, 5, &r), MPROC_ERAISED);
 	ck_assert_int_eq(item(r, 0).status, MPROC_OK);
@@ -595,18 +558,18 @@ START_TEST(test_fault_per_call_timeout_overrides_the_pool)
 
 	/* A pool with a timeout; one call exempt from it. */
 	struct mproc_pool_opts o2 = {.processes = 1, .task_timeout = 0.05};
-	p = open_opts(&o2);
+	p = open_pool_opts(&o2);
 	int64_t one = 300;
 	mproc_input_int64s(&in, &one, 1);
 	struct mproc_call_opts none = {.timeout = -1};
 	struct mproc_iter *it;
 	const struct mproc_result *res;
-	ck_assert_int_eq(mproc_imap_opts(p, t_sleep_ms, &in, 1, true, &none, &it), 0);
+	ck_assert_int_eq(mproc_imap_opts(p, t_sleep, &in, 1, true, &none, &it), 0);
 	ck_assert_int_eq(mproc_iter_next(it, 5, &res), 1);
 	ck_assert_int_eq(res->status, MPROC_OK);
 	mproc_iter_free(it);
 	struct mproc_call_opts bad = {.timeout = 1e12};
-	ck_assert_int_eq(mproc_apply_async_opts(p, t_sleep_ms, NULL, 0, NULL, &bad, &a),
+	ck_assert_int_eq(mproc_apply_async_opts(p, t_sleep, NULL, 0, NULL, &bad, &a),
 	                 -EINVAL);
 	finish(p);
 }
@@ -617,7 +580,7 @@ END_TEST
 START_TEST(test_fault_max_rss_retires_worker_after_task)
 {
 	struct mproc_pool_opts o = {.processes = 1, .max_rss = 64u << 20};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_getpid, 0);
 	int64_t pid1 = int_of(item(r, 0).value);
 	mproc_results_free(r);
@@ -642,7 +605,7 @@ START_TEST(test_fault_max_vm_failure_is_memory)
 	return;
 #endif
 	struct mproc_pool_opts o = {.processes = 1, .max_vm = 512u << 20};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, DO_GROW_VM);
 	ck_assert_int_eq(item(r, 0).status, MPROC_MEMORY);
 	ck_assert_str_eq(item(r, 0).error->type, "MemoryError");
@@ -657,7 +620,7 @@ END_TEST
 START_TEST(test_fault_stdout_noise_does_not_disturb_results)
 {
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_fault, DO_NOISE);
 	ck_assert_int_eq(item(r, 0).status, MPROC_OK);
 	ck_assert_int_eq(int_of(item(r, 0).value), DO_NOISE);
@@ -671,7 +634,7 @@ static void expect_channel_breaker_blamed(int what)
 	first_pool_fd = dup(0);
 	close(first_pool_fd);
 	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	int64_t tasks[12];
 	for (int i = 0; i < 12; i++)
 		tasks[i] = i == 7 ? what : DO_OK;
@@ -706,7 +669,7 @@ START_TEST(test_fault_chunk_blames_only_the_running_task)
 {
 	set_log();
 	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 10, 1);
 	struct mproc_results *r;
@@ -744,7 +707,7 @@ START_TEST(test_fault_imap_tiny_result_keeps_its_attempts)
 		set_log();
 		struct mproc_pool_opts o = {.processes = 2, .retries = 1,
 		                            .window = 3};
-		struct mproc_pool *p = open_opts(&o);
+		struct mproc_pool *p = open_pool_opts(&o);
 		struct mproc_iter *it;
 		ck_assert_int_eq(mproc_imap_opts(p, t_crash_once_at, &in, 1,
 		                                 ordered, NULL, &it), 0);
@@ -792,7 +755,7 @@ START_TEST(test_fault_packed_chunks_requeue_their_own_arguments)
 		}
 		set_log();
 		struct mproc_pool_opts o = {.processes = 2, .retries = 1};
-		struct mproc_pool *p = open_opts(&o);
+		struct mproc_pool *p = open_pool_opts(&o);
 		struct mproc_results *r;
 		ck_assert_int_eq(mproc_map(p, t_crash_once_at, &in, 50, &r), 0);
 		ck_assert_uint_eq(mproc_results_count(r), in.len);
@@ -824,7 +787,7 @@ START_TEST(test_fault_retries_rerun_until_success)
 {
 	set_log();
 	struct mproc_pool_opts o = {.processes = 2, .retries = 3};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_flaky, 2);
 	ck_assert_int_eq(item(r, 0).status, MPROC_OK);
 	ck_assert_uint_eq(item(r, 0).attempts, 3);
@@ -844,7 +807,7 @@ START_TEST(test_fault_retries_exhausted_give_final_crash)
 {
 	set_log();
 	struct mproc_pool_opts o = {.processes = 1, .retries = 2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_flaky, 100);
 	ck_assert_int_eq(item(r, 0).status, MPROC_CRASHED);
 	ck_assert_uint_eq(item(r, 0).attempts, 3);
@@ -857,7 +820,7 @@ END_TEST
 START_TEST(test_fault_halt_after_failures_stops_input)
 {
 	struct mproc_pool_opts o = {.processes = 2, .halt_failures = 3};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 10000, 1);
 	struct mproc_iter *it;
@@ -885,7 +848,7 @@ START_TEST(test_fault_halt_fraction)
 {
 	struct mproc_pool_opts o = {.processes = 2, .halt_fraction = 0.5,
 	                            .halt_min_tasks = 20};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 5000, 1);
 	struct mproc_results *r;
@@ -990,7 +953,7 @@ START_TEST(test_fault_sigint_to_group_reaches_program_not_workers)
 	sigaction(SIGINT, &sa, NULL);
 	setpgid(0, 0); /* our own group, as a terminal's foreground job */
 	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	int64_t what[2] = {DO_SLEEP, DO_SLEEP};
 	struct mproc_input in;
 	mproc_input_int64s(&in, what, 2);
@@ -1039,7 +1002,7 @@ static void *busy_thread(void *arg)
 START_TEST(test_fault_replacements_start_while_program_threads_allocate)
 {
 	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	pthread_t th;
 	stop_thread = 0;
 	ck_assert_int_eq(pthread_create(&th, NULL, busy_thread, NULL), 0);
@@ -1077,7 +1040,7 @@ static int t_exit_86(const struct mproc_value *arg, struct mproc_writer *ret)
 START_TEST(test_fault_task_exit_with_retire_status_is_crashed)
 {
 	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 8, 1);
 	struct mproc_results *r;
@@ -1106,7 +1069,7 @@ START_TEST(test_fault_failing_initializer_halts_instead_of_looping)
 	         (int)getpid());
 	unlink(init_flag);
 	struct mproc_pool_opts o = {.processes = 2, .initializer = init_maybe_fail};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	close(open(init_flag, O_CREAT | O_WRONLY, 0600)); /* replacements fail */
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 50, 1);
@@ -1159,7 +1122,7 @@ static void *crash_then_exit(void *arg)
 START_TEST(test_fault_replacement_outlives_the_thread_that_forked_it)
 {
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	pthread_t th;
 	ck_assert_int_eq(pthread_create(&th, NULL, crash_then_exit, p), 0);
 	pthread_join(th, NULL);
@@ -1185,7 +1148,7 @@ START_TEST(test_fault_replacement_starts_from_the_state_its_method_promises)
 {
 	generation = 1;
 	struct mproc_pool_opts o = {.processes = 1};
-	struct mproc_pool *p = open_opts(&o);
+	struct mproc_pool *p = open_pool_opts(&o);
 	generation = 2; /* the program moves on after open */
 	struct mproc_input in;
 	int64_t what[3] = {0, 1, 0}; /* the crash forces a replacement */
@@ -1286,9 +1249,5 @@ int main(void)
 	tcase_add_test(tc, test_fault_replacement_starts_from_the_state_its_method_promises);
 	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -173,8 +173,7 @@ START_TEST(test_fault_stress_every_index_gets_one_explained_result)
 	double timeout = tenv ? strtod(tenv, NULL) : 0.05;
 	struct mproc_pool_opts o = {.processes = 2, .task_timeout = timeout,
 	                            .kill_grace = 0.02, .retries = 1};
-	struct mproc_pool *p;
-	ck_assert_int_eq(open_with_start(&p, &o), 0);
+	struct mproc_pool *p = open_pool_opts(&o);
 
 	pid_t me = getpid();
 	pthread_t th;
@@ -203,9 +202,7 @@ START_TEST(test_fault_stress_every_index_gets_one_explained_result)
 
 	struct mproc_pool_stats st;
 	mproc_pool_stats(p, &st);
-	mproc_pool_close(p);
-	ck_assert_int_eq(mproc_pool_join(p), 0);
-	mproc_pool_free(p);
+	finish_pool(p);
 
 	fprintf(stderr,
 	        "stress: %zu tasks, %lu kills from outside; ok %zu crashed %zu "
@@ -222,7 +219,7 @@ START_TEST(test_fault_stress_every_index_gets_one_explained_result)
 	ck_assert_uint_eq(unexplained, 0);
 	free(seen);
 	ck_assert_int_eq(count_fds(), fds);
-	ck_assert(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+	ck_assert(no_children());
 }
 END_TEST
 
@@ -233,9 +230,5 @@ int main(void)
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, test_fault_stress_every_index_gets_one_explained_result);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

@@ -14,7 +14,7 @@
 #include "lib/pickle.h"
 #include "lib/input.h"
 #include "lib/wire.h"
-#include "lib/pool.h"
+#include "lib/job.h"
 
 /* Written by CPython 3.11 pickle.dumps(v, protocol) for
  * v = {'a': [1, -2, 3.5, None, True, False],
@@ -359,12 +359,12 @@ START_TEST(test_input_range_chunks_are_bounded)
 	struct mproc_input in;
 	mproc_input_range(&in, 0, INT64_MAX, 1);
 	ck_assert_int_eq(mproc__job_set_input(job, &in), 0);
-	ck_assert_int_eq(job->pack, MPROC__TF_RANGE);
+	ck_assert_int_eq(mproc__job_frame_flags(job), MPROC__TF_RANGE);
 	struct mproc__buf out = {0};
 	size_t got = mproc__job_pull(job, &out, SIZE_MAX, MPROC__FRAME_BUDGET);
 	ck_assert_uint_eq(got, MPROC__RANGE_MAX_TASKS);
 	ck_assert_uint_eq(out.len, 0); /* no bytes: the frame's record says it */
-	ck_assert_uint_eq(job->pulled, got);
+	ck_assert_uint_eq(mproc__job_pulled(job), got);
 	mproc__job_free(job);
 }
 END_TEST

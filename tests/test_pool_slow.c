@@ -10,11 +10,7 @@
 #include <time.h>
 
 #include "mproc.h"
-
-static int t_trivial(const struct mproc_value *arg, struct mproc_writer *ret)
-{
-	return mproc_write_value(ret, arg);
-}
+#include "testutil.h"
 
 /* Peak resident set of this process, in KiB (VmHWM). */
 static long peak_rss_kib(void)
@@ -32,14 +28,12 @@ static long peak_rss_kib(void)
 
 START_TEST(test_pool_imap_hundred_million_inputs_stay_under_64_mib)
 {
-	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p;
-	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	struct mproc_pool *p = open_pool(2);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 100000000, 1);
 	struct mproc_iter *it;
 	const struct mproc_result *r;
-	ck_assert_int_eq(mproc_imap(p, t_trivial, &in, 1000, &it), 0);
+	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 1000, &it), 0);
 	int64_t expect = 0, v;
 	while (mproc_iter_next(it, -1, &r) == 1) {
 		if (expect % 1000003 == 0) {
@@ -50,9 +44,7 @@ START_TEST(test_pool_imap_hundred_million_inputs_stay_under_64_mib)
 	}
 	ck_assert_int_eq(expect, 100000000);
 	mproc_iter_free(it);
-	mproc_pool_close(p);
-	ck_assert_int_eq(mproc_pool_join(p), 0);
-	mproc_pool_free(p);
+	finish_pool(p);
 	long kib = peak_rss_kib();
 	ck_assert_int_gt(kib, 0);
 	ck_assert_int_lt(kib, 64 * 1024);
@@ -61,23 +53,19 @@ END_TEST
 
 START_TEST(test_pool_imap_slow_consumer_stays_under_64_mib)
 {
-	struct mproc_pool_opts o = {.processes = 2};
-	struct mproc_pool *p;
-	ck_assert_int_eq(mproc_pool_open(&p, &o), 0);
+	struct mproc_pool *p = open_pool(2);
 	struct mproc_input in;
 	mproc_input_range(&in, 0, INT64_MAX, 1);
 	struct mproc_iter *it;
 	const struct mproc_result *r;
-	ck_assert_int_eq(mproc_imap_unordered(p, t_trivial, &in, 1, &it), 0);
+	ck_assert_int_eq(mproc_imap_unordered(p, t_identity, &in, 1, &it), 0);
 	struct timespec ms = {0, 1000000};
 	for (int i = 0; i < 3000; i++) {
 		ck_assert_int_eq(mproc_iter_next(it, -1, &r), 1);
 		nanosleep(&ms, NULL);
 	}
 	mproc_iter_free(it);
-	mproc_pool_close(p);
-	ck_assert_int_eq(mproc_pool_join(p), 0);
-	mproc_pool_free(p);
+	finish_pool(p);
 	long kib = peak_rss_kib();
 	ck_assert_int_gt(kib, 0);
 	ck_assert_int_lt(kib, 64 * 1024);
@@ -92,9 +80,5 @@ int main(void)
 	tcase_add_test(tc, test_pool_imap_hundred_million_inputs_stay_under_64_mib);
 	tcase_add_test(tc, test_pool_imap_slow_consumer_stays_under_64_mib);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }

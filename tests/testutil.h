@@ -1,6 +1,12 @@
 /*
- * testutil.h - what the pool suites share: the start method they run under,
- * and the checks that nothing is left behind.
+ * testutil.h - what the suites share: the start method they run under,
+ * pools opened and finished with their checks, common tasks and inputs,
+ * the checks that nothing is left behind, and Check's main.
+ *
+ * Everything is static inline, so a suite uses what it needs and nothing
+ * else is compiled in. The helpers that assert are there only when
+ * <check.h> was included first: assertions belong to the test process,
+ * never to a task (tasks here return an error or raise instead).
  */
 #ifndef MPROC_TESTUTIL_H
 #define MPROC_TESTUTIL_H
@@ -8,14 +14,20 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "mproc.h"
 
+/* ---- the start method ------------------------------------------------ */
+
 /* The suites run once per start method: MPROC_TEST_START=forkserver picks
- * the fork server (see tests/meson.build). */
+ * the fork server, MPROC_TEST_START=threads the threads backend (see
+ * tests/meson.build). */
 static inline int open_with_start(struct mproc_pool **p,
                                   struct mproc_pool_opts *o)
 {
@@ -28,22 +40,21 @@ static inline int open_with_start(struct mproc_pool **p,
 	return mproc_pool_open(p, o);
 }
 
-/* Item i of a call's results, by value; asserts that it is there (only in
- * the test process: every suite that uses it includes check.h first). */
-#ifdef ck_assert_int_eq
-static inline struct mproc_result item(const struct mproc_results *r, size_t i)
-{
-	struct mproc_result it = {0};
-	ck_assert_int_eq(mproc_results_get(r, i, &it), 0);
-	return it;
-}
-#endif
-
 /* The suite runs against the threads backend (MPROC_TEST_START=threads). */
 static inline bool test_threads(void)
 {
 	const char *m = getenv("MPROC_TEST_START");
 	return m && strcmp(m, "threads") == 0;
+}
+
+/* ---- time and leftovers ---------------------------------------------- */
+
+/* Sleeps ms milliseconds, however often a signal interrupts it. */
+static inline void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 /* Descriptors open in this process. */
@@ -65,5 +76,145 @@ static inline bool no_children(void)
 {
 	return waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
 }
+
+/* ---- tasks (run in workers: they never assert) ----------------------- */
+
+/* Returns its argument. */
+static inline int t_identity(const struct mproc_value *arg,
+                             struct mproc_writer *ret)
+{
+	return mproc_write_value(ret, arg);
+}
+
+/* Returns the square of an int; raises TypeError for anything else. */
+static inline int t_square(const struct mproc_value *arg,
+                           struct mproc_writer *ret)
+{
+	int64_t x;
+	if (mproc_value_int(arg, &x) < 0)
+		return mproc_raise(ret, "TypeError", "expected int, got %s",
+		                   mproc_type_name(mproc_value_type(arg)));
+	return mproc_write_int(ret, x * x);
+}
+
+/* Returns its int argument; raises ValueError for 5. */
+static inline int t_fail_on_5(const struct mproc_value *arg,
+                              struct mproc_writer *ret)
+{
+	int64_t x = 0;
+	mproc_value_int(arg, &x);
+	if (x == 5)
+		return mproc_raise(ret, "ValueError", "bad input %lld", (long long)x);
+	return mproc_write_int(ret, x);
+}
+
+/* Sleeps `arg` milliseconds, returns arg. */
+static inline int t_sleep(const struct mproc_value *arg,
+                          struct mproc_writer *ret)
+{
+	int64_t ms = 0;
+	mproc_value_int(arg, &ms);
+	sleep_ms(ms);
+	return mproc_write_int(ret, ms);
+}
+
+/* The worker's identity: its thread id (a process's is its pid). */
+static inline int t_worker_id(const struct mproc_value *arg,
+                              struct mproc_writer *ret)
+{
+	(void)arg;
+	return mproc_write_int(ret, gettid());
+}
+
+/* ---- generators (mproc_input_fn_init) -------------------------------- */
+
+/* Yields 0, 1, ... up to *(size_t *)cookie, excluded: a generator of
+ * unknown length. */
+static inline int gen_index_below(void *cookie, size_t index,
+                                  struct mproc_writer *w)
+{
+	size_t *limit = cookie;
+	if (index >= *limit)
+		return 0;
+	return mproc_write_int(w, (int64_t)index) < 0 ? -1 : 1;
+}
+
+/* Yields 0 to 6, then fails with -EIO. */
+static inline int gen_fail_at_7(void *cookie, size_t index,
+                                struct mproc_writer *w)
+{
+	(void)cookie;
+	if (index == 7)
+		return -EIO;
+	return mproc_write_int(w, (int64_t)index) < 0 ? -1 : 1;
+}
+
+/* ---- in the test process only: helpers that assert ------------------- */
+
+#ifdef ck_assert_int_eq
+/* A pool with options o (start method from the environment); o keeps the
+ * start method it was opened with. */
+static inline struct mproc_pool *open_pool_opts(struct mproc_pool_opts *o)
+{
+	struct mproc_pool *p = NULL;
+	ck_assert_int_eq(open_with_start(&p, o), 0);
+	return p;
+}
+
+/* A pool of n workers, with the start method from the environment. */
+static inline struct mproc_pool *open_pool(unsigned n)
+{
+	struct mproc_pool_opts o = {.processes = n};
+	return open_pool_opts(&o);
+}
+
+/* Close, join and free: every worker is reaped before it returns. */
+static inline void finish_pool(struct mproc_pool *p)
+{
+	ck_assert_int_eq(mproc_pool_close(p), 0);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	mproc_pool_free(p);
+}
+
+/* Item i of a call's results, by value; asserts that it is there. */
+static inline struct mproc_result item(const struct mproc_results *r, size_t i)
+{
+	struct mproc_result it = {0};
+	ck_assert_int_eq(mproc_results_get(r, i, &it), 0);
+	return it;
+}
+
+/* A value that must be an int. */
+static inline int64_t int_of(const struct mproc_value *v)
+{
+	int64_t x = -999;
+	ck_assert_int_eq(mproc_value_int(v, &x), 0);
+	return x;
+}
+
+/* Pickle of one int in a static writer (valid until the next call). */
+static inline const void *pickle_int(int64_t x, size_t *len)
+{
+	static struct mproc_writer *w;
+	if (!w)
+		ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	mproc_writer_reset(w);
+	ck_assert_int_eq(mproc_write_int(w, x), 0);
+	const void *p;
+	ck_assert_int_eq(mproc_writer_finish(w, &p, len), 0);
+	return p;
+}
+
+/* Check's main: runs suite s in the mode CK_FORK asks for (fork by
+ * default), frees it, and answers the program's exit status. */
+static inline int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+#endif
 
 #endif

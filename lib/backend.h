@@ -1,0 +1,79 @@
+/*
+ * backend.h - the backend seam: what starts, signals, stops and reaps a
+ * worker, and gives the engine its channel. One file per backend
+ * (be_fork.c, be_forkserver.c, be_threads.c), one entry each in the table
+ * of backend.c. A backend knows no job, no chunk and no task: it deals in
+ * workers and their two descriptors.
+ *
+ * The engine calls every operation with the pool's lock held, from the
+ * thread that drives the pool.
+ */
+#ifndef MPROC_BACKEND_H
+#define MPROC_BACKEND_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "mproc.h"
+#include "status.h"
+
+/* One worker as its backend started it: its identity and its channel. */
+struct mproc__proc {
+	unsigned number;    /* its slot, and its status record's index */
+	pid_t pid;          /* 0 when there is none (a thread: a value no
+	                     * process has, MPROC__THREAD_PID) */
+	int exit_fd;        /* readable once it has ended (a pidfd), or -1 */
+	int task_fd;        /* the engine writes TASK frames (non-blocking) */
+	int task_guard_fd;  /* the read end, kept so writes never SIGPIPE */
+	int result_fd;      /* the engine reads RESULT frames (non-blocking) */
+	void *be;           /* the backend's own state of this worker */
+};
+
+#define MPROC__THREAD_PID ((pid_t)0x7fffffff)
+
+struct mproc__backend;
+
+struct mproc__backend_ops {
+	const char *name;
+	/** Workers are processes: a running task can be killed, timed out
+	 *  and limited in memory. Without it, a worker ends only between
+	 *  tasks, and its result pipe must be read to its end before it is
+	 *  reaped (a thread blocked on a full pipe would never end). */
+	bool processes;
+	/** Set up what the pool's workers need (optional); 0 or -errno. */
+	int (*open)(struct mproc__backend *be);
+	/** Start worker p->number with a new channel: fills *p. 0 or -errno;
+	 *  -EPIPE when the backend can never start one again. */
+	int (*start)(struct mproc__backend *be, struct mproc__proc *p);
+	/** Ask it to end (SIGTERM) or end it (SIGKILL). */
+	void (*signal)(struct mproc__backend *be, struct mproc__proc *p, int sig);
+	/** Wait for a worker that is ending; *si says how (si_code CLD_EXITED,
+	 *  CLD_KILLED, CLD_DUMPED; si_status). */
+	void (*reap)(struct mproc__backend *be, struct mproc__proc *p,
+	             siginfo_t *si);
+	/** The calling thread is worker p itself (optional: never). */
+	bool (*is_caller)(struct mproc__backend *be, const struct mproc__proc *p);
+	/** No worker will start again (optional). */
+	void (*close)(struct mproc__backend *be);
+};
+
+/* A pool's backend: its operations, what they start workers from. */
+struct mproc__backend {
+	const struct mproc__backend_ops *ops;
+	const struct mproc_pool_opts *opts;
+	struct mproc__status *status; /* shared records, one per worker */
+	unsigned nworkers;
+	void *state;                  /* the backend's own (fork server) */
+};
+
+extern const struct mproc__backend_ops mproc__backend_fork;
+extern const struct mproc__backend_ops mproc__backend_forkserver;
+extern const struct mproc__backend_ops mproc__backend_threads;
+
+/* The backend the options ask for, or NULL (backend.c's table). */
+const struct mproc__backend_ops *
+mproc__backend_pick(const struct mproc_pool_opts *opts);
+
+#endif

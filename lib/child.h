@@ -1,0 +1,78 @@
+/*
+ * child.h - the child side: every line that runs in a worker, from fork()
+ * to _exit() (child.c), for workers forked by the manager, by the fork
+ * server, and for the worker loop the threads backend runs in a thread.
+ *
+ * What a child needs is prepared before fork as plain data (struct
+ * mproc__child_plan, filled by mproc__child_plan_init), so nothing is
+ * decided or allocated in the child before its setup is done.
+ */
+#ifndef MPROC_CHILD_H
+#define MPROC_CHILD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "mproc.h"
+#include "status.h"
+
+struct mproc__child_plan {
+	int task_fd;              /* its end of the task channel (reads) */
+	int result_fd;            /* its end of the result pipe (writes) */
+	const int *close_fds;     /* every other mproc descriptor */
+	size_t nclose;
+	pid_t manager;            /* getppid() must answer this; 0: a thread */
+	bool threaded;            /* runs in a thread of the program */
+	_Atomic int *stop;        /* threads: set by terminate, checked per task */
+	unsigned number;          /* worker number, for its title */
+	unsigned maxtasks;        /* chunks before it retires; 0 = never */
+	bool pdeathsig;           /* arm PR_SET_PDEATHSIG (forked by main thread) */
+	size_t max_rss;           /* retire past this resident size */
+	size_t max_vm;            /* RLIMIT_AS */
+	mproc_initializer_fn initializer;
+	void *initarg;
+	struct mproc__status *status;
+	struct mproc_limits limits;
+};
+
+/*
+ * The one place a plan is filled from the pool's options: worker `number`,
+ * its status record `status` (reset here for the new worker). The channel,
+ * the close list and who the manager is are the starter's to set.
+ */
+void mproc__child_plan_init(struct mproc__child_plan *plan,
+                            const struct mproc_pool_opts *opts,
+                            unsigned number, struct mproc__status *status);
+
+/*
+ * Fork a worker that runs `plan` (every signal blocked across the fork, so
+ * that no handler of the program runs in the child before its setup).
+ * 0 and *pid, or -errno. The caller holds the descriptor registry.
+ */
+int mproc__child_fork(const struct mproc__child_plan *plan, pid_t *pid);
+
+/*
+ * The threads backend's worker: the same loop in a thread (a pthread start
+ * routine; arg is its struct mproc__child_plan). Returns its exit status as
+ * (void *)(intptr_t), after closing plan->result_fd through the registry.
+ */
+void *mproc__child_thread(void *arg);
+
+/* What the fork server needs, prepared before it is forked. */
+struct mproc__server_plan {
+	int ctl;                  /* its end of the control socket */
+	const int *close_fds;     /* every other mproc descriptor */
+	size_t nclose;
+	bool pdeathsig;
+	pid_t manager;
+	unsigned nworkers;
+	struct mproc__status *status; /* the pool's records, one per worker */
+	const struct mproc_pool_opts *opts;
+};
+
+/* Fork the fork server (it serves fsproto.h's messages until its control
+ * socket ends). 0 and *pid, or -errno. */
+int mproc__child_fork_server(const struct mproc__server_plan *sp, pid_t *pid);
+
+#endif
