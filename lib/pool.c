@@ -61,13 +61,14 @@ static int opts_check(const struct mproc_pool_opts *o,
 	    (o->start_method != MPROC_START_FORK &&
 	     o->start_method != MPROC_START_FORKSERVER))
 		return -EINVAL;
-	/* What only a process can do (docs/threads.md). */
-	if (o->backend == MPROC_BACKEND_THREADS &&
-	    (o->task_timeout > 0 || o->max_rss || o->max_vm ||
-	     o->start_method == MPROC_START_FORKSERVER))
-		return -ENOTSUP;
+	/* A backend without this start method (threads have none but fork),
+	 * or without processes, cannot honour what only a process can do
+	 * (docs/threads.md). */
 	*ops = mproc__backend_pick(o);
-	return *ops ? 0 : -EINVAL;
+	if (!*ops || (!(*ops)->processes &&
+	              (o->task_timeout > 0 || o->max_rss || o->max_vm)))
+		return -ENOTSUP;
+	return 0;
 }
 
 static void pool_release(struct mproc_pool *pool)

@@ -21,7 +21,7 @@
  *     (the return value for OK, the tuple (type, message) for RAISED).
  *
  * Integers are in host byte order: both ends are the same binary on the
- * same machine. A transport to another machine would fix little-endian and
+ * same machine. A transport to another machine must fix the byte order and
  * name `ref` by symbol instead of address (docs/architecture.md).
  */
 #ifndef MPROC_WIRE_H
@@ -81,10 +81,10 @@ int mproc__wire_next(const struct mproc__buf *in, size_t *off,
                      size_t max);
 
 /*
- * Read what is available from fd into `in` (growing it, at most `max`
- * beyond what it holds). >0 bytes read, 0 at end of file, -EAGAIN when
- * nothing is there (non-blocking fd), another -errno on error. EINTR is
- * retried inside.
+ * Read what is available from fd into `in`, offering at least 64 KiB of
+ * room (`in` grows by that much when it has less). >0 bytes read, 0 at end
+ * of file, -EAGAIN when nothing is there (non-blocking fd), another -errno
+ * on error (-ENOMEM when `in` cannot grow). EINTR is retried inside.
  */
 ssize_t mproc__wire_read(int fd, struct mproc__buf *in);
 

@@ -519,6 +519,52 @@ START_TEST(test_fault_timeout_stops_task_with_sigterm)
 }
 END_TEST
 
+/* The state letter of process pid in /proc (R, S, Z...), or '?'. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return '?';
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+/* Reading statistics never signals a worker: only the calls that wait run
+ * the timeout watch, and a task is timed from when they first see it. */
+START_TEST(test_fault_stats_never_signal_a_worker)
+{
+	struct mproc_pool_opts o = {.processes = 1, .task_timeout = 0.05};
+	struct mproc_pool *p = open_pool_opts(&o);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_apply(p, t_worker_id, NULL, 0, &r), 0);
+	pid_t pid = (pid_t)int_of(mproc_results_value(r, 0));
+	mproc_results_free(r);
+	size_t len;
+	const void *arg = pickle_int(600, &len);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_apply_async(p, t_sleep, arg, len, NULL, &a), 0);
+	struct mproc_pool_stats st;
+	for (int i = 0; i < 30; i++) {
+		ck_assert_int_eq(mproc_pool_stats(p, &st), 0);
+		sleep_ms(10);
+	}
+	/* Well past its timeout, the worker still runs the task. */
+	char state = proc_state(pid);
+	ck_assert_msg(state == 'S' || state == 'R', "worker state %c", state);
+	ck_assert_uint_eq(st.timed_out, 0);
+	const struct mproc_results *res;
+	ck_assert_int_eq(mproc_async_get(a, -1, &res), MPROC_ERAISED);
+	ck_assert_int_eq(item(res, 0).status, MPROC_TIMEOUT);
+	mproc_async_free(a);
+	finish(p);
+}
+END_TEST
+
 START_TEST(test_fault_timeout_ignoring_sigterm_gets_sigkill)
 {
 	struct mproc_pool_opts o = {.processes = 1, .task_timeout = 0.1,
@@ -1248,6 +1294,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_replacement_outlives_the_thread_that_forked_it);
 	tcase_add_test(tc, test_fault_replacement_starts_from_the_state_its_method_promises);
 	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
+	tcase_add_test(tc, test_fault_stats_never_signal_a_worker);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
