@@ -469,8 +469,13 @@ MPROC_EXPORT int mproc_pool_close(struct mproc_pool *pool);
 
 /*
  * Stop the workers at once (Pool.terminate()): running tasks are killed,
- * unfinished results end with status MPROC_CANCELLED, and every worker is
- * reaped before it returns. Threads cannot be killed: with the threads
+ * and every worker is reaped before it returns. Every item of every call
+ * submitted still has exactly one result: what finished keeps its result,
+ * and every other item, running, queued or never dispatched, ends
+ * MPROC_CANCELLED (its attempts say whether it ran). So a map or apply
+ * (blocking, or its async result) answers MPROC_ERAISED with all its
+ * items, and error callbacks get them all; an iterator hands out the
+ * results of the items it had pulled, then answers MPROC_ECLOSED. Threads cannot be killed: with the threads
  * backend each finishes the task it runs (its result is kept) first.
  * From a task of the pool's own threads: -EDEADLK (so for join). Idempotent. Returns 0, -EINVAL for a NULL pool,
  * -EDEADLK from a callback of this pool.

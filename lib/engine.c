@@ -312,7 +312,7 @@ int mproc__engine_terminate(struct mproc_pool *pool)
 	struct mproc__call *call, *tmp;
 	TAILQ_FOREACH_SAFE(call, &pool->calls.pending, link, tmp) {
 		mproc__call_dequeue(call);
-		mproc__job_end_input(call->job, MPROC_ECLOSED); /* input left unread */
+		mproc__job_cancel_rest(call->job);
 		mproc__call_check_done(call);
 		mproc__call_maybe_free(call);
 	}

@@ -600,6 +600,25 @@ void mproc__job_cancel(struct mproc__job *job, size_t index, size_t count)
 		mproc__job_store(job, index + i, MPROC_CANCELLED, 0, NULL, 0);
 }
 
+void mproc__job_cancel_rest(struct mproc__job *job)
+{
+	if (job->input_done)
+		return;
+	if (job->kind != MPROC__JOB_ALL || !job->in.has_len) {
+		/* An iterator hands out what it pulled, then MPROC_ECLOSED. */
+		mproc__job_end_input(job, MPROC_ECLOSED);
+		return;
+	}
+	if (job_grow_items(job, job->in.len) < 0) {
+		mproc__job_end_input(job, -ENOMEM);
+		return;
+	}
+	size_t from = job->pulled;
+	job->pulled = job->in.len;
+	job->input_done = true;
+	mproc__job_cancel(job, from, job->in.len - from);
+}
+
 void mproc__job_set_unread(struct mproc__job *job)
 {
 	job->unread = true;

@@ -101,6 +101,9 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
                          uint32_t count, size_t *stored);
 /* Tasks that will never run (terminate): CANCELLED. */
 void mproc__job_cancel(struct mproc__job *job, size_t index, size_t count);
+/* Terminate: a map's or apply's items never pulled end CANCELLED (every
+ * item has its result); an iterator's input just ends (MPROC_ECLOSED). */
+void mproc__job_cancel_rest(struct mproc__job *job);
 /* Nobody will read what comes (the caller let go, no callback reads). */
 void mproc__job_set_unread(struct mproc__job *job);
 /* Every pulled task has its result and the input ended. */

@@ -232,6 +232,97 @@ START_TEST(test_lifecycle_terminate_cancels_pending_promptly)
 }
 END_TEST
 
+/* Every item of a call has one result after terminate: those that ran,
+ * and CANCELLED for those that never did (never dispatched included). */
+static void check_every_item_once(const struct mproc_results *r, size_t n)
+{
+	ck_assert_uint_eq(mproc_results_count(r), n);
+	size_t cancelled = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct mproc_result it = item(r, i);
+		ck_assert_uint_eq(it.index, i);
+		ck_assert(it.status == MPROC_OK || it.status == MPROC_CANCELLED);
+		if (it.status == MPROC_CANCELLED) {
+			ck_assert_ptr_nonnull(it.error);
+			cancelled++;
+		}
+	}
+	ck_assert_uint_eq(mproc_results_failed(r), cancelled);
+	ck_assert_uint_gt(cancelled, n / 2);
+}
+
+struct map_thread {
+	struct mproc_pool *pool;
+	struct mproc_results *res;
+	int rc;
+};
+
+static int64_t ms_200[1000];
+
+static void *map_in_thread(void *arg)
+{
+	struct map_thread *m = arg;
+	struct mproc_input in;
+	for (int i = 0; i < 1000; i++)
+		ms_200[i] = 200;
+	mproc_input_int64s(&in, ms_200, 1000);
+	m->rc = mproc_map(m->pool, t_sleep, &in, 1, &m->res);
+	return NULL;
+}
+
+START_TEST(test_lifecycle_terminate_gives_every_item_one_result)
+{
+	struct mproc_pool *p = open_pool(3);
+	int64_t ms[1000];
+	for (int i = 0; i < 1000; i++)
+		ms[i] = 200;
+	struct mproc_input in;
+	mproc_input_int64s(&in, ms, 1000);
+	struct mproc_async *map, *apply;
+	size_t len;
+	const void *arg = pickle_int(1, &len);
+	ck_assert_int_eq(mproc_map_async(p, t_sleep, &in, 1, NULL, &map), 0);
+	ck_assert_int_eq(mproc_apply_async(p, t_identity, arg, len, NULL, &apply), 0);
+	ck_assert_int_eq(mproc_async_wait(map, 0.05), -ETIMEDOUT);
+	ck_assert_int_eq(mproc_pool_terminate(p), 0);
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_async_get(map, 0, &r), MPROC_ERAISED);
+	check_every_item_once(r, 1000);
+	ck_assert_int_eq(mproc_async_get(apply, 0, &r), MPROC_ERAISED);
+	ck_assert_uint_eq(mproc_results_count(r), 1);
+	ck_assert_int_eq(item(r, 0).status, MPROC_CANCELLED);
+	ck_assert_int_eq(mproc_async_successful(apply), 0);
+	mproc_async_free(map);
+	mproc_async_free(apply);
+	ck_assert_int_eq(mproc_pool_join(p), 0);
+	mproc_pool_free(p);
+	ck_assert(no_children());
+
+	/* A blocking map terminated from another thread keeps its results. */
+	struct map_thread m = {.pool = open_pool(3)};
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, map_in_thread, &m), 0);
+	sleep_ms(100);
+	ck_assert_int_eq(mproc_pool_terminate(m.pool), 0);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(m.rc, MPROC_ERAISED);
+	ck_assert_ptr_nonnull(m.res);
+	check_every_item_once(m.res, 1000);
+	mproc_results_free(m.res);
+	mproc_pool_free(m.pool);
+
+	/* So does a map whose pool is freed without a join. */
+	p = open_pool(3);
+	ck_assert_int_eq(mproc_map_async(p, t_sleep, &in, 1, NULL, &map), 0);
+	ck_assert_int_eq(mproc_async_wait(map, 0.05), -ETIMEDOUT);
+	mproc_pool_free(p);
+	ck_assert_int_eq(mproc_async_get(map, -1, &r), MPROC_ERAISED);
+	check_every_item_once(r, 1000);
+	mproc_async_free(map);
+	ck_assert(no_children());
+}
+END_TEST
+
 START_TEST(test_lifecycle_free_without_join_terminates)
 {
 	struct mproc_pool *p = open_pool(2);
@@ -370,6 +461,7 @@ int main(void)
 	tcase_add_test(tc, test_lifecycle_submit_after_close_is_eclosed);
 	tcase_add_test(tc, test_lifecycle_terminate_cancels_pending_promptly);
 	tcase_add_test(tc, test_lifecycle_free_without_join_terminates);
+	tcase_add_test(tc, test_lifecycle_terminate_gives_every_item_one_result);
 	tcase_add_test(tc, test_lifecycle_bad_arguments_are_einval);
 	tcase_add_test(tc, test_lifecycle_opts_size_lets_the_struct_grow);
 	tcase_add_test(tc, test_lifecycle_results_outlive_the_pool);
