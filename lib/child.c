@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -167,6 +168,11 @@ static struct worker *worker_self; /* the one worker of this process */
 struct worker {
 	const struct mproc__child_plan *plan;
 	struct mproc__status *status; /* plan->status */
+	/* 1 in the worker, 0 in any process forked from it, even by a raw
+	 * fork system call that skips pthread_atfork: the page is
+	 * MADV_WIPEONFORK. One load after each task tells a task's child
+	 * returning into this loop that it is not the worker. */
+	volatile char *self;
 	jmp_buf exit_jb;        /* threads: where worker_exit() returns to */
 	int exit_code;          /* threads: what worker_exit() was given */
 	size_t committed;       /* out bytes that are whole result records */
@@ -270,7 +276,7 @@ static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
 {
 	(void)uctx;
 	struct worker *wk = worker_self;
-	if (wk && !worker_is_grandchild) {
+	if (wk && !worker_is_grandchild && *wk->self) {
 		struct mproc__status *st = wk->plan->status;
 		void *frames[MPROC__MAX_FRAMES];
 		int n = backtrace(frames, MPROC__MAX_FRAMES);
@@ -413,8 +419,9 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	} else {
 		rc = fn(v, wk->w);
 		/* A task that forked and returned in its child: that child is
-		 * not a worker and must not read this worker's tasks. */
-		if (worker_is_grandchild)
+		 * not a worker and must not read this worker's tasks, nor write
+		 * results or the status record. */
+		if (worker_is_grandchild || !*wk->self)
 			_exit(0);
 		if (rc < 0 && !mproc__writer_raised(wk->w))
 			worker_raise_code(wk->w, rc);
@@ -562,6 +569,16 @@ static int worker_init(struct worker *wk, const struct mproc__child_plan *plan)
 	wk->status = plan->status;
 	wk->check_every = 1;
 	wk->statm_fd = -1;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	void *self = mmap(NULL, page, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (self == MAP_FAILED)
+		return -ENOMEM;
+	/* Without MADV_WIPEONFORK (before Linux 4.14) the atfork mark is
+	 * the only guard. */
+	(void)madvise(self, page, MADV_WIPEONFORK);
+	wk->self = self;
+	*wk->self = 1;
 	if (mproc_decoder_new(&wk->dec, &plan->limits) < 0 ||
 	    mproc_writer_new(&wk->w, 5) < 0)
 		return -ENOMEM;
@@ -641,6 +658,8 @@ static void worker_free(void *arg)
 	mproc__buf_free(&wk->out);
 	if (wk->statm_fd >= 0)
 		close(wk->statm_fd);
+	if (wk->self)
+		munmap((void *)wk->self, (size_t)sysconf(_SC_PAGESIZE));
 	free(wk);
 }
 

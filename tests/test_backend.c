@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -277,6 +278,38 @@ static int t_fork_and_return(const struct mproc_value *arg,
 	return mproc_write_cstr(ret, "from the worker");
 }
 
+/* The same with a raw fork system call, which runs no pthread_atfork
+ * handler; the child writes nothing (it may not allocate). */
+static int t_raw_fork_and_return(const struct mproc_value *arg,
+                                 struct mproc_writer *ret)
+{
+	(void)arg;
+	pid_t pid = (pid_t)syscall(SYS_fork);
+	if (pid == 0)
+		return 0;
+	waitpid(pid, NULL, 0);
+	return mproc_write_cstr(ret, "from the worker");
+}
+
+START_TEST(test_backend_task_raw_forking_never_makes_a_second_worker)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 4, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_raw_fork_and_return, &in, 2, &r), 0);
+	for (int i = 0; i < 4; i++) {
+		const char *s;
+		size_t n;
+		ck_assert_int_eq(mproc_value_str(item(r, i).value, &s, &n), 0);
+		ck_assert_int_eq(strncmp(s, "from the worker", n), 0);
+	}
+	mproc_results_free(r);
+	finish_pool(p);
+	ck_assert(no_children());
+}
+END_TEST
+
 START_TEST(test_backend_task_forking_never_makes_a_second_worker)
 {
 	struct mproc_pool *p = open_pool(1);
@@ -302,6 +335,7 @@ int main(void)
 	TCase *tc = tcase_create("api");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_backend_threads_refuse_what_needs_a_process);
+	tcase_add_test(tc, test_backend_task_raw_forking_never_makes_a_second_worker);
 	tcase_add_test(tc, test_backend_processes_and_threads_give_identical_results);
 	tcase_add_test(tc, test_backend_threads_terminate_while_task_calls_its_pool);
 	tcase_add_test(tc, test_backend_threads_task_ending_its_own_pool_is_edeadlk);
