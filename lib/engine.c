@@ -171,16 +171,23 @@ void mproc__engine_kick(struct mproc_pool *pool)
 }
 
 /* An iterator's window: what the pool's options say, or enough to keep
- * every worker eight chunks ahead. */
-static size_t window_of(const struct mproc_pool *pool, size_t chunksize)
+ * every worker eight chunks ahead; never more than the input holds. */
+static size_t window_of(const struct mproc_pool *pool,
+                        const struct mproc__job *job)
 {
+	size_t chunksize = mproc__job_chunksize(job);
 	size_t win = pool->opts.window;
 	if (!win) {
-		win = 8 * (size_t)pool->nworkers * chunksize;
+		win = chunksize > SIZE_MAX / 8 / pool->nworkers
+		              ? SIZE_MAX
+		              : 8 * (size_t)pool->nworkers * chunksize;
 		if (win < 256)
 			win = 256;
 	}
-	return win < chunksize ? chunksize : win;
+	if (win < chunksize)
+		win = chunksize;
+	size_t left = mproc__job_left(job);
+	return left < win ? (left ? left : 1) : win;
 }
 
 int mproc__engine_submit(struct mproc_pool *pool, struct mproc__call *call)
@@ -197,8 +204,7 @@ int mproc__engine_submit(struct mproc_pool *pool, struct mproc__call *call)
 	else if (pool->stats.s.halted)
 		rc = MPROC_EHALTED;
 	else if (mproc__job_kind(job) != MPROC__JOB_ALL)
-		rc = mproc__job_set_window(job,
-		                           window_of(pool, mproc__job_chunksize(job)));
+		rc = mproc__job_set_window(job, window_of(pool, job));
 	if (rc == 0) {
 		mproc__call_enqueue(&pool->calls, call);
 		mproc__engine_kick(pool);

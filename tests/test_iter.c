@@ -216,11 +216,36 @@ START_TEST(test_iter_join_ends_iterator_waiting_for_its_consumer)
 }
 END_TEST
 
+/* The window is never sized past the input: a chunksize far beyond a short
+ * input costs nothing (it once sized the ring from the chunksize alone). */
+START_TEST(test_iter_huge_chunksize_over_a_short_input)
+{
+	struct mproc_pool *p = open_pool(1);
+	for (int shift = 20; shift <= 62; shift += 14) {
+		struct mproc_input in;
+		mproc_input_range(&in, 0, 100, 1);
+		struct mproc_iter *it;
+		ck_assert_int_eq(mproc_imap(p, t_identity, &in, (size_t)1 << shift,
+		                            &it), 0);
+		const struct mproc_result *r;
+		int64_t expect = 0;
+		int rc;
+		while ((rc = mproc_iter_next(it, -1, &r)) == 1)
+			ck_assert_int_eq(int_of(r->value), expect++);
+		ck_assert_int_eq(rc, 0);
+		ck_assert_int_eq(expect, 100);
+		mproc_iter_free(it);
+	}
+	finish_pool(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("iter");
 	TCase *tc = tcase_create("api");
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_iter_huge_chunksize_over_a_short_input);
 	tcase_add_test(tc, test_iter_imap_yields_in_input_order);
 	tcase_add_test(tc, test_iter_imap_chunked_yields_in_input_order);
 	tcase_add_test(tc, test_iter_unordered_yields_each_index_once);
