@@ -160,14 +160,15 @@ enum {
 };
 
 /*
- * Not a value: the result of an accepted GLOBAL (protocols 2 and 3), only
- * usable as the callable of REDUCE. Never reaches a finished tree.
+ * Not a value: the result of an accepted GLOBAL (dec_global_kind; CPython
+ * writes them at protocols 2 and 3), only usable as the callable of
+ * REDUCE. Never reaches a finished tree.
  */
 #define PICKLE_T_GLOBAL 0x7f
 
 enum pickle_global {
 	PICKLE_G_ENCODE = 1, /* _codecs.encode */
-	PICKLE_G_BYTES,      /* __builtin__.bytes / builtins.bytes */
+	PICKLE_G_BYTES,      /* builtins.bytes (__builtin__ below protocol 3) */
 	PICKLE_G_SET,
 	PICKLE_G_FROZENSET,
 };
@@ -1519,14 +1520,23 @@ range:
 	                "integer at offset %zu does not fit in 64 bits", off);
 }
 
-/* Match a GLOBAL's module and name against the few accepted callables. */
-static int dec_global_kind(const char *mod, size_t ml, const char *name,
-                           size_t nl)
-{
 #define PICKLE_IS(s, l, lit) ((l) == sizeof(lit) - 1 && !memcmp(s, lit, l))
+
+/*
+ * Match a GLOBAL's module and name against the few accepted callables, as
+ * CPython's Unpickler.find_class resolves them. `proto` is that of the
+ * last PROTO opcode read (0 before any, as in CPython). Below protocol 3,
+ * fix_imports (pickle.loads's default) reads the Python 2 module
+ * __builtin__ as builtins; from protocol 3 on nothing is mapped, Python 3
+ * has no module __builtin__, and pickle.loads raises ModuleNotFoundError.
+ * _codecs and builtins are Python 3 names, read at every protocol.
+ */
+static int dec_global_kind(const char *mod, size_t ml, const char *name,
+                           size_t nl, unsigned proto)
+{
 	if (PICKLE_IS(mod, ml, "_codecs"))
 		return PICKLE_IS(name, nl, "encode") ? PICKLE_G_ENCODE : 0;
-	if (!PICKLE_IS(mod, ml, "__builtin__") &&
+	if (!(proto < 3 && PICKLE_IS(mod, ml, "__builtin__")) &&
 	    !PICKLE_IS(mod, ml, "builtins"))
 		return 0;
 	if (PICKLE_IS(name, nl, "bytes"))
@@ -1536,7 +1546,6 @@ static int dec_global_kind(const char *mod, size_t ml, const char *name,
 	if (PICKLE_IS(name, nl, "frozenset"))
 		return PICKLE_G_FROZENSET;
 	return 0;
-#undef PICKLE_IS
 }
 
 /* A copy of s with '?' for bytes outside printable ASCII (error texts). */
@@ -1674,6 +1683,9 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 {
 	const unsigned char *p = buf;
 	const unsigned char *end = buf + len;
+	/* The last PROTO's version, 0 before any: it decides how GLOBAL
+	 * names resolve (dec_global_kind). */
+	unsigned proto = 0;
 	int rc;
 
 #define NEED(n)                                                                \
@@ -1968,6 +1980,7 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 				return dec_fail(d, MPROC_EPICKLE_INVALID, off,
 				                "unsupported pickle protocol %u at "
 				                "offset %zu", *p, off);
+			proto = *p;
 			p += 1;
 			break;
 		case OP_FRAME: {
@@ -1998,14 +2011,23 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 			size_t ml = (size_t)(nl1 - p);
 			const char *name = (const char *)nl1 + 1;
 			size_t nl = (size_t)(nl2 - nl1 - 1);
-			int kind = dec_global_kind(mod, ml, name, nl);
+			int kind = dec_global_kind(mod, ml, name, nl, proto);
 			if (!kind) {
 				char pm[64], pn[64];
 				dec_printable(pm, sizeof pm, mod, ml);
 				dec_printable(pn, sizeof pn, name, nl);
+				/* Say why when only the protocol refuses it. */
+				bool py2 = proto >= 3 &&
+				           PICKLE_IS(mod, ml, "__builtin__") &&
+				           dec_global_kind("builtins", 8, name,
+				                           nl, proto);
 				return dec_fail(d, MPROC_EPICKLE_OPCODE, off,
 				                "opcode GLOBAL (0x63) refused at "
-				                "offset %zu: %s.%s", off, pm, pn);
+				                "offset %zu: %s.%s%s", off, pm, pn,
+				                py2 ? " (a Python 2 name, read as "
+				                      "builtins only below "
+				                      "protocol 3)"
+				                    : "");
 			}
 			struct mproc_value *v = arena_alloc(d, PICKLE_NODE_8);
 			if (v) {
@@ -2064,6 +2086,7 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 	}
 #undef NEED
 #undef POPN
+#undef PICKLE_IS
 }
 
 /* A scalar node from the arena's current chunk, or NULL when it has no

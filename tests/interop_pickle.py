@@ -10,6 +10,10 @@ Usage: interop_pickle.py PATH/TO/pickle_roundtrip [COUNT]
 2. Values written by C's writer calls are loaded by Python and compared.
 3. Pickles of things outside the safe subset must come back as errors
    naming the opcode and its offset.
+4. The globals the decoder accepts (_codecs.encode, bytes, set, frozenset
+   in their __builtin__ and builtins spellings), with no PROTO and at each
+   protocol 0-5: C must accept exactly what pickle.loads accepts and build
+   the same value.
 
 Prints a TAP stream (one test per check group); exits nonzero on failure.
 Deterministic: a fixed seed.
@@ -329,6 +333,65 @@ def refused(tap, prog):
         tap.check(ok, "protocol %d %s refused: %s" % (proto, what, text))
 
 
+# GLOBAL module name, arguments, REDUCE: binary opcodes only, so that a
+# pickle without PROTO (protocol 0 or 1 for pickle.loads) stays in the
+# subset.
+CALLS = [
+    (b"set", b"]K\x01a\x85"),        # set([1])
+    (b"set", b")"),                   # set()
+    (b"frozenset", b"]K\x01a\x85"),
+    (b"bytes", b")"),                 # b''
+]
+ENCODE = (b"c_codecs\nencode\nX\x02\x00\x00\x00\xc3\xbf"
+          b"X\x06\x00\x00\x00latin1\x86R.")
+
+
+def global_names_by_protocol(tap, prog):
+    """Python's Unpickler.find_class reads __builtin__ as builtins only
+    below protocol 3 (fix_imports); C must agree with pickle.loads."""
+    cases = []
+    for proto in (None, 0, 1, 2, 3, 4, 5):
+        head = b"" if proto is None else bytes([0x80, proto])
+        for mod in (b"__builtin__", b"builtins"):
+            for name, args in CALLS:
+                cases.append((head + b"c" + mod + b"\n" + name + b"\n" +
+                              args + b"R.", "%s.%s protocol %s"
+                              % (mod.decode(), name.decode(), proto)))
+        cases.append((head + ENCODE, "_codecs.encode protocol %s" % proto))
+    # the protocol is that of the last PROTO before the GLOBAL
+    cases += [
+        (b"\x80\x02c__builtin__\nset\n\x80\x03)R.", "PROTO 2, GLOBAL, PROTO 3"),
+        (b"\x80\x03\x80\x02c__builtin__\nset\n)R.", "PROTO 3, PROTO 2, GLOBAL"),
+        (b"\x80\x02c__builtin__\nset\n)R\x80\x03c__builtin__\nset\n)R\x86.",
+         "PROTO 2, GLOBAL, PROTO 3, GLOBAL"),
+        (b"\x80\x02c__builtin__\nset\nq\x000\x80\x03h\x00)R.",
+         "memoized at protocol 2, called after PROTO 3"),
+    ]
+    out = run(prog, [], [c[0] for c in cases])
+    bad = []
+    accepted = refused = 0
+    for (data, what), (st, body) in zip(cases, out):
+        try:
+            want = pickle.loads(data)
+        except Exception as e:
+            want = e
+        text = body.decode(errors="replace")
+        if isinstance(want, Exception):
+            refused += 1
+            if st != b"E" or "MPROC_EPICKLE_OPCODE" not in text:
+                bad.append("%s: Python raises %s, C gives %s %s"
+                           % (what, type(want).__name__, st, text))
+        else:
+            accepted += 1
+            if st != b"P" or not same(want, pickle.loads(body)):
+                bad.append("%s: Python gives %r, C gives %s %s"
+                           % (what, want, st, text))
+    tap.check(len(out) == len(cases) and not bad and accepted and refused,
+              "accepted globals by protocol agree with pickle.loads (%d "
+              "accepted, %d refused)" % (accepted, refused),
+              "\n".join(bad[:10]))
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -340,6 +403,7 @@ def main():
     random_roundtrips(tap, prog, count)
     c_written(tap, prog)
     refused(tap, prog)
+    global_names_by_protocol(tap, prog)
     print("1..%d" % tap.n)
     return 1 if tap.failed else 0
 

@@ -857,6 +857,135 @@ START_TEST(test_pickle_memoized_global_can_be_called_again)
 }
 END_TEST
 
+/*
+ * CPython's Unpickler.find_class maps the Python 2 module __builtin__ to
+ * builtins only below protocol 3 (fix_imports, pickle.loads's default);
+ * from protocol 3 on it imports "__builtin__" as named and fails with
+ * ModuleNotFoundError. The protocol is the last PROTO read, 0 without one.
+ */
+static const struct {
+	const char *name; /* GLOBAL __builtin__ <name> */
+	const char *args; /* then these opcodes, REDUCE, STOP */
+	int type;
+} builtin_calls[] = {
+	{"set", "]K\x01\x61\x85", MPROC_SET},
+	{"frozenset", "]K\x01\x61\x85", MPROC_FROZENSET},
+	{"bytes", ")", MPROC_BYTES},
+};
+
+/* PROTO proto (none when proto < 0), GLOBAL mod name, args, REDUCE, STOP */
+static size_t call_msg(char *buf, size_t cap, int proto, const char *mod,
+                       const char *name, const char *args)
+{
+	int n = proto < 0 ? snprintf(buf, cap, "c%s\n%s\n%sR.", mod, name, args)
+	                  : snprintf(buf, cap, "\x80%cc%s\n%s\n%sR.",
+	                             proto, mod, name, args);
+	ck_assert(n > 0 && (size_t)n < cap);
+	return (size_t)n;
+}
+
+START_TEST(test_pickle_builtin_names_refused_from_protocol_3)
+{
+	/* _i walks protocols 3-5 times the three names */
+	int proto = 3 + _i / 3;
+	char msg[64], want[64];
+	size_t n = call_msg(msg, sizeof msg, proto, "__builtin__",
+	                    builtin_calls[_i % 3].name,
+	                    builtin_calls[_i % 3].args);
+	snprintf(want, sizeof want, "refused at offset 2: __builtin__.%s",
+	         builtin_calls[_i % 3].name);
+	expect_err(msg, n, MPROC_EPICKLE_OPCODE, want, 2);
+	expect_err(msg, n, MPROC_EPICKLE_OPCODE, "below protocol 3", 2);
+}
+END_TEST
+
+START_TEST(test_pickle_builtin_names_read_below_protocol_3_and_without_proto)
+{
+	/* _i walks no PROTO, protocols 0-2, times the three names */
+	int proto = _i / 3 - 1;
+	struct mproc_decoder *d = dec_new(0, 0);
+	const struct mproc_value *v;
+	char msg[64];
+	size_t n = call_msg(msg, sizeof msg, proto, "__builtin__",
+	                    builtin_calls[_i % 3].name,
+	                    builtin_calls[_i % 3].args);
+	ck_assert_msg(mproc_decode(d, msg, n, &v) == 0, "protocol %d: %s",
+	              proto, mproc_decoder_error(d));
+	ck_assert_int_eq(mproc_value_type(v), builtin_calls[_i % 3].type);
+	mproc_decoder_free(d);
+}
+END_TEST
+
+START_TEST(test_pickle_builtins_and_codecs_names_read_at_every_protocol)
+{
+	/* _i walks no PROTO and protocols 0-5 */
+	int proto = _i - 1;
+	struct mproc_decoder *d = dec_new(0, 0);
+	const struct mproc_value *v;
+	char msg[64];
+	size_t n;
+	for (size_t k = 0; k < 3; k++) {
+		n = call_msg(msg, sizeof msg, proto, "builtins",
+		             builtin_calls[k].name, builtin_calls[k].args);
+		ck_assert_msg(mproc_decode(d, msg, n, &v) == 0,
+		              "protocol %d: %s", proto, mproc_decoder_error(d));
+		ck_assert_int_eq(mproc_value_type(v), builtin_calls[k].type);
+	}
+	/* _codecs.encode('\xff', 'latin1'), as protocol 2 writes b'\xff'
+	 * (its length fields hold NUL bytes: not for call_msg) */
+	static const char enc[] = "c_codecs\nencode\nX\x02\x00\x00\x00\xc3\xbf"
+	                          "X\x06\x00\x00\x00latin1\x86R.";
+	n = 0;
+	if (proto >= 0) {
+		msg[n++] = '\x80';
+		msg[n++] = (char)proto;
+	}
+	memcpy(msg + n, enc, sizeof enc - 1);
+	n += sizeof enc - 1;
+	const void *p;
+	size_t len;
+	ck_assert_msg(mproc_decode(d, msg, n, &v) == 0, "protocol %d: %s",
+	              proto, mproc_decoder_error(d));
+	ck_assert_int_eq(mproc_value_bytes(v, &p, &len), 0);
+	ck_assert_uint_eq(len, 1);
+	ck_assert_mem_eq(p, "\xff", 1);
+	mproc_decoder_free(d);
+}
+END_TEST
+
+START_TEST(test_pickle_builtin_name_follows_the_last_proto_opcode)
+{
+	struct mproc_decoder *d = dec_new(0, 0);
+	const struct mproc_value *v;
+	/* The name is resolved at its GLOBAL: a later PROTO 3 changes
+	 * nothing for it, even when it is fetched back from the memo. */
+	ck_assert_int_eq(mproc_decode(d, S("\x80\x02\x63__builtin__\nset\n"
+	                                   "\x80\x03)R."), &v), 0);
+	ck_assert_int_eq(mproc_value_type(v), MPROC_SET);
+	ck_assert_int_eq(mproc_decode(d, S("\x80\x02\x63__builtin__\nset\nq"
+	                                   "\x00" "0\x80\x03h\x00)R."), &v), 0);
+	ck_assert_int_eq(mproc_value_type(v), MPROC_SET);
+	/* A PROTO 2 after a PROTO 3 is what counts. */
+	ck_assert_int_eq(mproc_decode(d, S("\x80\x03\x80\x02\x63__builtin__\n"
+	                                   "set\n)R."), &v), 0);
+	ck_assert_int_eq(mproc_value_type(v), MPROC_SET);
+	mproc_decoder_free(d);
+	/* A second GLOBAL after PROTO 3 is refused, at its own offset. */
+	expect_err(S("\x80\x02\x63__builtin__\nset\n)R\x80\x03\x63__builtin__"
+	             "\nset\n)R\x86."),
+	           MPROC_EPICKLE_OPCODE,
+	           "opcode GLOBAL (0x63) refused at offset 23: __builtin__.set",
+	           23);
+	/* The protocol of one message does not carry over to the next. */
+	d = dec_new(0, 0);
+	ck_assert_int_eq(mproc_decode(d, S("\x80\x04N."), &v), 0);
+	ck_assert_int_eq(mproc_decode(d, S("\x63__builtin__\nset\n)R."), &v),
+	                 0);
+	ck_assert_int_eq(mproc_value_type(v), MPROC_SET);
+	mproc_decoder_free(d);
+}
+END_TEST
+
 /* ---- malformed input ---------------------------------------------------- */
 
 START_TEST(test_pickle_huge_length_fields_are_truncation_not_reads)
@@ -1507,6 +1636,14 @@ int main(void)
 	tcase_add_test(tc, test_pickle_protocol2_reduce_builds_bytes_set_frozenset);
 	tcase_add_test(tc, test_pickle_reduce_refuses_other_calls_of_accepted_globals);
 	tcase_add_test(tc, test_pickle_memoized_global_can_be_called_again);
+	tcase_add_loop_test(tc, test_pickle_builtin_names_refused_from_protocol_3,
+	                    0, 9);
+	tcase_add_loop_test(tc,
+	                    test_pickle_builtin_names_read_below_protocol_3_and_without_proto,
+	                    0, 12);
+	tcase_add_loop_test(tc, test_pickle_builtins_and_codecs_names_read_at_every_protocol,
+	                    0, 7);
+	tcase_add_test(tc, test_pickle_builtin_name_follows_the_last_proto_opcode);
 	tcase_add_test(tc, test_pickle_huge_length_fields_are_truncation_not_reads);
 	tcase_add_test(tc, test_pickle_stack_and_stop_errors);
 	tcase_add_test(tc, test_pickle_decoder_refuses_invalid_utf8);
