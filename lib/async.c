@@ -29,13 +29,11 @@ static size_t default_chunksize(size_t n, unsigned processes)
 static int submit(struct mproc_pool *pool, struct mproc__job *job,
                   const struct mproc_callbacks *cb, struct mproc_async **out)
 {
-	struct mproc__call *call = mproc__call_new(pool, job);
+	struct mproc__call *call = mproc__call_new(pool, job, cb);
 	if (!call) {
 		mproc__job_free(job);
 		return -ENOMEM;
 	}
-	if (cb)
-		call->cb = *cb;
 	int rc = mproc__engine_submit(pool, call);
 	if (rc < 0) {
 		mproc__call_free(call);
@@ -65,7 +63,7 @@ int mproc_apply_async_opts(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!pool || !fn || (arg && arglen == 0))
 		return -EINVAL;
 	struct mproc__job *job =
-	        mproc__job_new(&pool->env, MPROC__JOB_ALL, fn, 1, 0);
+	        mproc__job_new(mproc__engine_jobenv(pool), MPROC__JOB_ALL, fn, 1, 0);
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_arg(job, arg, arglen);
@@ -90,7 +88,7 @@ static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
 	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
 	struct mproc__job *job =
-	        mproc__job_new(&pool->env, MPROC__JOB_ALL, fn, chunksize, flags);
+	        mproc__job_new(mproc__engine_jobenv(pool), MPROC__JOB_ALL, fn, chunksize, flags);
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_input(job, in);
@@ -104,7 +102,7 @@ static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
 	}
 	if (chunksize == 0)
 		mproc__job_set_chunksize(job, default_chunksize(mproc__job_len(job),
-		                                                pool->nworkers));
+		                                                mproc__engine_workers(pool)));
 	return submit(pool, job, cb, out);
 }
 
@@ -149,14 +147,14 @@ int mproc_async_get(struct mproc_async *a, double timeout,
 		*out = mproc__job_results(call->job);
 		return call->final_rc;
 	}
-	pthread_mutex_lock(&pool->mu);
+	mproc__engine_lock(pool);
 	int rc = mproc__engine_wait(pool, call_is_done, call,
 	                            mproc__deadline(timeout));
 	if (rc == 0) {
 		*out = mproc__job_results(call->job);
 		rc = call->final_rc;
 	}
-	pthread_mutex_unlock(&pool->mu);
+	mproc__engine_unlock(pool);
 	return rc;
 }
 
@@ -168,10 +166,10 @@ int mproc_async_wait(struct mproc_async *a, double timeout)
 	struct mproc_pool *pool = call->pool;
 	if (!pool)
 		return 0;
-	pthread_mutex_lock(&pool->mu);
+	mproc__engine_lock(pool);
 	int rc = mproc__engine_wait(pool, call_is_done, call,
 	                            mproc__deadline(timeout));
-	pthread_mutex_unlock(&pool->mu);
+	mproc__engine_unlock(pool);
 	return rc;
 }
 
@@ -183,12 +181,12 @@ bool mproc_async_ready(struct mproc_async *a)
 	struct mproc_pool *pool = call->pool;
 	if (!pool)
 		return true;
-	pthread_mutex_lock(&pool->mu);
+	mproc__engine_lock(pool);
 	/* Zero timeout: take in what has arrived, never block. */
 	if (!call->done)
 		(void)mproc__engine_wait(pool, call_is_done, call, mproc__now_ns());
 	bool done = call->done;
-	pthread_mutex_unlock(&pool->mu);
+	mproc__engine_unlock(pool);
 	return done;
 }
 

@@ -2,6 +2,8 @@
  * backend.c - the table of backends. Adding a backend: one file with its
  * struct mproc__backend_ops (be_*.c), and one line in backend_table below.
  */
+#include <errno.h>
+
 #include "backend.h"
 
 static const struct {
@@ -14,12 +16,19 @@ static const struct {
 	{MPROC_BACKEND_THREADS, MPROC_START_FORK, &mproc__backend_threads},
 };
 
-const struct mproc__backend_ops *
-mproc__backend_pick(const struct mproc_pool_opts *opts)
+int mproc__backend_pick(const struct mproc_pool_opts *opts,
+                        const struct mproc__backend_ops **ops)
 {
-	for (size_t i = 0; i < sizeof backend_table / sizeof backend_table[0]; i++)
+	bool backend = false, start = false;
+	for (size_t i = 0; i < sizeof backend_table / sizeof backend_table[0]; i++) {
+		backend |= backend_table[i].backend == opts->backend;
+		start |= backend_table[i].start == opts->start_method;
 		if (backend_table[i].backend == opts->backend &&
-		    backend_table[i].start == opts->start_method)
-			return backend_table[i].ops;
-	return NULL;
+		    backend_table[i].start == opts->start_method) {
+			*ops = backend_table[i].ops;
+			return 0;
+		}
+	}
+	/* Both known, but not together: the threads' start is no fork. */
+	return backend && start ? -ENOTSUP : -EINVAL;
 }

@@ -72,8 +72,10 @@ extern const struct mproc__backend_ops mproc__backend_fork;
 extern const struct mproc__backend_ops mproc__backend_forkserver;
 extern const struct mproc__backend_ops mproc__backend_threads;
 
-/* The backend the options ask for, or NULL (backend.c's table). */
-const struct mproc__backend_ops *
-mproc__backend_pick(const struct mproc_pool_opts *opts);
+/* The backend the options ask for (backend.c's table): 0 and *ops;
+ * -EINVAL for a backend or start method no entry has; -ENOTSUP for a
+ * start method the backend does not have. */
+int mproc__backend_pick(const struct mproc_pool_opts *opts,
+                        const struct mproc__backend_ops **ops);
 
 #endif

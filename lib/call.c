@@ -17,13 +17,16 @@ void mproc__calls_init(struct mproc__calls *calls, pthread_cond_t *cv)
 }
 
 struct mproc__call *mproc__call_new(struct mproc_pool *pool,
-                                    struct mproc__job *job)
+                                    struct mproc__job *job,
+                                    const struct mproc_callbacks *cb)
 {
 	struct mproc__call *call = calloc(1, sizeof *call);
 	if (!call)
 		return NULL;
 	call->pool = pool;
 	call->job = job;
+	if (cb)
+		call->cb = *cb;
 	mproc__job_set_owner(job, call);
 	return call;
 }

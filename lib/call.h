@@ -47,9 +47,11 @@ struct mproc__calls {
 
 void mproc__calls_init(struct mproc__calls *calls, pthread_cond_t *cv);
 
-/* A call around job (which it owns from now on); NULL without memory. */
+/* A call around job (which it owns from now on), with its callbacks (cb
+ * may be NULL); NULL without memory. */
 struct mproc__call *mproc__call_new(struct mproc_pool *pool,
-                                    struct mproc__job *job);
+                                    struct mproc__job *job,
+                                    const struct mproc_callbacks *cb);
 /* Free a call never submitted, or whose end mproc__call_maybe_free saw. */
 void mproc__call_free(struct mproc__call *call);
 

@@ -13,6 +13,26 @@
 #include "clock.h"
 #include "engine.h"
 
+void mproc__engine_lock(struct mproc_pool *pool)
+{
+	pthread_mutex_lock(&pool->mu);
+}
+
+void mproc__engine_unlock(struct mproc_pool *pool)
+{
+	pthread_mutex_unlock(&pool->mu);
+}
+
+struct mproc__jobenv *mproc__engine_jobenv(struct mproc_pool *pool)
+{
+	return &pool->env;
+}
+
+unsigned mproc__engine_workers(const struct mproc_pool *pool)
+{
+	return pool->nworkers;
+}
+
 static void run_callbacks(struct mproc_pool *pool)
 {
 	struct mproc__call *call;

@@ -69,6 +69,13 @@ struct mproc_pool {
 
 /* ---- engine.c ------------------------------------------------------------ */
 
+/* The pool's lock, for the public calls' waits. */
+void mproc__engine_lock(struct mproc_pool *pool);
+void mproc__engine_unlock(struct mproc_pool *pool);
+/* What a new job of this pool borrows; how many workers it has. */
+struct mproc__jobenv *mproc__engine_jobenv(struct mproc_pool *pool);
+unsigned mproc__engine_workers(const struct mproc_pool *pool);
+
 /* Wait, driving the engine when nobody does, until ready(arg) or the
  * deadline (-ETIMEDOUT); -EDEADLK from a callback of this pool. Lock held. */
 int mproc__engine_wait(struct mproc_pool *pool, bool (*ready)(void *),

@@ -26,13 +26,13 @@ static int imap(struct mproc_pool *pool, mproc_task_fn fn,
 	*out = NULL;
 	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
-	struct mproc__job *job = mproc__job_new(&pool->env, kind, fn, chunksize, 0);
+	struct mproc__job *job = mproc__job_new(mproc__engine_jobenv(pool), kind, fn, chunksize, 0);
 	if (!job)
 		return -ENOMEM;
 	int rc = mproc__job_set_input(job, in);
 	if (rc == 0)
 		rc = mproc__job_set_opts(job, co);
-	struct mproc__call *call = rc == 0 ? mproc__call_new(pool, job) : NULL;
+	struct mproc__call *call = rc == 0 ? mproc__call_new(pool, job, NULL) : NULL;
 	if (!call) {
 		mproc__job_free(job);
 		return rc < 0 ? rc : -ENOMEM;
@@ -82,7 +82,7 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 	struct mproc_pool *pool = call->pool;
 	if (!pool)
 		return MPROC_ECLOSED; /* the pool was freed */
-	pthread_mutex_lock(&pool->mu);
+	mproc__engine_lock(pool);
 	int rc = mproc__engine_wait(pool, iter_has_next, call,
 	                            mproc__deadline(timeout));
 	if (rc == 0) {
@@ -96,7 +96,7 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 		else if (mproc__job_wants_input(call->job))
 			mproc__engine_kick(pool);
 	}
-	pthread_mutex_unlock(&pool->mu);
+	mproc__engine_unlock(pool);
 	return rc;
 }
 

@@ -55,18 +55,14 @@ static int opts_check(const struct mproc_pool_opts *o,
 	    !(o->task_timeout >= 0 && o->task_timeout < 1e9) ||
 	    !(o->kill_grace >= 0 && o->kill_grace < 1e9) ||
 	    !(o->halt_fraction >= 0 && o->halt_fraction <= 1) ||
-	    o->retries > 1000 ||
-	    (o->backend != MPROC_BACKEND_PROCESSES &&
-	     o->backend != MPROC_BACKEND_THREADS) ||
-	    (o->start_method != MPROC_START_FORK &&
-	     o->start_method != MPROC_START_FORKSERVER))
+	    o->retries > 1000)
 		return -EINVAL;
-	/* A backend without this start method (threads have none but fork),
-	 * or without processes, cannot honour what only a process can do
-	 * (docs/threads.md). */
-	*ops = mproc__backend_pick(o);
-	if (!*ops || (!(*ops)->processes &&
-	              (o->task_timeout > 0 || o->max_rss || o->max_vm)))
+	int rc = mproc__backend_pick(o, ops);
+	if (rc < 0)
+		return rc;
+	/* What only a process can do (docs/threads.md). */
+	if (!(*ops)->processes &&
+	    (o->task_timeout > 0 || o->max_rss || o->max_vm))
 		return -ENOTSUP;
 	return 0;
 }
