@@ -82,18 +82,17 @@ static void poll_results(struct mproc_pool *pool)
 			continue;
 		struct pollfd *res = &pfd[k], *task = &pfd[k + 1], *ex = &pfd[k + 2];
 		k += 3;
-		bool dead = false;
-		if (res->revents && mproc__worker_read(w, 4, pool->max_frame) != 0)
-			dead = true;
-		if (ex->revents & POLLIN)
-			dead = true;
-		if (task->revents & (POLLERR | POLLHUP))
-			dead = true;
-		if (dead)
-			mproc__fault_died(pool, w);
+		int r = res->revents ? mproc__worker_read(w, 4, pool->max_frame) : 0;
+		if (r == MPROC_EPROTO)
+			mproc__fault_died(pool, w, MPROC__END_PROTO);
+		else if (ex->revents & POLLIN)
+			mproc__fault_died(pool, w, MPROC__END_EXIT);
+		else if (r != 0 || (task->revents & (POLLERR | POLLHUP)))
+			mproc__fault_died(pool, w, MPROC__END_EOF);
 		else if (task->revents & POLLOUT)
 			mproc__worker_flush(w);
 	}
+	mproc__fault_stalls(pool);
 }
 
 static int progress(struct mproc_pool *pool, uint64_t deadline)

@@ -103,9 +103,21 @@ void mproc__dispatch_flush(struct mproc_pool *pool);
 
 /* ---- fault.c ------------------------------------------------------------- */
 
+/* How the engine saw a worker end. */
+enum mproc__end {
+	MPROC__END_EXIT,  /* its process (or thread) ended */
+	MPROC__END_EOF,   /* its channel ended: it may still live */
+	MPROC__END_PROTO, /* it sent bytes that are not frames */
+};
+
 /* w's channel or process ended: read what it wrote, reap it, blame or
  * requeue what it held, start its replacement. */
-void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w);
+void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
+                       enum mproc__end how);
+/* Workers gone back to waiting for work with a frame cut short in their
+ * channel (forged bytes): a protocol error, within MPROC__STALL_NS. */
+void mproc__fault_stalls(struct mproc_pool *pool);
+#define MPROC__STALL_NS 1000000000u
 /* The timeout watch: signal workers past a task's timeout, take in
  * replacement times; the next time it must look again (UINT64_MAX: no
  * need). */

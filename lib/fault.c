@@ -100,7 +100,7 @@ static void death_describe(struct death *d)
 }
 
 /* Store a result made by the manager: (type, message, signal, si_code,
- * address, core, exit status, rss, report) — job.c reads it back. */
+ * address, core, exit status, rss, report) — result.c reads it back. */
 static void store_note(struct mproc_pool *pool, struct mproc__call *call,
                        size_t index, enum mproc_status status,
                        unsigned attempts, const char *type, const char *msg,
@@ -262,14 +262,28 @@ static void fail_requeue(struct mproc_pool *pool)
 	}
 }
 
-void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w)
+/* How long a worker whose channel ended may take to end by itself (a
+ * crashing worker's pipe ends before its exit is seen) before it is taken
+ * to live on with a broken channel. */
+#define END_GRACE_MS 100
+
+void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
+                       enum mproc__end how)
 {
 	struct mproc__status *st = &pool->status[w->proc.number];
 	struct death d = {.exit_status = -1, .status = MPROC_CRASHED};
 
 	/* Whatever it wrote before it died still counts. */
 	int r = mproc__worker_read(w, INT_MAX, pool->max_frame);
-	/* It may live on with a broken channel. */
+	if (r == MPROC_EPROTO || w->f.proto_stall)
+		how = MPROC__END_PROTO;
+	/* A channel that ended, or carried bytes that are not frames, while
+	 * its worker lives was broken by a task: the task then running may be
+	 * innocent (the culprit may have returned already), so nobody is
+	 * blamed before the suspects' runs name the one. */
+	bool broken = how == MPROC__END_PROTO ||
+	              (how == MPROC__END_EOF &&
+	               !mproc__worker_ends(w, END_GRACE_MS));
 	mproc__worker_signal(&pool->be, w, SIGKILL);
 	siginfo_t si;
 	mproc__worker_reap(&pool->be, w, &pool->mu, pool->max_frame, &si);
@@ -317,6 +331,17 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w)
 		 * signal, or a worker that died before it could run anything
 		 * (its initializer; counted below). */
 		target = 0;
+	} else if (broken) {
+		/* Only a suspect, which runs alone, is named by a broken
+		 * channel; otherwise every task it held becomes one. */
+		target = suspect_started(w, st->last_id);
+		suspects = !target;
+		snprintf(d.msg, sizeof d.msg, "%s",
+		         how == MPROC__END_PROTO
+		                 ? "protocol error: the task wrote bytes that are not "
+		                   "result frames into the worker's channel to the pool"
+		                 : "the task closed or replaced the worker's pipes to "
+		                   "the pool");
 	} else if (d.running && r >= 0) {
 		target = d.running;
 		if (w->f.term_at) {
@@ -370,6 +395,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w)
 	w->f.term_at = 0;
 	w->f.timeout_task = 0;
 	w->f.killed = false;
+	w->f.proto_stall = false;
 	mproc__status_reset(st);
 	w->f.respawn_backoff = 0;
 	w->f.respawn_at = 0;
@@ -458,6 +484,26 @@ static uint64_t queued_timeout(const struct mproc_pool *pool,
 static uint64_t watch_every(uint64_t limit_ns)
 {
 	return limit_ns / 8 > 1000000u ? limit_ns / 8 : 1000000u;
+}
+
+void mproc__fault_stalls(struct mproc_pool *pool)
+{
+	uint64_t now = 0;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (!mproc__worker_alive(w) || !w->partial_ns ||
+		    atomic_load_explicit(&pool->status[i].task_id,
+		                         memory_order_acquire))
+			continue;
+		if (!now)
+			now = mproc__coarse_ns();
+		if (now - w->partial_ns >= MPROC__STALL_NS) {
+			/* Its worker waits for work, not writing: the rest of
+			 * that frame never comes. */
+			w->f.proto_stall = true;
+			mproc__fault_died(pool, w, MPROC__END_PROTO);
+		}
+	}
 }
 
 void mproc__fault_note_ready(struct mproc_pool *pool)
@@ -566,6 +612,13 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		} else if (start + limit_ns < next) {
 			next = start + limit_ns;
 		}
+	}
+	/* A frame cut short is looked at again when it would stall. */
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		uint64_t p = pool->workers[i].partial_ns;
+		if (mproc__worker_alive(&pool->workers[i]) && p &&
+		    p + MPROC__STALL_NS < next)
+			next = p + MPROC__STALL_NS;
 	}
 	/* Empty slots wait for their next fork attempt. */
 	for (unsigned i = 0; i < pool->nworkers; i++)

@@ -13,6 +13,8 @@
 #include <limits.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "call.h"
@@ -51,6 +53,7 @@ int mproc__worker_spawn(struct mproc__backend *be, struct mproc__worker *w)
 	w->d.chunks_sent = 0;
 	w->out.len = w->out_acked = w->out_sent = 0;
 	w->in.len = w->in_off = 0;
+	w->partial_ns = 0;
 	/* A retried task keeps its id: on the new worker it is timed anew. */
 	w->f.seen_id = 0;
 	mproc__chunkq_clear(&w->q);
@@ -58,6 +61,29 @@ int mproc__worker_spawn(struct mproc__backend *be, struct mproc__worker *w)
 	w->f.spawned_ns = mproc__coarse_ns();
 	w->f.respawn_backoff = 0;
 	return 0;
+}
+
+bool mproc__worker_ends(struct mproc__worker *w, int ms)
+{
+	if (w->proc.exit_fd >= 0) {
+		struct pollfd p = {.fd = w->proc.exit_fd, .events = POLLIN};
+		int r;
+		do {
+			r = poll(&p, 1, ms);
+		} while (r < 0 && errno == EINTR);
+		return r != 0;
+	}
+	/* No pidfd (an old kernel, valgrind): a child of ours can be waited
+	 * for without reaping it; anything else is taken as ended. */
+	for (int i = 0; i <= ms; i++) {
+		siginfo_t si = {0};
+		if (waitid(P_PID, (id_t)w->proc.pid, &si,
+		           WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid)
+			return true;
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return false;
 }
 
 void mproc__worker_signal(struct mproc__backend *be, struct mproc__worker *w,
@@ -195,6 +221,8 @@ int mproc__worker_read(struct mproc__worker *w, int max_reads,
 		if (off == w->in.len)
 			w->in.len = off = 0;
 		w->in_off = off;
+		/* Bytes of a frame not yet whole: when they last came. */
+		w->partial_ns = off < w->in.len ? mproc__coarse_ns() : 0;
 		if (rc < 0)
 			return MPROC_EPROTO;
 		/* A read that did not fill the buffer drained the pipe: save

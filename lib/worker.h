@@ -22,6 +22,8 @@ struct mproc__worker {
 	size_t out_acked, out_sent;
 	struct mproc__buf in;
 	size_t in_off;            /* in: bytes parsed, dropped when room runs out */
+	uint64_t partial_ns;      /* coarse clock of the last bytes of a frame
+	                           * not yet whole, 0 when none is pending */
 	struct mproc__chunkq q;   /* chunks in flight, oldest first */
 	size_t inflight_tasks;
 	double ns_per_task;       /* running average reported by the worker */
@@ -39,6 +41,7 @@ struct mproc__worker {
 		uint64_t timeout_task; /* the task that ran past its timeout */
 		uint64_t timeout_ns;  /* the timeout it ran past */
 		bool killed;          /* SIGKILL sent after the grace period */
+		bool proto_stall;     /* a frame cut short: killed for it */
 		uint64_t death_ns;    /* last death seen, until the replacement is ready */
 		uint64_t spawned_ns;  /* coarse clock at its start */
 		uint64_t respawn_at;  /* empty slot: next start attempt (coarse clock) */
@@ -76,6 +79,10 @@ int mproc__worker_read(struct mproc__worker *w, int max_reads,
  */
 void mproc__worker_reap(struct mproc__backend *be, struct mproc__worker *w,
                         pthread_mutex_t *mu, size_t max_frame, siginfo_t *si);
+
+/* Wait up to ms for a worker whose channel ended to end by itself: true
+ * when it did (or cannot be told: then it is taken as ended). */
+bool mproc__worker_ends(struct mproc__worker *w, int ms);
 
 /* Ask it to end, or end it (SIGTERM, SIGKILL). */
 void mproc__worker_signal(struct mproc__backend *be, struct mproc__worker *w,

@@ -60,7 +60,7 @@ static int recurse(int depth)
 /* What the task does is chosen by its argument. */
 enum { DO_OK, DO_SEGV, DO_BUS, DO_FPE, DO_ILL, DO_ABORT, DO_STACK, DO_EXIT, DO__EXIT,
        DO_FORK, DO_SLEEP, DO_IGNORE_TERM, DO_CLOSE_FDS, DO_NOISE, DO_GARBAGE,
-       DO_GROW_RSS, DO_GROW_VM };
+       DO_GROW_RSS, DO_GROW_VM, DO_DEVNULL_FDS, DO_FORGED_HEADER, DO_BRIEF };
 
 static int t_fault(const struct mproc_value *arg, struct mproc_writer *ret)
 {
@@ -150,6 +150,31 @@ static int t_fault(const struct mproc_value *arg, struct mproc_writer *ret)
 		keep = p;
 		break;
 	}
+	case DO_DEVNULL_FDS: {
+		/* /dev/null over every descriptor the pool made. */
+		int null = open("/dev/null", O_RDWR);
+		for (int fd = first_pool_fd; fd < 1024; fd++)
+			if (fd != null && fcntl(fd, F_GETFD) >= 0)
+				dup2(null, fd);
+		close(null);
+		break;
+	}
+	case DO_FORGED_HEADER: {
+		/* A well-formed RESULT header that claims 256 MiB, then nothing:
+		 * the worker goes back to waiting for work. */
+		unsigned char hdr[32] = {0};
+		uint32_t len = 256u << 20, count = 1;
+		memcpy(hdr, &len, 4);
+		hdr[4] = 2; /* RESULT */
+		memcpy(hdr + 8, &count, 4);
+		for (int fd = first_pool_fd; fd < 1024; fd++)
+			if (write(fd, hdr, sizeof hdr) < 0)
+				continue;
+		break;
+	}
+	case DO_BRIEF:
+		sleep_ms(20);
+		break;
 	case DO_GROW_VM:
 		/* Allocate until the address-space limit says no, then fail. */
 		for (;;) {
@@ -706,6 +731,63 @@ END_TEST
 START_TEST(test_fault_task_writing_into_pool_fds_is_blamed_exactly)
 {
 	expect_channel_breaker_blamed(DO_GARBAGE);
+}
+END_TEST
+
+/* A task that breaks its worker's channel in the middle of a chunk, with
+ * tasks after it still to run: only that task ends CRASHED, naming what
+ * it did; every other task ends as it would have. */
+static void expect_breaker_mid_chunk(int what, const char *says)
+{
+	first_pool_fd = dup(0);
+	close(first_pool_fd);
+	struct mproc_pool_opts o = {.processes = 2};
+	struct mproc_pool *p = open_pool_opts(&o);
+	int64_t tasks[12];
+	for (int i = 0; i < 12; i++)
+		tasks[i] = i == 4 ? what : DO_BRIEF;
+	struct mproc_input in;
+	mproc_input_int64s(&in, tasks, 12);
+	struct mproc_results *r;
+	uint64_t t0 = (uint64_t)time(NULL);
+	ck_assert_int_eq(mproc_map(p, t_fault, &in, 12, &r), MPROC_ERAISED);
+	ck_assert_uint_le((uint64_t)time(NULL) - t0, 5);
+	ck_assert_uint_eq(mproc_results_failed(r), 1);
+	struct mproc_result bad = item(r, 4);
+	ck_assert_int_eq(bad.status, MPROC_CRASHED);
+	ck_assert_msg(strstr(bad.error->msg, says), "message: %s", bad.error->msg);
+	for (int i = 0; i < 12; i++)
+		if (i != 4)
+			ck_assert_int_eq(int_of(item(r, i).value), DO_BRIEF);
+	mproc_results_free(r);
+	/* The pool goes on. */
+	r = run_one(p, t_fault, DO_OK);
+	ck_assert_int_eq(item(r, 0).status, MPROC_OK);
+	mproc_results_free(r);
+	finish(p);
+}
+
+START_TEST(test_fault_closing_fds_mid_chunk_blames_only_that_task)
+{
+	expect_breaker_mid_chunk(DO_CLOSE_FDS, "pipes");
+}
+END_TEST
+
+START_TEST(test_fault_devnull_over_fds_mid_chunk_blames_only_that_task)
+{
+	expect_breaker_mid_chunk(DO_DEVNULL_FDS, "pipes");
+}
+END_TEST
+
+START_TEST(test_fault_garbage_mid_chunk_blames_only_that_task)
+{
+	expect_breaker_mid_chunk(DO_GARBAGE, "protocol error");
+}
+END_TEST
+
+START_TEST(test_fault_forged_header_mid_chunk_blames_only_that_task)
+{
+	expect_breaker_mid_chunk(DO_FORGED_HEADER, "protocol error");
 }
 END_TEST
 
@@ -1295,6 +1377,10 @@ int main(void)
 	tcase_add_test(tc, test_fault_replacement_starts_from_the_state_its_method_promises);
 	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
 	tcase_add_test(tc, test_fault_stats_never_signal_a_worker);
+	tcase_add_test(tc, test_fault_closing_fds_mid_chunk_blames_only_that_task);
+	tcase_add_test(tc, test_fault_devnull_over_fds_mid_chunk_blames_only_that_task);
+	tcase_add_test(tc, test_fault_garbage_mid_chunk_blames_only_that_task);
+	tcase_add_test(tc, test_fault_forged_header_mid_chunk_blames_only_that_task);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
