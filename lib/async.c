@@ -62,11 +62,14 @@ int mproc_apply_async_opts(struct mproc_pool *pool, mproc_task_fn fn,
 	*out = NULL;
 	if (!pool || !fn || (arg && arglen == 0))
 		return -EINVAL;
+	int rc = mproc__engine_call_opts(pool, co);
+	if (rc < 0)
+		return rc;
 	struct mproc__job *job =
 	        mproc__job_new(mproc__engine_jobenv(pool), MPROC__JOB_ALL, fn, 1, 0);
 	if (!job)
 		return -ENOMEM;
-	int rc = mproc__job_set_arg(job, arg, arglen);
+	rc = mproc__job_set_arg(job, arg, arglen);
 	if (rc == 0)
 		rc = mproc__job_set_opts(job, co);
 	if (rc < 0) {
@@ -87,11 +90,15 @@ static int map_async(struct mproc_pool *pool, mproc_task_fn fn,
 	*out = NULL;
 	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
-	struct mproc__job *job =
-	        mproc__job_new(mproc__engine_jobenv(pool), MPROC__JOB_ALL, fn, chunksize, flags);
+	int rc = mproc__engine_call_opts(pool, co);
+	if (rc < 0)
+		return rc;
+	struct mproc__job *job = mproc__job_new(mproc__engine_jobenv(pool),
+	                                        MPROC__JOB_ALL, fn, chunksize,
+	                                        flags);
 	if (!job)
 		return -ENOMEM;
-	int rc = mproc__job_set_input(job, in);
+	rc = mproc__job_set_input(job, in);
 	if (rc == 0)
 		rc = mproc__job_set_opts(job, co);
 	if (rc == 0 && !in->has_len)
@@ -132,7 +139,7 @@ int mproc_starmap_async(struct mproc_pool *pool, mproc_task_fn fn,
 
 static bool call_is_done(void *arg)
 {
-	return CALL(arg)->done;
+	return mproc__call_done(CALL(arg));
 }
 
 int mproc_async_get(struct mproc_async *a, double timeout,
@@ -141,18 +148,18 @@ int mproc_async_get(struct mproc_async *a, double timeout,
 	if (!a || !out)
 		return -EINVAL;
 	struct mproc__call *call = CALL(a);
-	struct mproc_pool *pool = call->pool;
+	struct mproc_pool *pool = mproc__call_pool(call);
 	if (!pool) {
 		/* The pool was freed: the call ended with it. */
-		*out = mproc__job_results(call->job);
-		return call->final_rc;
+		*out = mproc__job_results(mproc__call_job(call));
+		return mproc__call_rc(call);
 	}
 	mproc__engine_lock(pool);
 	int rc = mproc__engine_wait(pool, call_is_done, call,
 	                            mproc__deadline(timeout));
 	if (rc == 0) {
-		*out = mproc__job_results(call->job);
-		rc = call->final_rc;
+		*out = mproc__job_results(mproc__call_job(call));
+		rc = mproc__call_rc(call);
 	}
 	mproc__engine_unlock(pool);
 	return rc;
@@ -163,7 +170,7 @@ int mproc_async_wait(struct mproc_async *a, double timeout)
 	if (!a)
 		return -EINVAL;
 	struct mproc__call *call = CALL(a);
-	struct mproc_pool *pool = call->pool;
+	struct mproc_pool *pool = mproc__call_pool(call);
 	if (!pool)
 		return 0;
 	mproc__engine_lock(pool);
@@ -178,14 +185,14 @@ bool mproc_async_ready(struct mproc_async *a)
 	if (!a)
 		return false;
 	struct mproc__call *call = CALL(a);
-	struct mproc_pool *pool = call->pool;
+	struct mproc_pool *pool = mproc__call_pool(call);
 	if (!pool)
 		return true;
 	mproc__engine_lock(pool);
 	/* Zero timeout: take in what has arrived, never block. */
-	if (!call->done)
+	if (!mproc__call_done(call))
 		(void)mproc__engine_wait(pool, call_is_done, call, mproc__now_ns());
-	bool done = call->done;
+	bool done = mproc__call_done(call);
 	mproc__engine_unlock(pool);
 	return done;
 }
@@ -196,7 +203,7 @@ int mproc_async_successful(struct mproc_async *a)
 		return -EINVAL;
 	if (!mproc_async_ready(a))
 		return MPROC_ENOTREADY;
-	return CALL(a)->final_rc == 0;
+	return mproc__call_rc(CALL(a)) == 0;
 }
 
 void mproc_async_free(struct mproc_async *a)

@@ -5,8 +5,12 @@
  * of backend.c. A backend knows no job, no chunk and no task: it deals in
  * workers and their two descriptors.
  *
- * The engine calls every operation with the pool's lock held, from the
- * thread that drives the pool.
+ * The engine calls start, signal, is_caller and release with the pool's
+ * lock held, from the thread that drives the pool (or terminates it);
+ * reap with the lock held for processes, and let go for threads (a thread
+ * is joined, and its task may call the pool meanwhile): reap touches
+ * nothing but its worker. open and close run while no other thread can
+ * use the pool (mproc_pool_open, and its end).
  */
 #ifndef MPROC_BACKEND_H
 #define MPROC_BACKEND_H
@@ -50,11 +54,15 @@ struct mproc__backend_ops {
 	/** Ask it to end (SIGTERM) or end it (SIGKILL). */
 	void (*signal)(struct mproc__backend *be, struct mproc__proc *p, int sig);
 	/** Wait for a worker that is ending; *si says how (si_code CLD_EXITED,
-	 *  CLD_KILLED, CLD_DUMPED; si_status). */
+	 *  CLD_KILLED, CLD_DUMPED; si_status). Its state stays until release. */
 	void (*reap)(struct mproc__backend *be, struct mproc__proc *p,
 	             siginfo_t *si);
+	/** Free the backend's state of a reaped worker (optional). */
+	void (*release)(struct mproc__backend *be, struct mproc__proc *p);
 	/** The calling thread is worker p itself (optional: never). */
 	bool (*is_caller)(struct mproc__backend *be, const struct mproc__proc *p);
+	/** Why no worker can start again, when start answers -EPIPE. */
+	const char *lost;
 	/** No worker will start again (optional). */
 	void (*close)(struct mproc__backend *be);
 };

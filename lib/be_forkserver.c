@@ -226,5 +226,6 @@ const struct mproc__backend_ops mproc__backend_forkserver = {
 	.start = fs_start,
 	.signal = fs_signal,
 	.reap = fs_reap,
+	.lost = "the pool's fork server died; no worker can start",
 	.close = fs_close,
 };

@@ -100,12 +100,19 @@ static void threads_reap(struct mproc__backend *be, struct mproc__proc *p,
 	(void)be;
 	struct thread_worker *t = p->be;
 	void *ret = NULL;
+	/* Only the join: the pool's lock is let go meanwhile, and is_caller
+	 * may read t from another thread. */
 	pthread_join(t->thread, &ret);
-	free(t);
-	p->be = NULL;
 	memset(si, 0, sizeof *si);
 	si->si_code = CLD_EXITED;
 	si->si_status = (int)(intptr_t)ret;
+}
+
+static void threads_release(struct mproc__backend *be, struct mproc__proc *p)
+{
+	(void)be;
+	free(p->be);
+	p->be = NULL;
 }
 
 static bool threads_is_caller(struct mproc__backend *be,
@@ -122,5 +129,6 @@ const struct mproc__backend_ops mproc__backend_threads = {
 	.start = threads_start,
 	.signal = threads_signal,
 	.reap = threads_reap,
+	.release = threads_release,
 	.is_caller = threads_is_caller,
 };

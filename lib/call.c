@@ -31,6 +31,13 @@ struct mproc__call *mproc__call_new(struct mproc_pool *pool,
 	return call;
 }
 
+mproc_callback_fn mproc__call_callback(const struct mproc__call *call,
+                                       void **cookie)
+{
+	*cookie = call->cb.cookie;
+	return call->final_rc == 0 ? call->cb.callback : call->cb.error_callback;
+}
+
 void mproc__call_free(struct mproc__call *call)
 {
 	if (!call)

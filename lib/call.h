@@ -47,6 +47,33 @@ struct mproc__calls {
 
 void mproc__calls_init(struct mproc__calls *calls, pthread_cond_t *cv);
 
+/* What a call is: its job, its pool (NULL once freed), whether it is done
+ * and what it answers then. */
+static inline struct mproc__job *mproc__call_job(const struct mproc__call *call)
+{
+	return call->job;
+}
+
+static inline struct mproc_pool *mproc__call_pool(const struct mproc__call *call)
+{
+	return call->pool;
+}
+
+static inline bool mproc__call_done(const struct mproc__call *call)
+{
+	return call->done;
+}
+
+static inline int mproc__call_rc(const struct mproc__call *call)
+{
+	return call->final_rc;
+}
+
+/* The callback a done call runs (its callback or its error callback, by
+ * its answer; NULL when none), and its cookie. */
+mproc_callback_fn mproc__call_callback(const struct mproc__call *call,
+                                       void **cookie);
+
 /* A call around job (which it owns from now on), with its callbacks (cb
  * may be NULL); NULL without memory. */
 struct mproc__call *mproc__call_new(struct mproc_pool *pool,

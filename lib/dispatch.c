@@ -91,13 +91,13 @@ static struct mproc__call *next_call(struct mproc_pool *pool)
 	struct mproc__call *call, *tmp;
 	TAILQ_FOREACH_SAFE(call, &pool->calls.pending, link, tmp) {
 		/* Halted: the rest of the input is never read. */
-		if (pool->stats.s.halted)
-			mproc__job_end_input(call->job, MPROC_EHALTED);
-		if (mproc__job_input_done(call->job)) {
+		if (mproc__stats_halted(&pool->stats))
+			mproc__job_end_input(mproc__call_job(call), MPROC_EHALTED);
+		if (mproc__job_input_done(mproc__call_job(call))) {
 			call_input_ended(call);
 			continue;
 		}
-		if (mproc__job_room(call->job))
+		if (mproc__job_room(mproc__call_job(call)))
 			return call;
 	}
 	return NULL;
@@ -122,7 +122,7 @@ static size_t merge_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 	if (!mproc__chunkq_len(&w->q) || pool->opts.maxtasksperchild ||
 	    w->inflight_tasks >= mproc__worker_depth(w))
 		return 0;
-	struct mproc__job *job = call->job;
+	struct mproc__job *job = mproc__call_job(call);
 	struct mproc__chunk *t = mproc__chunkq_back(&w->q);
 	size_t hdr = w->out.len - t->frame_len;
 	if (t->call != call || t->suspect || t->attempts != 1 || t->done ||
@@ -156,7 +156,7 @@ static size_t merge_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 static int dispatch_chunk(struct mproc_pool *pool, struct mproc__worker *w,
                           struct mproc__call *call)
 {
-	struct mproc__job *job = call->job;
+	struct mproc__job *job = mproc__call_job(call);
 	size_t hdr;
 	int rc = mproc__wire_begin(&w->out, &hdr);
 	if (rc < 0)
@@ -226,7 +226,7 @@ void mproc__dispatch(struct mproc_pool *pool)
 		return;
 	/* Halted: end every call's input now, even with no worker left to
 	 * pick (next_call does the ending). */
-	if (pool->stats.s.halted && !TAILQ_EMPTY(&pool->calls.pending))
+	if (mproc__stats_halted(&pool->stats) && !TAILQ_EMPTY(&pool->calls.pending))
 		(void)next_call(pool);
 	for (;;) {
 		struct mproc__worker *w = pick_worker(pool);
@@ -248,7 +248,7 @@ void mproc__dispatch(struct mproc_pool *pool)
 			return;
 		/* This worker's share of what may be pulled now; it takes it in
 		 * one frame (merge_chunk) unless its depth says less. */
-		struct mproc__job *job = call->job;
+		struct mproc__job *job = mproc__call_job(call);
 		size_t share = mproc__job_room(job);
 		size_t left = mproc__job_left(job);
 		if (left < share)

@@ -37,13 +37,13 @@ static void run_callbacks(struct mproc_pool *pool)
 {
 	struct mproc__call *call;
 	while ((call = mproc__calls_due(&pool->calls))) {
-		mproc_callback_fn fn = call->final_rc == 0 ? call->cb.callback
-		                                           : call->cb.error_callback;
+		void *cookie;
+		mproc_callback_fn fn = mproc__call_callback(call, &cookie);
 		if (fn) {
 			pool->cb_running = true;
 			pool->cb_thread = pthread_self();
 			pthread_mutex_unlock(&pool->mu);
-			fn(call->cb.cookie, mproc__job_results(call->job));
+			fn(cookie, mproc__job_results(mproc__call_job(call)));
 			pthread_mutex_lock(&pool->mu);
 			pool->cb_running = false;
 		}
@@ -209,18 +209,23 @@ static size_t window_of(const struct mproc_pool *pool,
 	return left < win ? (left ? left : 1) : win;
 }
 
+int mproc__engine_call_opts(const struct mproc_pool *pool,
+                            const struct mproc_call_opts *co)
+{
+	/* A thread running past its timeout cannot be stopped. */
+	if (co && co->timeout > 0 && !pool->be.ops->processes)
+		return -ENOTSUP;
+	return 0;
+}
+
 int mproc__engine_submit(struct mproc_pool *pool, struct mproc__call *call)
 {
-	struct mproc__job *job = call->job;
-	/* A thread running past its timeout cannot be stopped. */
-	uint64_t t = mproc__job_timeout(job);
-	if (t && t != UINT64_MAX && !pool->be.ops->processes)
-		return -ENOTSUP;
+	struct mproc__job *job = mproc__call_job(call);
 	pthread_mutex_lock(&pool->mu);
 	int rc = 0;
 	if (pool->state != MPROC__RUN)
 		rc = MPROC_ECLOSED;
-	else if (pool->stats.s.halted)
+	else if (mproc__stats_halted(&pool->stats))
 		rc = MPROC_EHALTED;
 	else if (mproc__job_kind(job) != MPROC__JOB_ALL)
 		rc = mproc__job_set_window(job, window_of(pool, job));
@@ -234,7 +239,7 @@ int mproc__engine_submit(struct mproc_pool *pool, struct mproc__call *call)
 
 void mproc__engine_release(struct mproc__call *call)
 {
-	struct mproc_pool *pool = call->pool;
+	struct mproc_pool *pool = mproc__call_pool(call);
 	if (!pool) {
 		/* The pool was freed first: the call ended with it. */
 		mproc__call_free(call);
@@ -290,7 +295,7 @@ static void reap_all(struct mproc_pool *pool)
 			siginfo_t si;
 			mproc__worker_reap(&pool->be, w, &pool->mu, pool->max_frame,
 			                   &si);
-			mproc__worker_close(w);
+			mproc__worker_close(&pool->be, w);
 		}
 	}
 }
@@ -298,7 +303,7 @@ static void reap_all(struct mproc_pool *pool)
 /* Tasks that will never run end CANCELLED. */
 static void cancel_chunk(const struct mproc__chunk *c, uint32_t from)
 {
-	mproc__job_cancel(c->call->job, c->index + from, c->count - from);
+	mproc__job_cancel(mproc__call_job(c->call), c->index + from, c->count - from);
 	mproc__call_chunk_done(c->call);
 }
 
@@ -337,7 +342,7 @@ int mproc__engine_terminate(struct mproc_pool *pool)
 	struct mproc__call *call, *tmp;
 	TAILQ_FOREACH_SAFE(call, &pool->calls.pending, link, tmp) {
 		mproc__call_dequeue(call);
-		mproc__job_cancel_rest(call->job);
+		mproc__job_cancel_rest(mproc__call_job(call));
 		mproc__call_check_done(call);
 		mproc__call_maybe_free(call);
 	}
@@ -372,7 +377,7 @@ static void end_stalled(struct mproc_pool *pool)
 		if (!mproc__call_stalled(call))
 			continue;
 		mproc__call_dequeue(call);
-		mproc__job_end_input(call->job, MPROC_ECLOSED);
+		mproc__job_end_input(mproc__call_job(call), MPROC_ECLOSED);
 		mproc__call_check_done(call);
 		mproc__call_maybe_free(call);
 	}

@@ -82,8 +82,11 @@ int mproc__engine_wait(struct mproc_pool *pool, bool (*ready)(void *),
                        void *arg, uint64_t deadline);
 /* New work: dispatch it now, or wake the driver. Lock held. */
 void mproc__engine_kick(struct mproc_pool *pool);
-/* Submit call (takes the lock); MPROC_ECLOSED, MPROC_EHALTED, -ENOTSUP
- * (a timeout the backend cannot enforce), -ENOMEM. */
+/* A call's options the backend cannot honour: -ENOTSUP (a timeout on
+ * threads), else 0. Checked before anything is read or made. */
+int mproc__engine_call_opts(const struct mproc_pool *pool,
+                            const struct mproc_call_opts *co);
+/* Submit call (takes the lock); MPROC_ECLOSED, MPROC_EHALTED, -ENOMEM. */
 int mproc__engine_submit(struct mproc_pool *pool, struct mproc__call *call);
 /* The caller let go of a call's handle (takes the lock when the pool is
  * still there). */
@@ -91,7 +94,7 @@ void mproc__engine_release(struct mproc__call *call);
 /* Terminate and join's work, the lock held. */
 int mproc__engine_terminate(struct mproc_pool *pool);
 int mproc__engine_join(struct mproc_pool *pool);
-/* The caller is a callback or a worker thread of this pool. */
+/* The caller is running a callback of this pool. */
 bool mproc__engine_in_callback(const struct mproc_pool *pool);
 
 /* ---- dispatch.c ---------------------------------------------------------- */

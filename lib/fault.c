@@ -128,7 +128,7 @@ static void store_note(struct mproc_pool *pool, struct mproc__call *call,
 	mproc_write_tuple_end(w);
 	if (mproc_writer_finish(w, &data, &len) < 0)
 		len = 0;
-	mproc__job_store(call->job, index, status, attempts, data, len);
+	mproc__job_store(mproc__call_job(call), index, status, attempts, data, len);
 }
 
 /*
@@ -185,7 +185,7 @@ static void blame(struct mproc_pool *pool, const struct mproc__chunk *c,
                   const struct death *d)
 {
 	if (c->attempts <= pool->opts.retries) {
-		pool->stats.s.retried++;
+		mproc__stats_retried(&pool->stats);
 		requeue(pool, c, f, rec, k, k + 1, (uint16_t)(c->attempts + 1),
 		        c->suspect);
 		return;
@@ -287,7 +287,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 	mproc__worker_signal(&pool->be, w, SIGKILL);
 	siginfo_t si;
 	mproc__worker_reap(&pool->be, w, &pool->mu, pool->max_frame, &si);
-	mproc__worker_close(w);
+	mproc__worker_close(&pool->be, w);
 	w->f.death_ns = mproc__now_ns();
 
 	if (si.si_code == CLD_EXITED) {
@@ -366,10 +366,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 		suspects = !target;
 	}
 	salvage(pool, w, target, &d, suspects);
-	if (clean_exit)
-		pool->stats.s.workers_retired++;
-	else
-		pool->stats.s.workers_replaced++;
+	mproc__stats_ended(&pool->stats, clean_exit);
 
 	/* Workers that die before they are ready, again and again (a failing
 	 * initializer), would be replaced forever: after three in a row the
@@ -382,7 +379,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 	if (start_failed) {
 		if (++pool->start_failures >= 3 && !pool->broken) {
 			pool->broken = true;
-			pool->stats.s.halted = true;
+			mproc__stats_halt(&pool->stats);
 			snprintf(pool->broken_msg, sizeof pool->broken_msg,
 			         "workers fail to start: %.200s", d.msg);
 		}
@@ -411,7 +408,7 @@ static void respawn(struct mproc_pool *pool, struct mproc__worker *w)
 {
 	int rc = mproc__worker_spawn(&pool->be, w);
 	if (rc == 0) {
-		pool->stats.s.workers_started++;
+		mproc__stats_started(&pool->stats, 1);
 		return;
 	}
 	if (rc == -EPIPE) {
@@ -420,10 +417,10 @@ static void respawn(struct mproc_pool *pool, struct mproc__worker *w)
 		 * at open), so the pool halts and what waits for a worker
 		 * fails. */
 		pool->broken = true;
-		pool->stats.s.halted = true;
-		snprintf(pool->broken_msg, sizeof pool->broken_msg,
-		         "the pool's %s backend can start no worker",
-		         pool->be.ops->name);
+		mproc__stats_halt(&pool->stats);
+		snprintf(pool->broken_msg, sizeof pool->broken_msg, "%s",
+		         pool->be.ops->lost ? pool->be.ops->lost
+		                            : "no worker can start");
 		fail_requeue(pool);
 		return;
 	}
@@ -456,7 +453,7 @@ static uint64_t task_timeout(const struct mproc_pool *pool,
 	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
 		const struct mproc__chunk *c = mproc__chunkq_at(&w->q, qi);
 		if (!id || (id >= c->id && id < c->id + c->count)) {
-			uint64_t t = mproc__job_timeout(c->call->job);
+			uint64_t t = mproc__job_timeout(mproc__call_job(c->call));
 			if (t)
 				return t == UINT64_MAX ? 0 : t;
 			break;
@@ -471,7 +468,7 @@ static uint64_t queued_timeout(const struct mproc_pool *pool,
 {
 	uint64_t least = 0;
 	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
-		uint64_t t = mproc__job_timeout(mproc__chunkq_at(&w->q, qi)->call->job);
+		uint64_t t = mproc__job_timeout(mproc__call_job(mproc__chunkq_at(&w->q, qi)->call));
 		if (!t)
 			t = pool->timeout_ns;
 		if (t && t != UINT64_MAX && (!least || t < least))

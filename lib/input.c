@@ -118,12 +118,32 @@ int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
 	return 0;
 }
 
+/* Which kind of input `in` is: a generator whenever fn is set (the
+ * reserved block is then never read), else the helper that filled it. */
+static uint32_t input_kind(const struct mproc_input *in)
+{
+	return in->fn ? INPUT_FN : state_of(in)->kind;
+}
+
 bool mproc__input_valid(const struct mproc_input *in)
 {
 	if (!in)
 		return false;
-	uint32_t kind = state_of(in)->kind;
-	return kind == INPUT_FN ? in->fn != NULL : kind <= INPUT_ARRAY;
+	const struct input_state *st = state_of(in);
+	switch (input_kind(in)) {
+	case INPUT_FN:
+		return in->fn != NULL;
+	case INPUT_RANGE:
+		return in->has_len && st->step != 0;
+	case INPUT_INT64S:
+	case INPUT_DOUBLES:
+		return in->has_len && st->elsize == 8 && (st->base || !in->len);
+	case INPUT_ARRAY:
+		return in->has_len && st->elsize && st->write &&
+		       (st->base || !in->len);
+	default:
+		return false; /* a block no helper wrote */
+	}
 }
 
 int mproc_input_write(const struct mproc_input *in, size_t index,
@@ -132,7 +152,7 @@ int mproc_input_write(const struct mproc_input *in, size_t index,
 	if (!mproc__input_valid(in) || !w)
 		return -EINVAL;
 	const struct input_state *st = state_of(in);
-	if (st->kind == INPUT_FN)
+	if (input_kind(in) == INPUT_FN)
 		return in->fn(in->cookie, index, w);
 	if (index >= in->len)
 		return 0;
@@ -171,7 +191,7 @@ uint8_t mproc__input_pack(const struct mproc_input *in)
 	/* Packed items are counted by in->len, so it must be known. */
 	if (!in->has_len)
 		return 0;
-	switch (state_of(in)->kind) {
+	switch (input_kind(in)) {
 	case INPUT_RANGE:
 		return MPROC__TF_RANGE;
 	case INPUT_INT64S:

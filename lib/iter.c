@@ -26,10 +26,14 @@ static int imap(struct mproc_pool *pool, mproc_task_fn fn,
 	*out = NULL;
 	if (!pool || !fn || !mproc__input_valid(in))
 		return -EINVAL;
-	struct mproc__job *job = mproc__job_new(mproc__engine_jobenv(pool), kind, fn, chunksize, 0);
+	int rc = mproc__engine_call_opts(pool, co);
+	if (rc < 0)
+		return rc;
+	struct mproc__job *job = mproc__job_new(mproc__engine_jobenv(pool), kind,
+	                                        fn, chunksize, 0);
 	if (!job)
 		return -ENOMEM;
-	int rc = mproc__job_set_input(job, in);
+	rc = mproc__job_set_input(job, in);
 	if (rc == 0)
 		rc = mproc__job_set_opts(job, co);
 	struct mproc__call *call = rc == 0 ? mproc__call_new(pool, job, NULL) : NULL;
@@ -70,7 +74,7 @@ int mproc_imap_opts(struct mproc_pool *pool, mproc_task_fn fn,
 
 static bool iter_has_next(void *arg)
 {
-	return mproc__job_has_next(CALL(arg)->job);
+	return mproc__job_has_next(mproc__call_job(CALL(arg)));
 }
 
 int mproc_iter_next(struct mproc_iter *it, double timeout,
@@ -79,7 +83,7 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 	if (!it || !out)
 		return -EINVAL;
 	struct mproc__call *call = CALL(it);
-	struct mproc_pool *pool = call->pool;
+	struct mproc_pool *pool = mproc__call_pool(call);
 	if (!pool)
 		return MPROC_ECLOSED; /* the pool was freed */
 	mproc__engine_lock(pool);
@@ -87,13 +91,13 @@ int mproc_iter_next(struct mproc_iter *it, double timeout,
 	                            mproc__deadline(timeout));
 	if (rc == 0) {
 		int err = 0;
-		rc = mproc__job_next(call->job, out, &err);
+		rc = mproc__job_next(mproc__call_job(call), out, &err);
 		if (rc == 0)
 			rc = err; /* every result was handed out */
 		/* The window moved: refill it in batches, so the workers stay
 		 * fed while the consumer works; the rest is dispatched when
 		 * the consumer next has to wait. */
-		else if (mproc__job_wants_input(call->job))
+		else if (mproc__job_wants_input(mproc__call_job(call)))
 			mproc__engine_kick(pool);
 	}
 	mproc__engine_unlock(pool);

@@ -28,12 +28,12 @@ static int opts_copy(struct mproc_pool_opts *o,
 	memset(o, 0, sizeof *o);
 	if (!opts)
 		return 0;
-	/* 0 is 0.3's layout, which ends at `backend`, whatever is added. */
-	size_t size = opts->size ? opts->size
-	                         : offsetof(struct mproc_pool_opts, backend) +
-	                                   sizeof opts->backend;
-	if (size < offsetof(struct mproc_pool_opts, processes) +
-	                   sizeof opts->processes)
+	/* 0 is 0.3's layout, which ends at `backend` whatever is added; 0.3
+	 * is the first layout with a size, so no program passes less. */
+	const size_t v0_3 = offsetof(struct mproc_pool_opts, backend) +
+	                    sizeof opts->backend;
+	size_t size = opts->size ? opts->size : v0_3;
+	if (size < v0_3)
 		return -EINVAL;
 	if (size > sizeof *o) {
 		const unsigned char *extra = (const unsigned char *)opts + sizeof *o;
@@ -76,7 +76,7 @@ static void pool_release(struct mproc_pool *pool)
 	if (pool->be.ops && pool->be.ops->close)
 		pool->be.ops->close(&pool->be);
 	for (unsigned i = 0; pool->workers && i < pool->nworkers; i++)
-		mproc__worker_free(&pool->workers[i]);
+		mproc__worker_free(&pool->be, &pool->workers[i]);
 	free(pool->workers);
 	free(pool->pfd);
 	if (pool->status)
@@ -134,13 +134,13 @@ static int pool_start(struct mproc_pool *pool)
 				mproc__worker_signal(&pool->be, w, SIGKILL);
 				mproc__worker_reap(&pool->be, w, &pool->mu,
 				                   pool->max_frame, &si);
-				mproc__worker_close(w);
+				mproc__worker_close(&pool->be, w);
 			}
 			break;
 		}
 	}
 	if (rc == 0)
-		pool->stats.s.workers_started = pool->nworkers;
+		mproc__stats_started(&pool->stats, pool->nworkers);
 	pthread_mutex_unlock(&pool->mu);
 	return rc;
 }

@@ -6,6 +6,8 @@
 #ifndef MPROC_STATS_H
 #define MPROC_STATS_H
 
+#include <stdbool.h>
+
 #include "mproc.h"
 
 struct mproc__stats {
@@ -28,6 +30,37 @@ static inline void mproc__stats_ok(struct mproc__stats *st, uint64_t n)
 {
 	st->s.tasks_done += n;
 	st->s.ok += n;
+}
+
+/* What happened to the pool's workers and tasks, for the counters. */
+static inline void mproc__stats_started(struct mproc__stats *st, unsigned n)
+{
+	st->s.workers_started += n;
+}
+
+static inline void mproc__stats_ended(struct mproc__stats *st, bool retired)
+{
+	if (retired)
+		st->s.workers_retired++;
+	else
+		st->s.workers_replaced++;
+}
+
+static inline void mproc__stats_retried(struct mproc__stats *st)
+{
+	st->s.retried++;
+}
+
+/* Halting: set by a failure count (mproc__stats_count), or by the pool
+ * when no worker can start. */
+static inline void mproc__stats_halt(struct mproc__stats *st)
+{
+	st->s.halted = true;
+}
+
+static inline bool mproc__stats_halted(const struct mproc__stats *st)
+{
+	return st->s.halted;
 }
 
 /* A replacement worker became ready `seconds` after its predecessor's

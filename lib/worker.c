@@ -36,9 +36,9 @@ void mproc__worker_init(struct mproc__worker *w, unsigned number)
 	w->proc.exit_fd = -1;
 }
 
-void mproc__worker_free(struct mproc__worker *w)
+void mproc__worker_free(struct mproc__backend *be, struct mproc__worker *w)
 {
-	mproc__worker_close(w);
+	mproc__worker_close(be, w);
 	mproc__buf_free(&w->out);
 	mproc__buf_free(&w->in);
 	mproc__chunkq_free(&w->q);
@@ -92,8 +92,10 @@ void mproc__worker_signal(struct mproc__backend *be, struct mproc__worker *w,
 	be->ops->signal(be, &w->proc, sig);
 }
 
-void mproc__worker_close(struct mproc__worker *w)
+void mproc__worker_close(struct mproc__backend *be, struct mproc__worker *w)
 {
+	if (be->ops->release)
+		be->ops->release(be, &w->proc);
 	mproc__fdreg_close(&w->proc.task_fd);
 	mproc__fdreg_close(&w->proc.task_guard_fd);
 	mproc__fdreg_close(&w->proc.result_fd);
@@ -161,7 +163,7 @@ static int worker_result_frame(struct mproc__worker *w,
 		return MPROC_EPROTO;
 	struct mproc__call *call = c->call;
 	size_t stored;
-	int rc = mproc__job_store_run(call->job, c->index + c->done, c->attempts,
+	int rc = mproc__job_store_run(mproc__call_job(call), c->index + c->done, c->attempts,
 	                              p, p + f->len, f->count, &stored);
 	c->done += (uint32_t)stored;
 	w->inflight_tasks -= stored;

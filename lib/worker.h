@@ -52,7 +52,7 @@ struct mproc__worker {
 /* A slot with no worker yet. */
 void mproc__worker_init(struct mproc__worker *w, unsigned number);
 /* Free its buffers (no worker in it any more). */
-void mproc__worker_free(struct mproc__worker *w);
+void mproc__worker_free(struct mproc__backend *be, struct mproc__worker *w);
 
 static inline bool mproc__worker_alive(const struct mproc__worker *w)
 {
@@ -91,8 +91,9 @@ void mproc__worker_signal(struct mproc__backend *be, struct mproc__worker *w,
 /* Close its task channel: an idle worker reads end of file and exits. */
 void mproc__worker_hangup(struct mproc__worker *w);
 
-/* Close its channel: the slot is empty after. */
-void mproc__worker_close(struct mproc__worker *w);
+/* Close its channel and free its backend state (it was reaped): the slot
+ * is empty after. */
+void mproc__worker_close(struct mproc__backend *be, struct mproc__worker *w);
 
 /* Forget the frames and chunks it held (they were taken back). */
 void mproc__worker_clear(struct mproc__worker *w);

@@ -17,17 +17,49 @@
 
 /* ---- range ----------------------------------------------------------- */
 
+/* in's items, as mproc_input_write writes them, are want[0..n). */
+static void expect_items(const struct mproc_input *in, const int64_t *want,
+                         size_t n)
+{
+	ck_assert_uint_eq(in->len, n);
+	struct mproc_writer *w;
+	struct mproc_decoder *d;
+	ck_assert_int_eq(mproc_writer_new(&w, 5), 0);
+	ck_assert_int_eq(mproc_decoder_new(&d, NULL), 0);
+	for (size_t i = 0; i <= n; i++) {
+		mproc_writer_reset(w);
+		int rc = mproc_input_write(in, i, w);
+		if (i == n) {
+			ck_assert_int_eq(rc, 0); /* past the end */
+			break;
+		}
+		ck_assert_int_eq(rc, 1);
+		const void *data;
+		size_t len;
+		const struct mproc_value *v;
+		int64_t x;
+		ck_assert_int_eq(mproc_writer_finish(w, &data, &len), 0);
+		ck_assert_int_eq(mproc_decode(d, data, len, &v), 0);
+		ck_assert_int_eq(mproc_value_int(v, &x), 0);
+		ck_assert_int_eq(x, want[i]);
+	}
+	mproc_decoder_free(d);
+	mproc_writer_free(w);
+}
+
 START_TEST(test_input_range_matches_python)
 {
 	struct mproc_input in;
 	ck_assert_int_eq(mproc_input_range(&in, 0, 10, 3), 0);
-	ck_assert_uint_eq(in.len, 4); /* 0 3 6 9 */
+	expect_items(&in, (const int64_t[]){0, 3, 6, 9}, 4);
 	ck_assert_int_eq(mproc_input_range(&in, 10, 0, -3), 0);
-	ck_assert_uint_eq(in.len, 4); /* 10 7 4 1 */
+	expect_items(&in, (const int64_t[]){10, 7, 4, 1}, 4);
 	ck_assert_int_eq(mproc_input_range(&in, 0, -5, 1), 0);
-	ck_assert_uint_eq(in.len, 0);
+	expect_items(&in, NULL, 0);
 	ck_assert_int_eq(mproc_input_range(&in, INT64_MIN, INT64_MAX, INT64_MAX), 0);
-	ck_assert_uint_eq(in.len, 3);
+	expect_items(&in, (const int64_t[]){INT64_MIN, -1, INT64_MAX - 1}, 3);
+	ck_assert_int_eq(mproc_input_range(&in, 0, 1, 0), -EINVAL);
+	ck_assert_int_eq(mproc_input_write(NULL, 0, NULL), -EINVAL);
 }
 END_TEST
 
@@ -100,6 +132,41 @@ START_TEST(test_input_wrapped_range_generator_yields_every_item)
 }
 END_TEST
 
+static int gen_from_100(void *cookie, size_t index, struct mproc_writer *w)
+{
+	(void)cookie;
+	return index < 3 ? (mproc_write_int(w, 100 + (int64_t)index) < 0 ? -1 : 1)
+	                 : 0;
+}
+
+/* An input with a generator is a generator, whatever its reserved block
+ * holds; a helper's block that breaks the helper's own rules is refused. */
+START_TEST(test_input_generator_ignores_the_reserved_block)
+{
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 10, 1);  /* a stale helper state... */
+	in.fn = gen_from_100;              /* ...under a generator */
+	in.has_len = false;
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), 0);
+	ck_assert_uint_eq(mproc_results_count(r), 3);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(int_of(mproc_results_value(r, i)), 100 + i);
+	mproc_results_free(r);
+	/* A range whose step was zeroed by hand: refused, as
+	 * mproc_input_range(0, 10, 0) is. */
+	mproc_input_range(&in, 0, 10, 1);
+	memset((char *)in.reserved_ + 16, 0, 8);
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), -EINVAL);
+	int64_t a[2] = {1, 2};
+	mproc_input_int64s(&in, a, 2);
+	memset((char *)in.reserved_ + 24, 0, 8); /* its base gone */
+	ck_assert_int_eq(mproc_map(p, t_identity, &in, 0, &r), -EINVAL);
+	finish_pool(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("input");
@@ -108,6 +175,7 @@ int main(void)
 	tcase_add_test(tc, test_input_ranges_and_arrays_map_to_every_value);
 	tcase_add_test(tc, test_input_wrapped_range_generator_yields_every_item);
 	tcase_add_test(tc, test_input_range_matches_python);
+	tcase_add_test(tc, test_input_generator_ignores_the_reserved_block);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

@@ -380,6 +380,8 @@ START_TEST(test_lifecycle_opts_size_lets_the_struct_grow)
 	ck_assert_ptr_null(p);
 	big.o.size = 4;
 	ck_assert_int_eq(open_with_start(&p, &big.o), -EINVAL);
+	big.o.size = 20; /* ends inside a field */
+	ck_assert_int_eq(open_with_start(&p, &big.o), -EINVAL);
 	big.o.size = 0;
 	ck_assert_int_eq(open_with_start(&p, &big.o), 0);
 	ck_assert_int_eq(mproc_results_count(NULL), 0);
