@@ -187,6 +187,7 @@ struct worker {
 	uint64_t frame_start_ns;
 	uint64_t chain_ns;      /* end of the last frame of this read, or 0 */
 	uint64_t first_unflushed_ns;
+	uint64_t seq;           /* tasks read so far: the next one's number - 1 */
 	/* Read the clock only every `check_every` tasks: short tasks would
 	 * otherwise spend a fair part of their time reading the timer. */
 	uint32_t check_every, since_check;
@@ -451,6 +452,21 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 		worker_check_channel(wk, id);
 }
 
+/* Claim the next task of the stream (status.h): false when the manager
+ * took it back, and the worker skips it. */
+static bool worker_claim(struct worker *wk)
+{
+	uint64_t seq = ++wk->seq;
+	_Atomic uint64_t *claim = &wk->status->claim;
+	uint64_t c = atomic_load_explicit(claim, memory_order_relaxed);
+	do {
+		if ((c & MPROC__REVOKED) && seq <= (c & ~MPROC__REVOKED))
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+	        claim, &c, seq, memory_order_acq_rel, memory_order_relaxed));
+	return true;
+}
+
 static bool worker_should_flush(struct worker *wk)
 {
 	if (wk->out.len >= RESULT_FLUSH_BYTES)
@@ -541,6 +557,12 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			worker_flush(wk);
 			worker_exit(wk, 0);
 		}
+		if (!worker_claim(wk)) {
+			/* Taken back: so is the rest of this frame, which the
+			 * manager sent before it took them. */
+			wk->seq += f->count - k - 1;
+			break;
+		}
 		worker_run(wk, fn, f->flags, f->id + k, arg, p, len);
 		p += len;
 		if (max_rss && worker_over_rss(wk)) {
@@ -614,6 +636,12 @@ static int worker_loop(struct worker *wk)
 		while ((rc = mproc__wire_next(&wk->in, &off, &f, &payload, max)) == 1) {
 			if (f.type != MPROC__F_TASK)
 				return 71;
+			/* Results that have waited long enough go before the
+			 * next frame, which may be long: the clock was read as
+			 * the last frame closed. */
+			if (wk->out.len && wk->chain_ns &&
+			    wk->chain_ns - wk->first_unflushed_ns >= RESULT_LATENCY_NS)
+				worker_flush(wk);
 			worker_chunk(wk, &f, payload);
 			if (plan->maxtasks && ++chunks >= plan->maxtasks) {
 				worker_flush(wk);

@@ -21,6 +21,7 @@ struct mproc__chunk {
 	struct mproc__call *call;
 	size_t index;       /* input index of its first task */
 	uint64_t id;        /* id of its first task */
+	uint64_t seq;       /* its first task's place in its worker's stream */
 	uint32_t count;     /* tasks in the chunk */
 	uint32_t done;      /* results received */
 	uint16_t attempts;  /* runs of its tasks so far, this one included */
@@ -62,6 +63,13 @@ static inline struct mproc__chunk mproc__chunkq_pop(struct mproc__chunkq *q)
 	q->head = (q->head + 1) % q->cap;
 	q->len--;
 	return c;
+}
+
+/* Keep the n oldest chunks, drop the rest. */
+static inline void mproc__chunkq_truncate(struct mproc__chunkq *q, size_t n)
+{
+	if (n < q->len)
+		q->len = n;
 }
 
 static inline void mproc__chunkq_clear(struct mproc__chunkq *q)

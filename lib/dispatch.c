@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 
+#include "clock.h"
 #include "engine.h"
 #include "wire.h"
 
@@ -29,6 +30,16 @@
  */
 #define MERGE_MAX_BYTES (16u << 10)
 
+/*
+ * Work-conserving: a worker whose claim (status.h) has stood still for
+ * STEAL_AFTER_NS while it holds tasks it has not started — it runs a long
+ * task, is stopped, or has not finished its initializer — is stuck: the
+ * tasks it has not started are taken back (fault.c) and go to the others
+ * first, and it gets no new work until it moves. Batching stays: a worker
+ * that keeps claiming tasks keeps its queue.
+ */
+#define STEAL_AFTER_NS 10000000u
+
 static struct mproc__worker *pick_worker(struct mproc_pool *pool)
 {
 	struct mproc__worker *best = NULL;
@@ -38,6 +49,7 @@ static struct mproc__worker *pick_worker(struct mproc_pool *pool)
 		 * chunks the next one is then written while the worker runs
 		 * the current one, instead of after. */
 		if (!mproc__worker_alive(w) || w->d.retiring || w->d.suspect ||
+		    w->d.stuck ||
 		    (w->inflight_tasks >= mproc__worker_depth(w) &&
 		     mproc__chunkq_len(&w->q) >= 2))
 			continue;
@@ -67,11 +79,14 @@ static int dispatch_requeued(struct mproc_pool *pool, struct mproc__worker *w)
 	int rc = mproc__buf_append(&w->out, frame, c->frame_len);
 	if (rc < 0)
 		return rc;
-	if ((rc = mproc__chunkq_push(&w->q, c)) < 0) {
+	struct mproc__chunk mine = *c;
+	mine.seq = w->seq_next;
+	if ((rc = mproc__chunkq_push(&w->q, &mine)) < 0) {
 		w->out.len -= c->frame_len;
 		return rc;
 	}
 	struct mproc__chunk taken = mproc__requeue_pop(&pool->rq);
+	w->seq_next += taken.count;
 	w->inflight_tasks += taken.count;
 	w->d.suspect = taken.suspect;
 	sent_chunk(pool, w);
@@ -144,6 +159,7 @@ static size_t merge_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 	                f.count + (uint32_t)got, f.id, f.ref);
 	t->count += (uint32_t)got;
 	t->frame_len = w->out.len - hdr;
+	w->seq_next += got;
 	pool->next_id += got;
 	w->inflight_tasks += got;
 	if (mproc__job_input_done(job))
@@ -184,6 +200,7 @@ static int dispatch_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 		.call = call,
 		.index = index,
 		.id = pool->next_id,
+		.seq = w->seq_next,
 		.count = (uint32_t)got,
 		.attempts = 1,
 		.frame_len = w->out.len - hdr,
@@ -201,6 +218,7 @@ static int dispatch_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 	if (c.frame_len > (64u << 10))
 		(void)mproc__wire_write(w->proc.task_fd, &w->out, &w->out_sent);
 	pool->next_id += got;
+	w->seq_next += got;
 	mproc__call_chunk_out(call);
 	w->inflight_tasks += got;
 	sent_chunk(pool, w);
@@ -220,10 +238,60 @@ static bool idle_worker(struct mproc_pool *pool)
 	return false;
 }
 
+/* Find the workers that stand still (see STEAL_AFTER_NS) and take back
+ * what they have not started. */
+static void steal(struct mproc_pool *pool)
+{
+	uint64_t now = 0;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (!mproc__worker_alive(w) || !mproc__chunkq_len(&w->q) ||
+		    w->d.suspect) {
+			w->d.stuck = false;
+			w->d.claim_ns = 0;
+			continue;
+		}
+		uint64_t c = atomic_load_explicit(&pool->status[i].claim,
+		                                  memory_order_acquire);
+		if (!now)
+			now = mproc__coarse_ns();
+		/* Moving: a new task claimed, or frames still being written
+		 * (a big one takes its worker a while to read). */
+		if ((c != w->d.claim_seen && !(c & MPROC__REVOKED)) ||
+		    w->out_sent < w->out.len || !w->d.claim_ns) {
+			w->d.claim_seen = c;
+			w->d.claim_ns = now;
+			w->d.stuck = false;
+			continue;
+		}
+		if (now - w->d.claim_ns < STEAL_AFTER_NS)
+			continue;
+		w->d.stuck = true;
+		if (mproc__fault_take_back(pool, w))
+			w->d.claim_seen = atomic_load_explicit(&pool->status[i].claim,
+			                                       memory_order_acquire);
+	}
+}
+
+uint64_t mproc__dispatch_next(const struct mproc_pool *pool)
+{
+	uint64_t next = UINT64_MAX;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		const struct mproc__worker *w = &pool->workers[i];
+		if (mproc__worker_alive(w) && mproc__chunkq_len(&w->q) &&
+		    !w->d.stuck && w->d.claim_ns &&
+		    w->d.claim_ns + STEAL_AFTER_NS < next)
+			next = w->d.claim_ns + STEAL_AFTER_NS;
+	}
+	/* The coarse clock lags by up to a tick: wake a little after. */
+	return next == UINT64_MAX ? next : next + 5000000u;
+}
+
 void mproc__dispatch(struct mproc_pool *pool)
 {
 	if (pool->state == MPROC__TERMINATED)
 		return;
+	steal(pool);
 	/* Halted: end every call's input now, even with no worker left to
 	 * pick (next_call does the ending). */
 	if (mproc__stats_halted(&pool->stats) && !TAILQ_EMPTY(&pool->calls.pending))

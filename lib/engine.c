@@ -101,8 +101,12 @@ static int progress(struct mproc_pool *pool, uint64_t deadline)
 	mproc__dispatch(pool);
 	unsigned np = poll_set(pool);
 
-	/* Wake for the caller's deadline or the nearest task deadline. */
+	/* Wake for the caller's deadline, the nearest task deadline, or a
+	 * worker that may stand still. */
 	uint64_t wake = mproc__fault_watch(pool);
+	uint64_t steal = mproc__dispatch_next(pool);
+	if (steal < wake)
+		wake = steal;
 	if (deadline < wake)
 		wake = deadline;
 	struct timespec ts, *tsp = NULL;

@@ -103,6 +103,9 @@ bool mproc__engine_in_callback(const struct mproc_pool *pool);
 void mproc__dispatch(struct mproc_pool *pool);
 /* Write what every worker's channel takes. */
 void mproc__dispatch_flush(struct mproc_pool *pool);
+/* When dispatch must look again at workers that may stand still
+ * (UINT64_MAX: no need). */
+uint64_t mproc__dispatch_next(const struct mproc_pool *pool);
 
 /* ---- fault.c ------------------------------------------------------------- */
 
@@ -125,6 +128,9 @@ void mproc__fault_stalls(struct mproc_pool *pool);
  * replacement times; the next time it must look again (UINT64_MAX: no
  * need). */
 uint64_t mproc__fault_watch(struct mproc_pool *pool);
+/* Take back the tasks w was sent and has not started, to the requeue:
+ * how many. */
+size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w);
 /* Take in the replacement times of workers that became ready. */
 void mproc__fault_note_ready(struct mproc_pool *pool);
 /* Start workers in empty slots whose back-off has passed. */

@@ -204,7 +204,7 @@ static void blame(struct mproc_pool *pool, const struct mproc__chunk *c,
 static void salvage(struct mproc_pool *pool, struct mproc__worker *w,
                     uint64_t target, const struct death *d, bool suspects)
 {
-	size_t off = w->out_acked;
+	size_t off = w->out_acked + w->out_dead;
 	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
 		struct mproc__chunk *c = mproc__chunkq_at(&w->q, qi);
 		struct mproc__frame f;
@@ -233,6 +233,95 @@ static void salvage(struct mproc_pool *pool, struct mproc__worker *w,
 		mproc__call_chunk_done(c->call);
 	}
 	mproc__worker_clear(w);
+}
+
+/* The frame of chunk c at offset `off` of w->out (its header into *f,
+ * TF_CHECK cleared) and its task record k. */
+static const char *chunk_record(const struct mproc__worker *w, size_t off,
+                                uint32_t k, struct mproc__frame *f)
+{
+	memcpy(f, w->out.data + off, sizeof *f);
+	f->flags &= (uint8_t)~MPROC__TF_CHECK;
+	const char *p = w->out.data + off + MPROC__FRAME_HDR;
+	for (uint32_t i = 0; i < k; i++)
+		p += mproc__task_rec_size(f->flags, p);
+	return p;
+}
+
+/* The frames of chunks [first, end of ring) of w, starting at `cut`, are
+ * dropped: those not sent at all go, one partly sent goes out whole (its
+ * worker skips its tasks), as part of the last chunk kept or, with none
+ * kept, ahead of what comes next. */
+static void drop_frames(struct mproc_pool *pool, struct mproc__worker *w,
+                        size_t first, size_t cut)
+{
+	size_t end = cut, dropped = 0;
+	for (size_t qi = first; qi < mproc__chunkq_len(&w->q); qi++) {
+		if (end < w->out_sent)
+			end += mproc__chunkq_at(&w->q, qi)->frame_len;
+		else
+			dropped++;
+	}
+	w->out.len = end;
+	if (first)
+		mproc__chunkq_at(&w->q, first - 1)->frame_len += end - cut;
+	else
+		w->out_dead += end - cut;
+	mproc__chunkq_truncate(&w->q, first);
+	/* Frames never sent were never read: they count for no retirement. */
+	w->d.chunks_sent -= (unsigned)dropped;
+	w->d.retiring = pool->opts.maxtasksperchild &&
+	                w->d.chunks_sent >= pool->opts.maxtasksperchild;
+}
+
+size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w)
+{
+	struct mproc__status *st = &pool->status[w->proc.number];
+	uint64_t last = w->seq_next - 1;
+	uint64_t c = atomic_load_explicit(&st->claim, memory_order_acquire);
+	uint64_t started;
+	do {
+		/* Revoked already and nothing claimed since: it has started
+		 * what it had then. */
+		started = c & MPROC__REVOKED ? w->f.started : c;
+		if (started >= last)
+			return 0;
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &st->claim, &c, MPROC__REVOKED | last, memory_order_acq_rel,
+	        memory_order_acquire));
+	w->f.started = started;
+
+	/* The tasks started are a prefix of the stream: keep their chunks
+	 * (the last one cut short to them), requeue the rest. */
+	size_t off = w->out_acked + w->out_dead, cut = 0, first = SIZE_MAX;
+	size_t taken = 0;
+	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
+		struct mproc__chunk *ch = mproc__chunkq_at(&w->q, qi);
+		size_t frame = off;
+		off += ch->frame_len;
+		if (ch->seq + ch->count - 1 <= started)
+			continue;
+		uint32_t from = ch->seq > started ? 0
+		                                  : (uint32_t)(started - ch->seq + 1);
+		struct mproc__frame f;
+		const char *p = chunk_record(w, frame, from, &f);
+		requeue(pool, ch, &f, p, from, ch->count, ch->attempts, ch->suspect);
+		taken += ch->count - from;
+		if (from) {
+			ch->count = from;
+			continue;
+		}
+		if (first == SIZE_MAX) {
+			first = qi;
+			cut = frame;
+		}
+		mproc__call_chunk_done(ch->call);
+	}
+	if (first != SIZE_MAX)
+		drop_frames(pool, w, first, cut);
+	w->inflight_tasks -= taken;
+	mproc__worker_pop_done(w);
+	return taken;
 }
 
 /* The suspect task w was given, if it started it (it runs alone). */

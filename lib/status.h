@@ -34,7 +34,22 @@ struct mproc__status {
 	/* Set before a worker exits past max_rss, so that the exit status
 	 * alone (which a task could also use) never reads as a retirement. */
 	_Atomic uint32_t retired_rss;
+	/*
+	 * Work taken back. Every task a worker reads has a sequence number,
+	 * its place in that worker's stream (1, 2, ...). Before it runs one,
+	 * the worker claims it: a compare-and-swap of `claim` from what it
+	 * read to the task's number. The manager takes back every task it
+	 * sent that has not started with one compare-and-swap of `claim` to
+	 * MPROC__REVOKED | (the last number it sent): from then on the worker
+	 * skips each task up to that number, and claims later ones as
+	 * before. Both sides change the one word, so a task is either started
+	 * by the worker or taken back by the manager, never both; the values
+	 * only grow, so no swap can succeed on a stale read.
+	 */
+	_Atomic uint64_t claim;
 };
+
+#define MPROC__REVOKED (UINT64_C(1) << 63)
 
 /* A fresh record for a worker about to start in its slot. */
 static inline void mproc__status_reset(struct mproc__status *st)
@@ -46,6 +61,7 @@ static inline void mproc__status_reset(struct mproc__status *st)
 	st->nframes = 0;
 	atomic_store(&st->culprit, 0);
 	atomic_store(&st->retired_rss, 0);
+	atomic_store(&st->claim, 0);
 }
 
 #endif

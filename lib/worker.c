@@ -51,7 +51,11 @@ int mproc__worker_spawn(struct mproc__backend *be, struct mproc__worker *w)
 		return rc;
 	w->d.retiring = false;
 	w->d.chunks_sent = 0;
-	w->out.len = w->out_acked = w->out_sent = 0;
+	w->out.len = w->out_acked = w->out_sent = w->out_dead = 0;
+	w->seq_next = 1;
+	w->d.stuck = false;
+	w->d.claim_seen = 0;
+	w->d.claim_ns = 0;
 	w->in.len = w->in_off = 0;
 	w->partial_ns = 0;
 	/* A retried task keeps its id: on the new worker it is timed anew. */
@@ -113,7 +117,7 @@ void mproc__worker_clear(struct mproc__worker *w)
 	mproc__chunkq_clear(&w->q);
 	w->inflight_tasks = 0;
 	w->d.suspect = false;
-	w->out.len = w->out_acked = w->out_sent = 0;
+	w->out.len = w->out_acked = w->out_sent = w->out_dead = 0;
 }
 
 size_t mproc__worker_depth(const struct mproc__worker *w)
@@ -132,6 +136,10 @@ void mproc__worker_flush(struct mproc__worker *w)
 {
 	if (mproc__worker_alive(w) && w->out_sent < w->out.len)
 		(void)mproc__wire_write(w->proc.task_fd, &w->out, &w->out_sent);
+	/* Frames of tasks taken back, all out and nothing else held. */
+	if (w->out_dead && w->out_sent == w->out.len &&
+	    !mproc__chunkq_len(&w->q))
+		w->out.len = w->out_acked = w->out_sent = w->out_dead = 0;
 }
 
 /*
@@ -143,8 +151,9 @@ void mproc__worker_flush(struct mproc__worker *w)
 static void worker_compact(struct mproc__worker *w)
 {
 	size_t live = w->out.len - w->out_acked;
-	if (w->out_acked == w->out.len && w->out_sent == w->out.len) {
-		w->out.len = w->out_acked = w->out_sent = 0;
+	if (w->out_acked + w->out_dead == w->out.len &&
+	    w->out_sent == w->out.len) {
+		w->out.len = w->out_acked = w->out_sent = w->out_dead = 0;
 	} else if ((w->out_acked >= (64u << 10) && live <= w->out_acked / 8) ||
 	           w->out_acked >= MPROC__FRAME_BUDGET) {
 		mproc__buf_consume(&w->out, w->out_acked);
@@ -175,17 +184,30 @@ static int worker_result_frame(struct mproc__worker *w,
 		                         ? 0.75 * w->ns_per_task + 0.25 * sample
 		                         : sample;
 	}
-	if (c->done == c->count) {
+	if (c->done == c->count)
+		mproc__worker_pop_done(w);
+	else
+		mproc__call_check_done(call);
+	return 0;
+}
+
+void mproc__worker_pop_done(struct mproc__worker *w)
+{
+	/* More than the head when chunks behind it were cut short to what
+	 * their worker had started (fault.c's take back), all of it done. */
+	while (mproc__chunkq_len(&w->q)) {
+		struct mproc__chunk *c = mproc__chunkq_at(&w->q, 0);
+		if (c->done < c->count)
+			break;
 		struct mproc__chunk done = mproc__chunkq_pop(&w->q);
 		if (done.suspect)
 			w->d.suspect = false;
-		w->out_acked += done.frame_len;
+		/* Frames taken back ahead of it are acknowledged with it. */
+		w->out_acked += w->out_dead + done.frame_len;
+		w->out_dead = 0;
 		mproc__call_chunk_done(done.call);
-		worker_compact(w);
-	} else {
-		mproc__call_check_done(call);
 	}
-	return 0;
+	worker_compact(w);
 }
 
 int mproc__worker_read(struct mproc__worker *w, int max_reads,

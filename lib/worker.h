@@ -20,6 +20,9 @@ struct mproc__worker {
 	struct mproc__proc proc;  /* identity and channel (its backend's) */
 	struct mproc__buf out;    /* [acked | in flight, sent | unsent] frames */
 	size_t out_acked, out_sent;
+	size_t out_dead;          /* after out_acked: frames of tasks taken back
+	                           * that still go out (the worker skips them) */
+	uint64_t seq_next;        /* stream number of the next task sent */
 	struct mproc__buf in;
 	size_t in_off;            /* in: bytes parsed, dropped when room runs out */
 	uint64_t partial_ns;      /* coarse clock of the last bytes of a frame
@@ -32,6 +35,9 @@ struct mproc__worker {
 		bool retiring;        /* sent its last chunk (maxtasksperchild) */
 		unsigned chunks_sent;
 		bool suspect;         /* runs a suspect task: nothing else is sent */
+		bool stuck;           /* its claim stood still: no new work */
+		uint64_t claim_seen;  /* its claim word when last looked at */
+		uint64_t claim_ns;    /* coarse clock since when it stands still */
 	} d;
 	/* fault.c's */
 	struct {
@@ -46,6 +52,7 @@ struct mproc__worker {
 		uint64_t spawned_ns;  /* coarse clock at its start */
 		uint64_t respawn_at;  /* empty slot: next start attempt (coarse clock) */
 		uint64_t respawn_backoff;
+		uint64_t started;     /* its last task started when work was taken back */
 	} f;
 };
 
@@ -97,6 +104,9 @@ void mproc__worker_close(struct mproc__backend *be, struct mproc__worker *w);
 
 /* Forget the frames and chunks it held (they were taken back). */
 void mproc__worker_clear(struct mproc__worker *w);
+
+/* Pop the chunks at the front of the ring that have every result. */
+void mproc__worker_pop_done(struct mproc__worker *w);
 
 /* How many tasks to keep queued on it: about 200 us of its work. */
 size_t mproc__worker_depth(const struct mproc__worker *w);
