@@ -7,7 +7,7 @@
  * may hold locks that the copy will never see released. The fork server is
  * a copy of the program as it was at mproc_pool_open, and it never starts a
  * thread, so every worker it forks — the first ones and every replacement —
- * starts from that same state. Its loop is in child.c, its messages in
+ * starts from that same state. Its loop is in server.c, its messages in
  * fsproto.h. The server reaps its workers (they are its children) and
  * reports how each ended; the engine watches them through pidfds and
  * signals them directly.
@@ -23,6 +23,7 @@
 #include "child.h"
 #include "fdreg.h"
 #include "fsproto.h"
+#include "server.h"
 
 /* How a worker ended, kept until the engine reaps it. */
 struct fs_exit {
@@ -67,7 +68,7 @@ static int fs_open(struct mproc__backend *be)
 		goto fail;
 	}
 	sp.close_fds = closelist;
-	if ((rc = mproc__child_fork_server(&sp, &fs->pid)) < 0)
+	if ((rc = mproc__server_fork(&sp, &fs->pid)) < 0)
 		goto fail;
 	close(sv[1]);
 	fs->fd = sv[0];

@@ -13,6 +13,7 @@ void mproc__calls_init(struct mproc__calls *calls, pthread_cond_t *cv)
 	TAILQ_INIT(&calls->callbacks);
 	TAILQ_INIT(&calls->all);
 	calls->active = calls->timed = 0;
+	calls->finished = 0;
 	calls->cv = cv;
 }
 
@@ -74,6 +75,7 @@ void mproc__call_check_done(struct mproc__call *call)
 		return;
 	struct mproc__calls *calls = call->calls;
 	call->done = true;
+	calls->finished++;
 	calls->active--;
 	if (mproc__job_timeout(call->job))
 		calls->timed--;

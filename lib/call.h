@@ -42,6 +42,7 @@ struct mproc__calls {
 	struct mproc__callq all;       /* every submitted call not yet freed */
 	size_t active;                 /* calls not done */
 	size_t timed;                  /* live calls with a timeout of their own */
+	uint64_t finished;             /* calls done so far */
 	pthread_cond_t *cv;            /* broadcast when a call is done */
 };
 

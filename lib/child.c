@@ -1,8 +1,9 @@
 /*
  * child.c - the child side: every line that runs in a worker between
  * fork() and _exit(), for workers forked by the manager and by the fork
- * server alike, the fork server's own loop, and the worker loop that the
- * threads backend runs in a thread. This is the one file that calls fork().
+ * server alike, and the worker loop that the threads backend runs in a
+ * thread. This is the one file that calls fork(): the fork server
+ * (server.c) is forked through mproc__child_fork_run too.
  *
  * A worker reads TASK frames from its task channel, runs each task, and
  * writes RESULT frames to its result pipe. It batches: everything a read
@@ -34,7 +35,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -44,7 +44,6 @@
 #include "child.h"
 #include "clock.h"
 #include "fdreg.h"
-#include "fsproto.h"
 #include "pickle.h"
 #include "wire.h"
 
@@ -68,7 +67,7 @@ void mproc_init(int argc, char *argv[], char *envp[])
 /* Default dispositions for every signal, except that Ctrl-C (SIGINT) is
  * ignored: it is the program's business, not every worker's. Only
  * sigaction: safe right after fork. */
-static void reset_signals(void)
+void mproc__child_reset_signals(void)
 {
 	struct sigaction sa = {.sa_handler = SIG_DFL};
 	sigemptyset(&sa.sa_mask);
@@ -129,7 +128,7 @@ static void worker_setup(const struct mproc__child_plan *plan)
 		close(plan->close_fds[i]);
 
 	/* The host's handlers are not the worker's. */
-	reset_signals();
+	mproc__child_reset_signals();
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -747,8 +746,8 @@ void mproc__child_plan_init(struct mproc__child_plan *plan,
  * handler of the host program before its setup resets them. The child
  * runs `body(arg)`, which never returns.
  */
-static int child_fork(void (*body)(const void *), const void *arg,
-                      pid_t *pid)
+int mproc__child_fork_run(void (*body)(const void *), const void *arg,
+                          pid_t *pid)
 {
 	sigset_t all, old;
 	sigfillset(&all);
@@ -774,107 +773,5 @@ static void worker_body(const void *arg)
 
 int mproc__child_fork(const struct mproc__child_plan *plan, pid_t *pid)
 {
-	return child_fork(worker_body, plan, pid);
-}
-
-/* ---- the fork server ----------------------------------------------------- */
-
-/*
- * The server: a copy of the program as it was when the pool opened, with
- * one thread. It forks each worker it is asked for (with the two pipe ends
- * that come with the request), reaps them (they are its children) and
- * reports how each ended. When the manager closes its end, it reaps what
- * is left and exits.
- */
-static void server_report_exits(int ctl)
-{
-	for (;;) {
-		siginfo_t si = {0};
-		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
-			return;
-		struct mproc__fs_msg m = {.type = MPROC__FS_EXITED,
-		                          .pid = si.si_pid, .code = si.si_code,
-		                          .status = si.si_status};
-		(void)mproc__fs_send(ctl, &m, NULL, 0);
-	}
-}
-
-/* One SPAWN request: fork its worker and answer. */
-static void server_spawn(const struct mproc__server_plan *sp, int sfd,
-                         const struct mproc__fs_msg *m, const int fds[2])
-{
-	int keep[2] = {sp->ctl, sfd};
-	struct mproc__child_plan plan;
-	mproc__child_plan_init(&plan, sp->opts, m->number,
-	                       &sp->status[m->number]);
-	plan.task_fd = fds[0];
-	plan.result_fd = fds[1];
-	plan.close_fds = keep;
-	plan.nclose = sfd >= 0 ? 2 : 1;
-	plan.manager = getpid();
-	plan.pdeathsig = true; /* this process has one thread */
-	pid_t pid = 0;
-	int rc = mproc__child_fork(&plan, &pid);
-	close(fds[0]);
-	close(fds[1]);
-	struct mproc__fs_msg reply = {
-		.type = rc == 0 ? MPROC__FS_SPAWNED : MPROC__FS_FAILED,
-		.pid = pid, .code = -rc};
-	if (mproc__fs_send(sp->ctl, &reply, NULL, 0) < 0)
-		_exit(0);
-}
-
-static void server_main(const void *arg)
-{
-	const struct mproc__server_plan *sp = arg;
-	if (sp->pdeathsig)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != sp->manager)
-		_exit(0);
-	for (size_t i = 0; i < sp->nclose; i++)
-		close(sp->close_fds[i]);
-	reset_signals();
-	sigset_t chld;
-	sigemptyset(&chld);
-	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_SETMASK, &chld, NULL);
-	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-	prctl(PR_SET_NAME, "mproc-forksrv");
-
-	for (;;) {
-		struct pollfd pfd[2] = {{.fd = sp->ctl, .events = POLLIN},
-		                        {.fd = sfd, .events = POLLIN}};
-		if (poll(pfd, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 100) < 0 &&
-		    errno != EINTR)
-			_exit(70);
-		if (sfd < 0 || pfd[1].revents) {
-			struct signalfd_siginfo ssi;
-			while (sfd >= 0 && read(sfd, &ssi, sizeof ssi) > 0)
-				;
-			server_report_exits(sp->ctl);
-		}
-		if (!pfd[0].revents)
-			continue;
-		struct mproc__fs_msg m;
-		int fds[2] = {-1, -1}, nfds = 0;
-		int r = mproc__fs_recv(sp->ctl, &m, fds, &nfds);
-		if (r <= 0) {
-			/* The manager is done: reap what is left, then go. */
-			while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
-				;
-			_exit(0);
-		}
-		if (m.type != MPROC__FS_SPAWN || nfds != 2 ||
-		    m.number >= sp->nworkers) {
-			for (int i = 0; i < nfds; i++)
-				close(fds[i]);
-			continue;
-		}
-		server_spawn(sp, sfd, &m, fds);
-	}
-}
-
-int mproc__child_fork_server(const struct mproc__server_plan *sp, pid_t *pid)
-{
-	return child_fork(server_main, sp, pid);
+	return mproc__child_fork_run(worker_body, plan, pid);
 }

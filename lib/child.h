@@ -59,20 +59,16 @@ int mproc__child_fork(const struct mproc__child_plan *plan, pid_t *pid);
  */
 void *mproc__child_thread(void *arg);
 
-/* What the fork server needs, prepared before it is forked. */
-struct mproc__server_plan {
-	int ctl;                  /* its end of the control socket */
-	const int *close_fds;     /* every other mproc descriptor */
-	size_t nclose;
-	bool pdeathsig;
-	pid_t manager;
-	unsigned nworkers;
-	struct mproc__status *status; /* the pool's records, one per worker */
-	const struct mproc_pool_opts *opts;
-};
+/*
+ * Fork a child that runs body(arg), which must end with _exit() (every
+ * signal blocked across the fork, the registry forgotten in the child): the
+ * one fork() of the library. 0 and *pid, or -errno.
+ */
+int mproc__child_fork_run(void (*body)(const void *), const void *arg,
+                          pid_t *pid);
 
-/* Fork the fork server (it serves fsproto.h's messages until its control
- * socket ends). 0 and *pid, or -errno. */
-int mproc__child_fork_server(const struct mproc__server_plan *sp, pid_t *pid);
+/* Default dispositions for every signal, SIGINT ignored: what a child of
+ * the pool sets first (async-signal-safe). */
+void mproc__child_reset_signals(void);
 
 #endif

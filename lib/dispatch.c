@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <string.h>
 
-#include "clock.h"
 #include "engine.h"
 #include "wire.h"
 
@@ -238,11 +237,8 @@ static bool idle_worker(struct mproc_pool *pool)
 	return false;
 }
 
-/* Find the workers that stand still (see STEAL_AFTER_NS) and take back
- * what they have not started. */
-static void steal(struct mproc_pool *pool)
+void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now)
 {
-	uint64_t now = 0;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
 		if (!mproc__worker_alive(w) || !mproc__chunkq_len(&w->q) ||
@@ -253,15 +249,18 @@ static void steal(struct mproc_pool *pool)
 		}
 		uint64_t c = atomic_load_explicit(&pool->status[i].claim,
 		                                  memory_order_acquire);
-		if (!now)
-			now = mproc__coarse_ns();
 		/* Moving: a new task claimed, or frames still being written
 		 * (a big one takes its worker a while to read). */
 		if ((c != w->d.claim_seen && !(c & MPROC__REVOKED)) ||
-		    w->out_sent < w->out.len || !w->d.claim_ns) {
+		    w->out_sent < w->out.len) {
 			w->d.claim_seen = c;
-			w->d.claim_ns = now;
+			w->d.claim_ns = 0;
 			w->d.stuck = false;
+			continue;
+		}
+		/* Still since at least now: timed from here. */
+		if (!w->d.claim_ns) {
+			w->d.claim_ns = now;
 			continue;
 		}
 		if (now - w->d.claim_ns < STEAL_AFTER_NS)
@@ -291,7 +290,6 @@ void mproc__dispatch(struct mproc_pool *pool)
 {
 	if (pool->state == MPROC__TERMINATED)
 		return;
-	steal(pool);
 	/* Halted: end every call's input now, even with no worker left to
 	 * pick (next_call does the ending). */
 	if (mproc__stats_halted(&pool->stats) && !TAILQ_EMPTY(&pool->calls.pending))

@@ -92,12 +92,13 @@ static void poll_results(struct mproc_pool *pool)
 		else if (task->revents & POLLOUT)
 			mproc__worker_flush(w);
 	}
-	mproc__fault_stalls(pool);
 }
 
 static int progress(struct mproc_pool *pool, uint64_t deadline)
 {
+	uint64_t finished = pool->calls.finished;
 	mproc__fault_respawn(pool);
+	mproc__dispatch_steal(pool, mproc__coarse_ns());
 	mproc__dispatch(pool);
 	unsigned np = poll_set(pool);
 
@@ -110,7 +111,11 @@ static int progress(struct mproc_pool *pool, uint64_t deadline)
 	if (deadline < wake)
 		wake = deadline;
 	struct timespec ts, *tsp = NULL;
-	if (wake != UINT64_MAX) {
+	if (pool->calls.finished != finished) {
+		/* A call ended before the poll: its waiter looks first. */
+		ts = (struct timespec){0, 0};
+		tsp = &ts;
+	} else if (wake != UINT64_MAX) {
 		ts = mproc__ts_left(wake, mproc__now_ns());
 		tsp = &ts;
 	}
@@ -129,6 +134,7 @@ static int progress(struct mproc_pool *pool, uint64_t deadline)
 	if (pool->state == MPROC__TERMINATED)
 		return 0;
 	poll_results(pool);
+	mproc__fault_stalls(pool);
 	mproc__dispatch(pool);
 	mproc__dispatch_flush(pool);
 	return 0;

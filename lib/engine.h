@@ -103,6 +103,9 @@ bool mproc__engine_in_callback(const struct mproc_pool *pool);
 void mproc__dispatch(struct mproc_pool *pool);
 /* Write what every worker's channel takes. */
 void mproc__dispatch_flush(struct mproc_pool *pool);
+/* Workers whose claim stood still for a while (coarse clock `now`): what
+ * they have not started is taken back, and they get no new work. */
+void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now);
 /* When dispatch must look again at workers that may stand still
  * (UINT64_MAX: no need). */
 uint64_t mproc__dispatch_next(const struct mproc_pool *pool);

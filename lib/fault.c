@@ -577,15 +577,19 @@ void mproc__fault_stalls(struct mproc_pool *pool)
 	uint64_t now = 0;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
-		if (!mproc__worker_alive(w) || !w->partial_ns ||
-		    atomic_load_explicit(&pool->status[i].task_id,
-		                         memory_order_acquire))
+		if (!mproc__worker_alive(w) || !w->partial_ns)
 			continue;
 		if (!now)
 			now = mproc__coarse_ns();
-		if (now - w->partial_ns >= MPROC__STALL_NS) {
-			/* Its worker waits for work, not writing: the rest of
-			 * that frame never comes. */
+		if (w->partial_ns == UINT64_MAX) {
+			w->partial_ns = now; /* bytes came: timed from here */
+			continue;
+		}
+		/* Its worker waits for work, not writing, and no byte of the
+		 * frame came for MPROC__STALL_NS: the rest never comes. */
+		if (now - w->partial_ns >= MPROC__STALL_NS &&
+		    !atomic_load_explicit(&pool->status[i].task_id,
+		                          memory_order_acquire)) {
 			w->f.proto_stall = true;
 			mproc__fault_died(pool, w, MPROC__END_PROTO);
 		}
@@ -702,6 +706,8 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 	/* A frame cut short is looked at again when it would stall. */
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		uint64_t p = pool->workers[i].partial_ns;
+		if (p == UINT64_MAX)
+			p = mproc__coarse_ns();
 		if (mproc__worker_alive(&pool->workers[i]) && p &&
 		    p + MPROC__STALL_NS < next)
 			next = p + MPROC__STALL_NS;

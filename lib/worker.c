@@ -23,10 +23,6 @@
 #include "wire.h"
 #include "worker.h"
 
-#define DEPTH_TARGET_NS 200000.0    /* queue ~200 us of work per worker */
-#define DEPTH_MIN 2
-#define DEPTH_MAX 512
-#define DEPTH_START 8
 
 void mproc__worker_init(struct mproc__worker *w, unsigned number)
 {
@@ -118,18 +114,6 @@ void mproc__worker_clear(struct mproc__worker *w)
 	w->inflight_tasks = 0;
 	w->d.suspect = false;
 	w->out.len = w->out_acked = w->out_sent = w->out_dead = 0;
-}
-
-size_t mproc__worker_depth(const struct mproc__worker *w)
-{
-	if (w->ns_per_task <= 0)
-		return DEPTH_START;
-	double d = DEPTH_TARGET_NS / w->ns_per_task;
-	if (d < DEPTH_MIN)
-		return DEPTH_MIN;
-	if (d > DEPTH_MAX)
-		return DEPTH_MAX;
-	return (size_t)d;
 }
 
 void mproc__worker_flush(struct mproc__worker *w)
@@ -245,8 +229,9 @@ int mproc__worker_read(struct mproc__worker *w, int max_reads,
 		if (off == w->in.len)
 			w->in.len = off = 0;
 		w->in_off = off;
-		/* Bytes of a frame not yet whole: when they last came. */
-		w->partial_ns = off < w->in.len ? mproc__coarse_ns() : 0;
+		/* Bytes of a frame not yet whole came: the engine times the
+		 * wait for the rest (fault.c). */
+		w->partial_ns = off < w->in.len ? UINT64_MAX : 0;
 		if (rc < 0)
 			return MPROC_EPROTO;
 		/* A read that did not fill the buffer drained the pipe: save

@@ -25,8 +25,9 @@ struct mproc__worker {
 	uint64_t seq_next;        /* stream number of the next task sent */
 	struct mproc__buf in;
 	size_t in_off;            /* in: bytes parsed, dropped when room runs out */
-	uint64_t partial_ns;      /* coarse clock of the last bytes of a frame
-	                           * not yet whole, 0 when none is pending */
+	uint64_t partial_ns;      /* a frame not yet whole: 0 none; UINT64_MAX
+	                           * bytes of it just came; else the coarse
+	                           * clock since when none came */
 	struct mproc__chunkq q;   /* chunks in flight, oldest first */
 	size_t inflight_tasks;
 	double ns_per_task;       /* running average reported by the worker */
@@ -108,7 +109,15 @@ void mproc__worker_clear(struct mproc__worker *w);
 /* Pop the chunks at the front of the ring that have every result. */
 void mproc__worker_pop_done(struct mproc__worker *w);
 
-/* How many tasks to keep queued on it: about 200 us of its work. */
-size_t mproc__worker_depth(const struct mproc__worker *w);
+/* How many tasks to keep queued on it: about 200 us of its work (8 before
+ * it has reported any). Inline: dispatch asks for every worker it looks
+ * at. */
+static inline size_t mproc__worker_depth(const struct mproc__worker *w)
+{
+	if (w->ns_per_task <= 0)
+		return 8;
+	double d = 200000.0 / w->ns_per_task;
+	return d < 2 ? 2 : d > 512 ? 512 : (size_t)d;
+}
 
 #endif
