@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "mproc.h"
 #include "testutil.h"
@@ -157,12 +158,47 @@ START_TEST(test_async_callback_waiting_on_its_pool_is_edeadlk)
 }
 END_TEST
 
+/* No task waits for a busy worker while another is idle: one long task
+ * first, then 40 of 10 ms on four workers; the quick ones are all done
+ * long before the long one (Python's Pool(4): 0.15 s; the greedy schedule
+ * 0.14 s). */
+START_TEST(test_async_quick_tasks_never_wait_behind_a_long_one)
+{
+	struct mproc_pool *p = open_pool(4);
+	size_t len;
+	const void *arg = pickle_int(1500, &len);
+	struct mproc_async *slow, *quick[40];
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(mproc_apply_async(p, t_sleep, arg, len, NULL, &slow), 0);
+	for (int i = 0; i < 40; i++) {
+		arg = pickle_int(10, &len);
+		ck_assert_int_eq(mproc_apply_async(p, t_sleep, arg, len, NULL,
+		                                   &quick[i]), 0);
+	}
+	for (int i = 0; i < 40; i++) {
+		const struct mproc_results *r;
+		ck_assert_int_eq(mproc_async_get(quick[i], -1, &r), 0);
+		ck_assert_int_eq(int_of(mproc_results_value(r, 0)), 10);
+		mproc_async_free(quick[i]);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) +
+	           (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_msg(s < 0.75, "the last quick task after %.3f s", s);
+	ck_assert(!mproc_async_ready(slow));
+	mproc_async_free(slow);
+	finish_pool(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("async");
 	TCase *tc = tcase_create("api");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_async_get_timeout_then_result);
+	tcase_add_test(tc, test_async_quick_tasks_never_wait_behind_a_long_one);
 	tcase_add_test(tc, test_async_map_runs_callback_once);
 	tcase_add_test(tc, test_async_error_callback_on_raise);
 	tcase_add_test(tc, test_async_freed_early_still_runs_callback);

@@ -188,6 +188,15 @@ static int t_fault(const struct mproc_value *arg, struct mproc_writer *ret)
 	return mproc_write_int(ret, what);
 }
 
+/* Its worker's pid, after 5 ms (so that a map spreads). */
+static int t_getpid_brief(const struct mproc_value *arg,
+                          struct mproc_writer *ret)
+{
+	(void)arg;
+	sleep_ms(5);
+	return mproc_write_int(ret, getpid());
+}
+
 static int t_getpid(const struct mproc_value *arg, struct mproc_writer *ret)
 {
 	(void)arg;
@@ -284,6 +293,32 @@ static struct mproc_results *run_one(struct mproc_pool *p, mproc_task_fn fn,
 	mproc_writer_free(w);
 	ck_assert(rc == 0 || rc == MPROC_ERAISED);
 	return r;
+}
+
+/* Appends its index to the log file, sleeps 10 ms, returns the index. */
+static int t_log_brief(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t x = arg_int(arg);
+	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+	char line[32];
+	int n = snprintf(line, sizeof line, "%lld\n", (long long)x);
+	if (write(fd, line, (size_t)n) < 0)
+		x = -1;
+	close(fd);
+	sleep_ms(10);
+	return mproc_write_int(ret, x);
+}
+
+/* How many times each index below n was logged, into runs[]. */
+static void read_log(int *runs, int n)
+{
+	FILE *f = fopen(log_path, "r");
+	int x;
+	while (f && fscanf(f, "%d", &x) == 1)
+		if (x >= 0 && x < n)
+			runs[x]++;
+	if (f)
+		fclose(f);
 }
 
 static void set_log(void)
@@ -788,6 +823,61 @@ END_TEST
 START_TEST(test_fault_forged_header_mid_chunk_blames_only_that_task)
 {
 	expect_breaker_mid_chunk(DO_FORGED_HEADER, "protocol error");
+}
+END_TEST
+
+/* A worker stopped (SIGSTOP) while idle keeps none of the tasks sent to
+ * it: they are taken back and run elsewhere, and when it resumes it skips
+ * them. Every task runs exactly once. */
+START_TEST(test_fault_stopped_worker_keeps_no_work)
+{
+	set_log();
+	struct mproc_pool_opts o = {.processes = 2};
+	struct mproc_pool *p = open_pool_opts(&o);
+	/* Both workers' pids. */
+	pid_t pids[2] = {0, 0};
+	for (int tries = 0; tries < 50 && !pids[1]; tries++) {
+		struct mproc_input in;
+		mproc_input_range(&in, 0, 8, 1);
+		struct mproc_results *r;
+		ck_assert_int_eq(mproc_map(p, t_getpid_brief, &in, 1, &r), 0);
+		for (size_t i = 0; i < 8; i++) {
+			pid_t pid = (pid_t)int_of(mproc_results_value(r, i));
+			if (!pids[0])
+				pids[0] = pid;
+			else if (pid != pids[0])
+				pids[1] = pid;
+		}
+		mproc_results_free(r);
+	}
+	ck_assert_int_ne(pids[1], 0);
+	ck_assert_int_eq(kill(pids[0], SIGSTOP), 0);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 40, 1);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_map_async(p, t_log_brief, &in, 1, NULL, &a), 0);
+	/* 40 tasks of 10 ms on one worker, and the stopped one's taken back. */
+	ck_assert_int_eq(mproc_async_wait(a, 5), 0);
+	const struct mproc_results *r;
+	ck_assert_int_eq(mproc_async_get(a, 0, &r), 0);
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(int_of(item(r, i).value), i);
+	mproc_async_free(a);
+	ck_assert_int_eq(kill(pids[0], SIGCONT), 0);
+	/* Resumed, it skips what was taken back, and works again. */
+	sleep_ms(100);
+	struct mproc_results *again;
+	mproc_input_range(&in, 100, 120, 1);
+	ck_assert_int_eq(mproc_map(p, t_log_brief, &in, 1, &again), 0);
+	mproc_results_free(again);
+	finish(p);
+	int runs[120] = {0};
+	read_log(runs, 120);
+	unlink(log_path);
+	for (int i = 0; i < 40; i++)
+		ck_assert_msg(runs[i] == 1, "task %d ran %d times", i, runs[i]);
+	for (int i = 100; i < 120; i++)
+		ck_assert_int_eq(runs[i], 1);
 }
 END_TEST
 
@@ -1377,6 +1467,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_replacement_starts_from_the_state_its_method_promises);
 	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
 	tcase_add_test(tc, test_fault_stats_never_signal_a_worker);
+	tcase_add_test(tc, test_fault_stopped_worker_keeps_no_work);
 	tcase_add_test(tc, test_fault_closing_fds_mid_chunk_blames_only_that_task);
 	tcase_add_test(tc, test_fault_devnull_over_fds_mid_chunk_blames_only_that_task);
 	tcase_add_test(tc, test_fault_garbage_mid_chunk_blames_only_that_task);
