@@ -106,6 +106,46 @@ static void worker_guard_forks(void)
 }
 
 /*
+ * The worker dies with its manager, whatever thread forked it (a death
+ * signal follows that thread, not the process: it is armed only when it
+ * is the main one). A thread of the worker's own, with every signal
+ * blocked, waits for its task pipe to lose its writer — only the manager
+ * holds it, so that happens when the manager closes it (then the worker is
+ * idle and ends anyway) or dies — and looks at its parent every half
+ * second, in case a child the program forked holds the pipe too. Either
+ * way the worker ends at once, even in the middle of a task.
+ */
+static void *worker_watch(void *arg)
+{
+	const struct mproc__child_plan *plan = arg;
+	struct pollfd p = {.fd = plan->task_fd, .events = 0};
+	for (;;) {
+		int r = poll(&p, 1, 500);
+		if ((r > 0 && (p.revents & POLLHUP)) || getppid() != plan->manager)
+			_exit(0);
+		if (r > 0 && (p.revents & POLLNVAL))
+			p.fd = -1; /* a task closed it: the parent is left to watch */
+	}
+	return NULL;
+}
+
+static void worker_watch_manager(const struct mproc__child_plan *plan)
+{
+	pthread_attr_t attr;
+	pthread_t th;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Without it (no memory) the worker still notices at its next read. */
+	(void)pthread_create(&th, &attr, worker_watch, (void *)plan);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/*
  * The only code that runs between fork() and the worker loop. The parent
  * blocked every signal around fork(), so no handler of the host program
  * runs here before the dispositions are reset. Allowed here: prctl,
@@ -154,6 +194,7 @@ static void worker_setup(const struct mproc__child_plan *plan)
 	worker_guard_forks();
 	worker_is_grandchild = 0;
 	worker_crash_handlers();
+	worker_watch_manager(plan);
 
 	if (plan->initializer)
 		plan->initializer(plan->initarg);

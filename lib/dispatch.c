@@ -32,15 +32,22 @@
 /*
  * Work-conserving: a worker whose claim (status.h) has stood still for
  * STEAL_AFTER_NS while it holds tasks it has not started — it runs a long
- * task, is stopped, or has not finished its initializer — is stuck: the
- * tasks it has not started are taken back (fault.c) and go to the others
- * first, and it gets no new work until it moves. Batching stays: a worker
- * that keeps claiming tasks keeps its queue.
+ * task, is stopped, or has not finished its initializer — is stuck: when
+ * another worker can take them, the tasks it has not started are taken
+ * back (fault.c) and go to the others first, and it gets new work only
+ * when every worker stands still, until it moves. Batching stays: a
+ * worker that keeps claiming tasks keeps its queue.
  */
 #define STEAL_AFTER_NS 10000000u
 
 static struct mproc__worker *pick_worker(struct mproc_pool *pool)
 {
+	/* Workers that stand still get work only when all of them do (else
+	 * nothing would run at all, as when every worker is slow to start). */
+	bool moving = false;
+	for (unsigned i = 0; i < pool->nworkers && !moving; i++)
+		moving = mproc__worker_alive(&pool->workers[i]) &&
+		         !pool->workers[i].d.stuck;
 	struct mproc__worker *best = NULL;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
@@ -48,7 +55,7 @@ static struct mproc__worker *pick_worker(struct mproc_pool *pool)
 		 * chunks the next one is then written while the worker runs
 		 * the current one, instead of after. */
 		if (!mproc__worker_alive(w) || w->d.retiring || w->d.suspect ||
-		    w->d.stuck ||
+		    (moving && w->d.stuck) ||
 		    (w->inflight_tasks >= mproc__worker_depth(w) &&
 		     mproc__chunkq_len(&w->q) >= 2))
 			continue;
@@ -239,12 +246,17 @@ static bool idle_worker(struct mproc_pool *pool)
 
 void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now)
 {
+	unsigned moving = 0;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
-		if (!mproc__worker_alive(w) || !mproc__chunkq_len(&w->q) ||
-		    w->d.suspect) {
+		if (!mproc__worker_alive(w))
+			continue;
+		if (!mproc__chunkq_len(&w->q) || w->d.suspect) {
+			/* Holds nothing of ours: it can take work (a stopped one
+			 * is found again once it holds some). */
 			w->d.stuck = false;
 			w->d.claim_ns = 0;
+			moving++;
 			continue;
 		}
 		uint64_t c = atomic_load_explicit(&pool->status[i].claim,
@@ -256,17 +268,20 @@ void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now)
 			w->d.claim_seen = c;
 			w->d.claim_ns = 0;
 			w->d.stuck = false;
-			continue;
+		} else if (!w->d.claim_ns) {
+			w->d.claim_ns = now; /* still since at least now */
+		} else if (now - w->d.claim_ns >= STEAL_AFTER_NS) {
+			w->d.stuck = true;
 		}
-		/* Still since at least now: timed from here. */
-		if (!w->d.claim_ns) {
-			w->d.claim_ns = now;
-			continue;
-		}
-		if (now - w->d.claim_ns < STEAL_AFTER_NS)
-			continue;
-		w->d.stuck = true;
-		if (mproc__fault_take_back(pool, w))
+		moving += !w->d.stuck;
+	}
+	/* When every worker stands still, nobody would take the work. */
+	if (!moving)
+		return;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		struct mproc__worker *w = &pool->workers[i];
+		if (mproc__worker_alive(w) && w->d.stuck &&
+		    mproc__fault_take_back(pool, w))
 			w->d.claim_seen = atomic_load_explicit(&pool->status[i].claim,
 			                                       memory_order_acquire);
 	}

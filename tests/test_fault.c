@@ -1117,6 +1117,80 @@ static bool process_gone(pid_t pid)
 	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
+static void *open_in_thread(void *arg)
+{
+	struct mproc_pool_opts o = {.processes = 2};
+	if (open_with_start(arg, &o) < 0)
+		*(struct mproc_pool **)arg = NULL;
+	return NULL;
+}
+
+/* A manager that opened its pool from a thread that has ended since:
+ * the workers outlive that thread, and run a long task when killed. */
+static void manager_child_thread(int fd)
+{
+	struct mproc_pool *p = NULL;
+	pthread_t th;
+	if (pthread_create(&th, NULL, open_in_thread, &p) != 0)
+		_exit(1);
+	pthread_join(th, NULL);
+	if (!p)
+		_exit(1);
+	sleep_ms(50);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 8, 1);
+	struct mproc_results *r;
+	if (mproc_map(p, t_getpid, &in, 1, &r) < 0)
+		_exit(1);
+	int64_t ok = mproc_results_failed(r) == 0;
+	if (write(fd, &ok, sizeof ok) < 0)
+		_exit(1);
+	close(fd);
+	int64_t what = DO_SLEEP;
+	mproc_input_int64s(&in, &what, 1);
+	mproc_map(p, t_fault, &in, 1, &r); /* busy until killed */
+	_exit(0);
+}
+
+/* Every process the pool made (workers, the fork server) ends within a
+ * second of its manager's SIGKILL, though the thread that opened the pool
+ * ended long before (PR_SET_PDEATHSIG follows that thread, so it is not
+ * armed: the workers watch their task pipe and their parent). */
+START_TEST(test_fault_manager_sigkill_ends_a_thread_opened_pool_within_1s)
+{
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t mgr = fork();
+	if (mgr == 0) {
+		close(fds[0]);
+		manager_child_thread(fds[1]);
+	}
+	close(fds[1]);
+	int64_t ok = 0;
+	ck_assert_int_eq(read(fds[0], &ok, sizeof ok), sizeof ok);
+	close(fds[0]);
+	ck_assert_int_eq(ok, 1); /* the workers outlived the opening thread */
+	sleep_ms(100);
+	ck_assert_int_eq(kill(mgr, SIGKILL), 0);
+	waitpid(mgr, NULL, 0);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool gone = false;
+	for (;;) {
+		reap_orphans();
+		gone = waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (gone || t1.tv_sec - t0.tv_sec >= 3)
+			break;
+		sleep_ms(10);
+	}
+	double dt = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_msg(gone, "the pool's processes outlived their manager");
+	ck_assert_double_lt(dt, 1.0);
+}
+END_TEST
+
 START_TEST(test_fault_manager_sigkill_ends_workers_within_1s)
 {
 	/* Orphaned workers are re-parented to us, so we can see them go. */
@@ -1468,6 +1542,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
 	tcase_add_test(tc, test_fault_stats_never_signal_a_worker);
 	tcase_add_test(tc, test_fault_stopped_worker_keeps_no_work);
+	tcase_add_test(tc, test_fault_manager_sigkill_ends_a_thread_opened_pool_within_1s);
 	tcase_add_test(tc, test_fault_closing_fds_mid_chunk_blames_only_that_task);
 	tcase_add_test(tc, test_fault_devnull_over_fds_mid_chunk_blames_only_that_task);
 	tcase_add_test(tc, test_fault_garbage_mid_chunk_blames_only_that_task);
