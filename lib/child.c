@@ -316,6 +316,7 @@ static void worker_flush_committed(struct worker *wk)
 static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
 {
 	(void)uctx;
+	int saved_errno = errno; /* what the task last failed with */
 	struct worker *wk = worker_self;
 	if (wk && !worker_is_grandchild && *wk->self) {
 		struct mproc__status *st = wk->plan->status;
@@ -330,6 +331,7 @@ static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
 		           sig == SIGILL))
 			st->crash_addr = (uint64_t)(uintptr_t)si->si_addr;
 		worker_memory(-1, &st->crash_vm, &st->crash_rss);
+		st->crash_errno = saved_errno;
 		atomic_store_explicit(&st->crash_signal, sig, memory_order_release);
 		worker_flush_committed(wk);
 	}

@@ -40,6 +40,7 @@ struct death {
 	int si_code;     /* from the crash handler, 0 unknown */
 	uint64_t addr;
 	uint64_t rss, vm;
+	int errno_;       /* the crashing thread's errno */
 	uint64_t running; /* task it was running, 0 none */
 	uint64_t last;    /* last task it started */
 	uint64_t culprit; /* task that broke its channel (suspect mode) */
@@ -392,6 +393,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 		d.addr = st->crash_addr;
 		d.rss = st->crash_rss;
 		d.vm = st->crash_vm;
+		d.errno_ = st->crash_errno;
 		death_report(&d, st);
 	}
 	death_describe(&d);
@@ -441,7 +443,8 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 			         w->f.killed ? "SIGKILL" : "SIGTERM");
 		} else if ((pool->opts.max_rss && d.rss > pool->opts.max_rss) ||
 		           (pool->opts.max_vm &&
-		            d.vm + (pool->opts.max_vm >> 4) >= pool->opts.max_vm)) {
+		            (d.vm + (pool->opts.max_vm >> 4) >= pool->opts.max_vm ||
+		             d.errno_ == ENOMEM))) {
 			d.status = MPROC_MEMORY;
 			size_t n = strlen(d.msg);
 			snprintf(d.msg + n, sizeof d.msg - n,

@@ -27,6 +27,8 @@ struct mproc__status {
 	uint64_t crash_addr;
 	uint64_t crash_rss;        /* resident bytes at the crash */
 	uint64_t crash_vm;         /* address-space bytes at the crash */
+	int crash_errno;           /* errno of the crashing thread (ENOMEM: an
+	                            * allocation had just failed) */
 	uint32_t nframes;
 	uint64_t frames[MPROC__MAX_FRAMES];
 	/* Suspect mode: the task that broke the worker's channel. */

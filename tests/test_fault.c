@@ -60,7 +60,8 @@ static int recurse(int depth)
 /* What the task does is chosen by its argument. */
 enum { DO_OK, DO_SEGV, DO_BUS, DO_FPE, DO_ILL, DO_ABORT, DO_STACK, DO_EXIT, DO__EXIT,
        DO_FORK, DO_SLEEP, DO_IGNORE_TERM, DO_CLOSE_FDS, DO_NOISE, DO_GARBAGE,
-       DO_GROW_RSS, DO_GROW_VM, DO_DEVNULL_FDS, DO_FORGED_HEADER, DO_BRIEF };
+       DO_GROW_RSS, DO_GROW_VM, DO_DEVNULL_FDS, DO_FORGED_HEADER, DO_BRIEF,
+       DO_BIG_ALLOC };
 
 static int t_fault(const struct mproc_value *arg, struct mproc_writer *ret)
 {
@@ -175,6 +176,15 @@ static int t_fault(const struct mproc_value *arg, struct mproc_writer *ret)
 	case DO_BRIEF:
 		sleep_ms(20);
 		break;
+	case DO_BIG_ALLOC: {
+		/* One allocation far past the limit fails, and the task aborts:
+		 * the worker's address space is nowhere near the limit then. */
+		char *big = malloc((size_t)1 << 30);
+		if (!big)
+			abort();
+		keep = big;
+		break;
+	}
 	case DO_GROW_VM:
 		/* Allocate until the address-space limit says no, then fail. */
 		for (;;) {
@@ -715,6 +725,10 @@ START_TEST(test_fault_max_vm_failure_is_memory)
 	struct mproc_results *r = run_one(p, t_fault, DO_GROW_VM);
 	ck_assert_int_eq(item(r, 0).status, MPROC_MEMORY);
 	ck_assert_str_eq(item(r, 0).error->type, "MemoryError");
+	ck_assert_int_eq(item(r, 0).error->crash->signal, SIGABRT);
+	mproc_results_free(r);
+	r = run_one(p, t_fault, DO_BIG_ALLOC);
+	ck_assert_int_eq(item(r, 0).status, MPROC_MEMORY);
 	ck_assert_int_eq(item(r, 0).error->crash->signal, SIGABRT);
 	mproc_results_free(r);
 	finish(p);
