@@ -63,227 +63,21 @@
 
 #include <mproc.h>
 
-#define WORKERS 4
-#define SETTLE_NS 100000000L /* after pool_open, before t0 */
+#include "sched_common.h"
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+/* The scenarios, the greedy schedule, the task and the two runs are in
+ * sched_common.c, shared with mproc-bench's sched workload. */
+#define WORKERS SCHED_WORKERS
 
-static void die(const char *variant, const char *what, int rc)
+__attribute__((noreturn)) static void die(const char *variant,
+                                          const char *what, int rc)
 {
 	fprintf(stderr, "bench_sched: %s: %s: %s\n", variant, what,
 	        mproc_strerror(rc));
 	exit(1);
 }
 
-/* ---- the scenarios ------------------------------------------------------- */
-
-struct scenario {
-	const char *name;
-	size_t n;
-	int64_t *ms;  /* each task's sleep */
-	bool *quick;  /* the tasks whose lateness is measured */
-};
-
-static void scenario_alloc(struct scenario *s, const char *name, size_t n)
-{
-	s->name = name;
-	s->n = n;
-	s->ms = calloc(n, sizeof *s->ms);
-	s->quick = calloc(n, sizeof *s->quick);
-	if (!s->ms || !s->quick)
-		die(name, "calloc", -ENOMEM);
-}
-
-static void make_mixed(struct scenario *s)
-{
-	scenario_alloc(s, "mixed", 400);
-	for (size_t i = 0; i < s->n; i++) {
-		s->quick[i] = i % 50 != 0;
-		s->ms[i] = s->quick[i] ? 2 : 200;
-	}
-}
-
-static void make_slow_first(struct scenario *s)
-{
-	scenario_alloc(s, "slow-first", 41);
-	for (size_t i = 0; i < s->n; i++) {
-		s->quick[i] = i != 0;
-		s->ms[i] = s->quick[i] ? 10 : 1500;
-	}
-}
-
-/* List scheduling with no overhead: the next task in submission order goes
- * to the worker that is free first (the lowest-numbered on a tie). */
-static void greedy(const struct scenario *s, double *makespan,
-                   double *last_quick)
-{
-	int64_t free_at[WORKERS] = {0};
-	int64_t span = 0, quick = 0;
-	for (size_t i = 0; i < s->n; i++) {
-		int w = 0;
-		for (int k = 1; k < WORKERS; k++)
-			if (free_at[k] < free_at[w])
-				w = k;
-		free_at[w] += s->ms[i];
-		if (free_at[w] > span)
-			span = free_at[w];
-		if (s->quick[i] && free_at[w] > quick)
-			quick = free_at[w];
-	}
-	*makespan = (double)span / 1e3;
-	*last_quick = (double)quick / 1e3;
-}
-
-/* ---- the task ------------------------------------------------------------- */
-
-/* Sleep for the argument, in ms; return (pid, tid, start_ns, end_ns). */
-static int task_sleep(const struct mproc_value *arg, struct mproc_writer *ret)
-{
-	int64_t ms;
-	int rc = mproc_value_int(arg, &ms);
-	if (rc < 0)
-		return rc;
-	if (ms < 0 || ms > 60000)
-		return mproc_raise(ret, "ValueError", "sleep of %lld ms",
-		                   (long long)ms);
-	struct timespec ts = {.tv_sec = ms / 1000,
-	                      .tv_nsec = (ms % 1000) * 1000000};
-	int64_t start = mono_ns();
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-	int64_t end = mono_ns();
-	mproc_write_tuple_begin(ret);
-	mproc_write_int(ret, getpid());
-	mproc_write_int(ret, gettid());
-	mproc_write_int(ret, start);
-	mproc_write_int(ret, end);
-	return mproc_write_tuple_end(ret);
-}
-
 /* ---- one variant ---------------------------------------------------------- */
-
-/* What the manager and the worker saw of one task. */
-struct rec {
-	int64_t submit;  /* ns, when it was submitted */
-	int64_t arrival; /* ns, when its result reached the caller; 0: not yet */
-	int64_t pid, tid, start, end;
-	int status;      /* enum mproc_status */
-	int bad;         /* the result was not the tuple task_sleep returns */
-};
-
-static void rec_value(struct rec *r, const struct mproc_value *v)
-{
-	const struct mproc_value *it;
-	int64_t *dst[4] = {&r->pid, &r->tid, &r->start, &r->end};
-	size_t len = 0;
-	if (mproc_value_len(v, &len) < 0 || len != 4) {
-		r->bad = 1;
-		return;
-	}
-	for (size_t k = 0; k < 4; k++)
-		if (mproc_value_item(v, k, &it) < 0 ||
-		    mproc_value_int(it, dst[k]) < 0)
-			r->bad = 1;
-}
-
-static void on_done(void *cookie, const struct mproc_results *res)
-{
-	struct rec *r = cookie;
-	struct mproc_result one;
-	r->arrival = mono_ns();
-	if (mproc_results_get(res, 0, &one) < 0) {
-		r->bad = 1;
-		return;
-	}
-	r->status = (int)one.status;
-	if (one.status == MPROC_OK)
-		rec_value(r, one.value);
-}
-
-static void run_imap_unordered(const char *v, struct mproc_pool *p,
-                               const struct scenario *s, struct rec *rec,
-                               int64_t *t0)
-{
-	struct mproc_input in;
-	struct mproc_iter *it;
-	const struct mproc_result *r;
-	int rc = mproc_input_int64s(&in, s->ms, s->n);
-	if (rc < 0)
-		die(v, "input_int64s", rc);
-	*t0 = mono_ns();
-	if ((rc = mproc_imap_unordered(p, task_sleep, &in, 1, &it)) < 0)
-		die(v, "imap_unordered", rc);
-	for (size_t i = 0; i < s->n; i++)
-		rec[i].submit = *t0;
-	while ((rc = mproc_iter_next(it, -1, &r)) == 1) {
-		int64_t t = mono_ns();
-		if (r->index >= s->n || rec[r->index].arrival)
-			die(v, "a result with an unknown or repeated index",
-			    MPROC_EPROTO);
-		rec[r->index].arrival = t;
-		rec[r->index].status = (int)r->status;
-		if (r->status == MPROC_OK)
-			rec_value(&rec[r->index], r->value);
-	}
-	if (rc < 0)
-		die(v, "iter_next", rc);
-	mproc_iter_free(it);
-}
-
-static void run_apply_async(const char *v, struct mproc_pool *p,
-                            const struct scenario *s, struct rec *rec,
-                            int64_t *t0)
-{
-	struct mproc_writer *w;
-	struct mproc_async **as = calloc(s->n, sizeof *as);
-	void **arg = calloc(s->n, sizeof *arg);
-	size_t *arglen = calloc(s->n, sizeof *arglen);
-	int rc = mproc_writer_new(&w, 5);
-	if (rc < 0)
-		die(v, "writer_new", rc);
-	if (!as || !arg || !arglen)
-		die(v, "calloc", -ENOMEM);
-	/* Every argument's pickle is made before t0. */
-	for (size_t i = 0; i < s->n; i++) {
-		const void *data;
-		mproc_writer_reset(w);
-		mproc_write_int(w, s->ms[i]);
-		if ((rc = mproc_writer_finish(w, &data, &arglen[i])) < 0)
-			die(v, "writer_finish", rc);
-		if (!(arg[i] = malloc(arglen[i])))
-			die(v, "malloc", -ENOMEM);
-		memcpy(arg[i], data, arglen[i]);
-	}
-	*t0 = mono_ns();
-	for (size_t i = 0; i < s->n; i++) {
-		struct mproc_callbacks cb = {.callback = on_done,
-		                             .error_callback = on_done,
-		                             .cookie = &rec[i]};
-		rec[i].submit = mono_ns();
-		if ((rc = mproc_apply_async(p, task_sleep, arg[i], arglen[i],
-		                            &cb, &as[i])) < 0)
-			die(v, "apply_async", rc);
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		const struct mproc_results *res;
-		if ((rc = mproc_async_get(as[i], -1, &res)) < 0 &&
-		    rc != MPROC_ERAISED)
-			die(v, "async_get", rc);
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		mproc_async_free(as[i]);
-		free(arg[i]);
-	}
-	free(as);
-	free(arg);
-	free(arglen);
-	mproc_writer_free(w);
-}
 
 /* One instant of a task's life: what it changes in the counts. */
 struct ev {
@@ -305,7 +99,7 @@ static int cmp_ev(const void *a, const void *b)
  * over them in time order (events at the same instant span no time, so
  * their order among themselves does not matter).
  */
-static int64_t idle_wait_ns(const struct rec *rec, size_t n)
+static int64_t idle_wait_ns(const struct sched_rec *rec, size_t n)
 {
 	struct ev *e = calloc(3 * n, sizeof *e);
 	if (!e)
@@ -349,7 +143,7 @@ static void warm_up(const char *v, struct mproc_pool *p)
 	if (!zero)
 		die(v, "calloc", -ENOMEM);
 	int rc = mproc_input_int64s(&in, zero, warm);
-	if (rc < 0 || (rc = mproc_imap(p, task_sleep, &in, 1, &it)) < 0)
+	if (rc < 0 || (rc = mproc_imap(p, sched_task_sleep, &in, 1, &it)) < 0)
 		die(v, "warm-up imap", rc);
 	while ((rc = mproc_iter_next(it, -1, &r)) == 1)
 		;
@@ -359,7 +153,7 @@ static void warm_up(const char *v, struct mproc_pool *p)
 	free(zero);
 }
 
-static void run_variant(const struct scenario *s, const char *api,
+static void run_variant(const struct sched_scenario *s, const char *api,
                         enum mproc_backend backend, const char *bname)
 {
 	char v[96];
@@ -371,26 +165,28 @@ static void run_variant(const struct scenario *s, const char *api,
 	int rc = mproc_pool_open(&p, &o);
 	if (rc < 0)
 		die(v, "pool_open", rc);
-	struct rec *rec = calloc(s->n, sizeof *rec);
+	struct sched_rec *rec = calloc(s->n, sizeof *rec);
 	if (!rec)
 		die(v, "calloc", -ENOMEM);
-	struct timespec settle = {.tv_nsec = SETTLE_NS};
+	struct timespec settle = {.tv_nsec = SCHED_SETTLE_NS};
 	if (warm)
 		warm_up(v, p);
 	nanosleep(&settle, NULL);
 
 	int64_t t0;
-	if (strcmp(api, "imap_unordered") == 0)
-		run_imap_unordered(v, p, s, rec, &t0);
-	else
-		run_apply_async(v, p, s, rec, &t0);
+	const char *what;
+	rc = strcmp(api, "imap_unordered") == 0
+	             ? sched_run_imap_unordered(p, s, rec, &t0, &what)
+	             : sched_run_apply_async(p, s, rec, &t0, &what);
+	if (rc < 0)
+		die(v, what, rc);
 	mproc_pool_close(p);
 	mproc_pool_join(p);
 	mproc_pool_free(p);
 
 	int64_t span = 0, quick = 0, held = 0;
 	for (size_t i = 0; i < s->n; i++) {
-		const struct rec *r = &rec[i];
+		const struct sched_rec *r = &rec[i];
 		if (!r->arrival)
 			die(v, "a task without a result", MPROC_EPROTO);
 		if (r->status != MPROC_OK || r->bad)
@@ -407,7 +203,7 @@ static void run_variant(const struct scenario *s, const char *api,
 	}
 	if (trace)
 		for (size_t i = 0; i < s->n; i++) {
-			const struct rec *r = &rec[i];
+			const struct sched_rec *r = &rec[i];
 			fprintf(trace,
 			        "%s,%zu,%lld,%d,%lld,%.6f,%.6f,%.6f,%.6f\n", v, i,
 			        (long long)s->ms[i], s->quick[i],
@@ -470,9 +266,11 @@ int main(int argc, char *argv[], char *envp[])
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	struct scenario sc[2];
-	make_mixed(&sc[0]);
-	make_slow_first(&sc[1]);
+	struct sched_scenario sc[2];
+	int rc;
+	if ((rc = sched_scenario_make(&sc[0], "mixed")) < 0 ||
+	    (rc = sched_scenario_make(&sc[1], "slow-first")) < 0)
+		die("scenarios", "calloc", rc);
 	static const char *const apis[] = {"imap_unordered", "apply_async"};
 	static const struct {
 		enum mproc_backend b;
@@ -486,7 +284,7 @@ int main(int argc, char *argv[], char *envp[])
 				any |= want(sc[k].name, apis[a], backends[b].name);
 		if (any) {
 			double gs, gq;
-			greedy(&sc[k], &gs, &gq);
+			sched_greedy(&sc[k], WORKERS, &gs, &gq);
 			printf("%s/greedy/makespan %.6f s\n", sc[k].name, gs);
 			printf("%s/greedy/last_quick %.6f s\n", sc[k].name, gq);
 		}
@@ -495,8 +293,7 @@ int main(int argc, char *argv[], char *envp[])
 				if (want(sc[k].name, apis[a], backends[b].name))
 					run_variant(&sc[k], apis[a], backends[b].b,
 					            backends[b].name);
-		free(sc[k].ms);
-		free(sc[k].quick);
+		sched_scenario_free(&sc[k]);
 	}
 	if (trace && fclose(trace) != 0) {
 		perror("--trace");

@@ -45,6 +45,8 @@
  *   payload   the argument is bytes of the chosen size (8 B to 1 MiB); the
  *             task returns bytes of the same size (mproc and Python echo
  *             the argument; serial and pthread-min copy it into a buffer).
+ *   sleep     (sched) sleeps for its argument in ms (nanosleep; Python's
+ *             time.sleep), so that the CPU count does not matter.
  *
  * Workloads (--workload, default all), each a series of points:
  *
@@ -57,13 +59,35 @@
  *              (no serial: the speedup column is empty).
  *   api        imap, imap_unordered, map and apply_async (the asyncs are
  *              all submitted, then all fetched), empty and 10 us tasks.
+ *   sched      work conservation, bench_sched's scenarios (shared code:
+ *              sched_common.c) on 4 workers whatever --workers says:
+ *              "mixed", 400 sleep tasks, every 50th of 200 ms, the others
+ *              of 2 ms; "slow-first", one of 1500 ms, then 40 of 10 ms.
+ *              Each through imap_unordered (chunksize 1) and apply_async
+ *              (one call a task, all submitted, then all fetched). A run
+ *              opens a fresh pool, lets it settle 100 ms, and runs the
+ *              scenario once, no warm-up; it measures, from just before
+ *              the first submission, the makespan (the last result's
+ *              arrival) and the last quick task's arrival (imap_unordered:
+ *              when the iterator handed it out; apply_async: when its
+ *              callback ran). Its own table, below the others, puts the
+ *              greedy schedule (list scheduling with no overhead, computed
+ *              from the task list) where serial would be, and gives each
+ *              backend's makespan over greedy's and how late its last
+ *              quick task was behind greedy's. pthread-min runs it through
+ *              its one call, with the time the main thread takes each
+ *              result off its queue as the arrival (imap_unordered only).
+ *              mproc_bench.py runs bench_sched.py's scenarios and checks
+ *              that its greedy schedule is ours.
  *
  * --quick measures a subset (empty at chunksize 1 and 64, spin at 1 us to
- * 1 ms, one payload, startup at --workers, map and apply_async) in under
- * 30 seconds, Python included, on a 2-core machine.
+ * 1 ms, one payload, startup at --workers, map and apply_async, and one
+ * run of sched's mixed scenario through imap_unordered, about 4 s) in
+ * under 30 seconds, Python included, on a 2-core machine.
  *
- * Every point runs `--repeat` times (default 5, 3 with --quick) after an
- * untimed warm-up,
+ * Every point runs `--repeat` times (default 5, 3 with --quick; a sched
+ * point, without warm-up, once with --quick unless --repeat is given)
+ * after an untimed warm-up,
  * on a pool opened for the point. A C backend's run repeats the point's n
  * tasks until 30 ms (--quick) or 100 ms have passed and counts as their
  * mean, for n is sized for Python's slower pools and a single C batch of
@@ -79,7 +103,8 @@
  * chunksize 1 and --workers workers, whose speedup over serial is > 1),
  * and the thread backend's time against the pthread-min floor.
  *
- * --csv writes every measured point; --plot draws, with gnuplot, speedup
+ * --csv writes every measured point (sched's with columns of their own,
+ * and a "greedy" row each); --plot draws, with gnuplot, speedup
  * over serial against task duration for each backend (chunksize 1 solid,
  * 64 dashed, a line at 1). A progress line goes to stderr when it is a
  * terminal. Exit status: 0, 1 when something failed, 2 on a usage error.
@@ -102,6 +127,7 @@
 #include <mproc.h>
 
 #include "pthread_min.h"
+#include "sched_common.h"
 
 #ifndef MPROC_BENCH_PY
 #define MPROC_BENCH_PY "bench/mproc_bench.py"
@@ -141,8 +167,8 @@ static bool failed[B_COUNT];
 
 /* ---- points ------------------------------------------------------------- */
 
-enum task { T_EMPTY, T_SPIN, T_PAYLOAD };
-static const char *const task_name[] = {"empty", "spin", "payload"};
+enum task { T_EMPTY, T_SPIN, T_PAYLOAD, T_SLEEP };
+static const char *const task_name[] = {"empty", "spin", "payload", "sleep"};
 
 enum api { API_IMAP, API_IMAP_UNORDERED, API_MAP, API_APPLY_ASYNC };
 static const char *const api_name[] = {"imap", "imap_unordered", "map",
@@ -155,10 +181,11 @@ enum series {
 	S_CHUNKSIZE,
 	S_STARTUP,
 	S_API,
+	S_SCHED,
 	S_COUNT,
 };
 static const char *const series_name[S_COUNT] = {
-	"empty", "spin", "payload", "chunksize", "startup", "api",
+	"empty", "spin", "payload", "chunksize", "startup", "api", "sched",
 };
 
 struct stat3 {
@@ -176,12 +203,21 @@ struct point {
 	size_t payload;
 	size_t n;    /* tasks per run (startup: cycles per run) */
 	size_t warm; /* untimed tasks before the runs */
-	struct stat3 res[B_COUNT];
+	struct stat3 res[B_COUNT]; /* sched: the makespan */
 	bool have[B_COUNT];
+	/* sched: the scenario (index in scen[]), runs, the last quick task's
+	 * arrival and the greedy schedule's makespan and last quick task. */
+	int scen;
+	int runs;
+	struct stat3 quick[B_COUNT];
+	double greedy_span, greedy_quick;
 };
 
 static struct point points[MAX_POINTS];
 static size_t npoints;
+
+/* The sched workload's scenarios, made once (sched_common.c). */
+static struct sched_scenario scen[2];
 
 static int repeat = 5;
 static bool repeat_given;
@@ -282,6 +318,11 @@ static void describe(const struct point *pt, char *out, size_t len)
 		snprintf(out, len, "startup %u workers", pt->workers);
 		return;
 	}
+	if (pt->series == S_SCHED) {
+		snprintf(out, len, "sched %s %s", scen[pt->scen].name,
+		         api_name[pt->api]);
+		return;
+	}
 	if (pt->task == T_SPIN)
 		fmt_ns(a, sizeof a, pt->task_ns);
 	else if (pt->task == T_PAYLOAD)
@@ -366,6 +407,14 @@ __attribute__((noinline)) uint64_t bench_work(const struct pm_job *job,
 	case T_PAYLOAD:
 		memcpy(scratch, job->buf, job->len);
 		return scratch[job->len - 1];
+	case T_SLEEP: {
+		int64_t ms = job->ms[index];
+		struct timespec ts = {.tv_sec = ms / 1000,
+		                      .tv_nsec = (ms % 1000) * 1000000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		return index;
+	}
 	default:
 		return index;
 	}
@@ -693,6 +742,132 @@ out:
 	return rc;
 }
 
+/*
+ * Whether backend b runs point pt: serial has no pool to open or to
+ * schedule with (startup, sched: the sched table shows the greedy
+ * schedule in its place), and pthread-min has one call, which sched runs
+ * as its imap_unordered.
+ */
+static bool runs_on(const struct point *pt, int b)
+{
+	if (b == B_SERIAL)
+		return !pt->startup && pt->series != S_SCHED;
+	if (b == B_PMIN && pt->series == S_SCHED)
+		return pt->api == API_IMAP_UNORDERED;
+	return true;
+}
+
+static void sched_settle(void)
+{
+	struct timespec ts = {.tv_nsec = SCHED_SETTLE_NS};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* One run of a sched point on pthread-min: arrival[] and t0 set. */
+static int sched_run_pmin(const struct point *pt, int64_t *arrival,
+                          int64_t *t0)
+{
+	const struct sched_scenario *s = &scen[pt->scen];
+	struct pm_pool *pm;
+	struct pm_job job = {.task = T_SLEEP, .ms = s->ms, .arrival = arrival};
+	uint64_t acc;
+	int rc = pm_open(&pm, pt->workers);
+	if (rc < 0)
+		return rc;
+	sched_settle();
+	*t0 = sched_mono_ns();
+	rc = pm_run(pm, &job, s->n, 1, &acc);
+	pm_close(pm);
+	return rc;
+}
+
+/* One run of a sched point on mproc: a fresh pool, settled, no warm-up,
+ * as bench_sched runs it. arrival[] and t0 set. */
+static int sched_run_mproc(const struct point *pt, enum backend b,
+                           int64_t *arrival, int64_t *t0)
+{
+	const struct sched_scenario *s = &scen[pt->scen];
+	struct sched_rec *rec = calloc(s->n, sizeof *rec);
+	struct mproc_pool_opts o = MPROC_POOL_OPTS_INIT;
+	struct mproc_pool *p;
+	const char *what;
+	int rc;
+	if (!rec)
+		return -ENOMEM;
+	o.processes = pt->workers;
+	o.backend = b == B_THREADS ? MPROC_BACKEND_THREADS
+	                           : MPROC_BACKEND_PROCESSES;
+	if ((rc = mproc_pool_open(&p, &o)) < 0) {
+		free(rec);
+		return rc;
+	}
+	sched_settle();
+	rc = pt->api == API_APPLY_ASYNC
+	             ? sched_run_apply_async(p, s, rec, t0, &what)
+	             : sched_run_imap_unordered(p, s, rec, t0, &what);
+	if (rc < 0) {
+		char d[96];
+		describe(pt, d, sizeof d);
+		notice("%s: %s: %s: %s", backend_name[b], d, what,
+		       mproc_strerror(rc));
+		mproc_pool_free(p); /* terminates it; then rec is ours */
+		free(rec);
+		return rc;
+	}
+	mp_close(p);
+	for (size_t i = 0; i < s->n && rc == 0; i++) {
+		const struct sched_rec *r = &rec[i];
+		if (!r->arrival)
+			rc = MPROC_EPROTO; /* a task without a result */
+		else if (r->status != MPROC_OK || r->bad)
+			rc = MPROC_ERAISED;
+		/* The backend asked for, not an older mproc's default. */
+		else if ((b == B_THREADS) != (r->pid == getpid()))
+			rc = -ENOTSUP;
+		arrival[i] = r->arrival;
+	}
+	free(rec);
+	return rc;
+}
+
+/*
+ * Measure a sched point on one C backend: pt->runs runs, each on a fresh
+ * pool; the makespan (the last arrival) and the last quick task's arrival,
+ * both from t0, go to res[b] and quick[b].
+ */
+static int measure_sched(struct point *pt, enum backend b)
+{
+	const struct sched_scenario *s = &scen[pt->scen];
+	double span[MAX_REPEAT], quick[MAX_REPEAT];
+	int64_t *arrival = calloc(s->n, sizeof *arrival);
+	int rc = 0;
+	if (!arrival)
+		return -ENOMEM;
+	for (int r = 0; r < pt->runs; r++) {
+		int64_t t0 = 0, last = 0, last_quick = 0;
+		rc = b == B_PMIN ? sched_run_pmin(pt, arrival, &t0)
+		                 : sched_run_mproc(pt, b, arrival, &t0);
+		if (rc < 0)
+			goto out;
+		for (size_t i = 0; i < s->n; i++) {
+			int64_t a = arrival[i] - t0;
+			if (a > last)
+				last = a;
+			if (s->quick[i] && a > last_quick)
+				last_quick = a;
+		}
+		span[r] = (double)last / 1e9;
+		quick[r] = (double)last_quick / 1e9;
+	}
+	pt->res[b] = summarize(span, pt->runs);
+	pt->quick[b] = summarize(quick, pt->runs);
+	pt->have[b] = true;
+out:
+	free(arrival);
+	return rc;
+}
+
 /* ---- the points ---------------------------------------------------------- */
 
 /*
@@ -754,6 +929,19 @@ static void add_point(enum series s, enum task task, enum api api,
 	if (warm > by_time)
 		warm = by_time;
 	pt->warm = warm < pt->n ? warm : pt->n;
+}
+
+/* A sched point: scenario k through `api`, SCHED_WORKERS workers. */
+static void add_sched_point(int k, enum api api, int runs)
+{
+	if (npoints == MAX_POINTS)
+		return;
+	struct point *pt = &points[npoints++];
+	*pt = (struct point){.series = S_SCHED, .task = T_SLEEP, .api = api,
+	                     .chunksize = 1, .workers = SCHED_WORKERS,
+	                     .n = scen[k].n, .scen = k, .runs = runs};
+	sched_greedy(&scen[k], SCHED_WORKERS, &pt->greedy_span,
+	             &pt->greedy_quick);
 }
 
 static void build_points(const bool *want)
@@ -820,6 +1008,19 @@ static void build_points(const bool *want)
 		for (size_t i = 0; i < na && !quick; i++)
 			add_point(S_API, T_EMPTY, a[i], 1, 0, 0, w, false);
 	}
+	if (want[S_SCHED]) {
+		/* A run is one schedule of 0.6 s (mixed) or 1.5 s
+		 * (slow-first) on a fresh pool; --quick makes one run of
+		 * mixed through imap_unordered on each backend (~4 s). */
+		int runs = quick && !repeat_given ? 1 : repeat;
+		for (int k = 0; k < 2; k++) {
+			add_sched_point(k, API_IMAP_UNORDERED, runs);
+			if (!quick)
+				add_sched_point(k, API_APPLY_ASYNC, runs);
+			if (quick)
+				break;
+		}
+	}
 }
 
 /* ---- Python -------------------------------------------------------------- */
@@ -831,10 +1032,16 @@ static void build_points(const bool *want)
  * would measure the drift. Protocol, one line each way per step:
  *
  *   C -> Python  "P i:task:api:workers:chunksize:task_ns:payload:n:warm:
- *                startup" (one point; EOF on stdin ends the script)
+ *                startup" (one point; EOF on stdin ends the script), or
+ *                "S i:scenario:api:workers:runs" (a sched point)
  *   Python -> C  "R i backend median min max" (seconds) or
  *                "E i backend message", one per Python backend, then
- *                "D i" when the point is done.
+ *                "D i" when the point is done. For a sched point, first
+ *                "G i greedy makespan last_quick", the greedy schedule of
+ *                the script's own task list (checked against ours: the
+ *                same work), and "R i backend median min max qmedian
+ *                qmin qmax", the makespan's and the last quick task's
+ *                arrival's.
  *
  * The script prints its own errors on stderr.
  */
@@ -945,10 +1152,16 @@ static int py_point(size_t i)
 			progress(pt, backend_name[b]);
 			break;
 		}
-	fprintf(py_in, "P %zu:%s:%s:%u:%zu:%" PRIu64 ":%zu:%zu:%zu:%d\n", i,
-	        task_name[pt->task], api_name[pt->api], pt->workers,
-	        pt->chunksize, pt->task_ns, pt->payload, pt->n, pt->warm,
-	        pt->startup);
+	bool sched = pt->series == S_SCHED;
+	if (sched)
+		fprintf(py_in, "S %zu:%s:%s:%u:%d\n", i, scen[pt->scen].name,
+		        api_name[pt->api], pt->workers, pt->runs);
+	else
+		fprintf(py_in,
+		        "P %zu:%s:%s:%u:%zu:%" PRIu64 ":%zu:%zu:%zu:%d\n", i,
+		        task_name[pt->task], api_name[pt->api], pt->workers,
+		        pt->chunksize, pt->task_ns, pt->payload, pt->n,
+		        pt->warm, pt->startup);
 	if (fflush(py_in) != 0) {
 		py_stop();
 		py_fail("the Python script exited early");
@@ -964,6 +1177,20 @@ static int py_point(size_t i)
 			return rc;
 		if (got < 3 || k != i || !used)
 			continue;
+		double gs, gq;
+		if (kind == 'G' && !strcmp(name, "greedy")) {
+			if (sscanf(line + used, "%lf %lf", &gs, &gq) != 2 ||
+			    fabs(gs - pt->greedy_span) > 1e-9 ||
+			    fabs(gq - pt->greedy_quick) > 1e-9) {
+				char d[96];
+				describe(pt, d, sizeof d);
+				notice("%s: the Python script's greedy schedule "
+				       "is not ours (%.3f s, %.3f s): not the "
+				       "same work", d, gs, gq);
+				rc = -1;
+			}
+			continue;
+		}
 		int b = B_PY_POOL;
 		while (b < B_COUNT && strcmp(backend_key[b], name))
 			b++;
@@ -971,9 +1198,16 @@ static int py_point(size_t i)
 			continue;
 		if (b == B_PY_POOL && selected[B_PY_THREADPOOL])
 			progress(pt, backend_name[B_PY_THREADPOOL]);
-		if (kind == 'R' && sscanf(line + used, "%lf %lf %lf", &s.med,
-		                          &s.min, &s.max) == 3) {
+		struct stat3 q;
+		int nv = kind == 'R' ? sscanf(line + used,
+		                              "%lf %lf %lf %lf %lf %lf", &s.med,
+		                              &s.min, &s.max, &q.med, &q.min,
+		                              &q.max)
+		                     : 0;
+		if (kind == 'R' && nv == (sched ? 6 : 3)) {
 			points[i].res[b] = s;
+			if (sched)
+				points[i].quick[b] = q;
 			points[i].have[b] = true;
 		} else if (kind == 'E') {
 			char d[96];
@@ -992,7 +1226,8 @@ static int py_point(size_t i)
 
 static double speedup(const struct point *pt, int b)
 {
-	if (pt->startup || !pt->have[B_SERIAL] || !pt->have[b] ||
+	if (pt->startup || pt->series == S_SCHED || !pt->have[B_SERIAL] ||
+	    !pt->have[b] ||
 	    pt->res[b].med <= 0)
 		return NAN;
 	return pt->res[B_SERIAL].med / pt->res[b].med;
@@ -1015,6 +1250,11 @@ static void point_cells(const struct point *pt, char *task, size_t tlen,
 
 static void print_table(void)
 {
+	bool any = false;
+	for (size_t i = 0; i < npoints; i++)
+		any |= points[i].series != S_SCHED;
+	if (!any)
+		return;
 	printf("mproc-bench: %d runs a point (median, min, max of one run); "
 	       "speedup = serial median / backend median; spin calibrated at "
 	       "%.3f iterations/ns\n\n",
@@ -1023,17 +1263,21 @@ static void print_table(void)
 	       "%8s\n",
 	       "workload", "api", "w", "cs", "task", "payload", "n", "backend",
 	       "median", "min", "max", "us/task", "tasks/s", "speedup");
+	bool rows = false;
 	for (size_t i = 0; i < npoints; i++) {
 		const struct point *pt = &points[i];
 		char task[24], pay[24];
+		if (pt->series == S_SCHED)
+			continue; /* its own table: print_sched() */
 		point_cells(pt, task, sizeof task, pay, sizeof pay);
 		bool first = true;
 		for (int b = 0; b < B_COUNT; b++) {
-			if (!selected[b] || (pt->startup && b == B_SERIAL))
+			if (!selected[b] || !runs_on(pt, b))
 				continue;
-			if (first && i)
+			if (first && rows)
 				putchar('\n');
 			first = false;
+			rows = true;
 			printf("%-9s %-14s %3u %5zu %6s %7s %8zu  %-13s",
 			       series_name[pt->series],
 			       pt->startup ? "apply" : api_name[pt->api],
@@ -1056,6 +1300,78 @@ static void print_table(void)
 				snprintf(sp, sizeof sp, "%.2fx", s);
 			printf(" %9s %9s %9s %9.3f %8s %8s\n", med, mn, mx,
 			       pt->res[b].med / (double)pt->n * 1e6, rate, sp);
+		}
+	}
+}
+
+/*
+ * The sched table: for each scenario and api, the greedy schedule's
+ * makespan and last quick task first (in serial's place), then each
+ * backend's, with the makespan over greedy's and the last quick task's
+ * lateness behind greedy's (median).
+ */
+static void print_sched(void)
+{
+	bool any = false;
+	int runs = 0;
+	for (size_t i = 0; i < npoints; i++)
+		if (points[i].series == S_SCHED) {
+			any = true;
+			runs = points[i].runs;
+		}
+	if (!any)
+		return;
+	printf("\nWork conservation (sched): %d workers, every task sleeps; "
+	       "mixed: 400 tasks, every 50th of 200 ms,\nthe others of 2 ms; "
+	       "slow-first: one of 1500 ms, then 40 of 10 ms. %d run%s a "
+	       "point, each on a fresh pool\n(settled 100 ms, no warm-up): "
+	       "median, min, max. makespan: when the last result arrived; "
+	       "last quick: when the\nlast quick task's result did (both "
+	       "from just before the first submission); greedy: list "
+	       "scheduling\nwith no overhead; late: last quick - greedy's "
+	       "last quick (medians). pthread-min has one call, run as\n"
+	       "imap_unordered.\n\n",
+	       SCHED_WORKERS, runs, runs == 1 ? "" : "s");
+	printf("%-10s %-14s %2s %4s  %-13s %9s %9s %9s %7s %10s %9s %9s "
+	       "%9s\n",
+	       "scenario", "api", "w", "n", "backend", "makespan", "min", "max",
+	       "/greedy", "last quick", "min", "max", "late");
+	bool rows = false;
+	for (size_t i = 0; i < npoints; i++) {
+		const struct point *pt = &points[i];
+		if (pt->series != S_SCHED)
+			continue;
+		if (rows)
+			putchar('\n');
+		rows = true;
+		const char *sn = scen[pt->scen].name, *an = api_name[pt->api];
+		char span[16], quick[16];
+		fmt_secs(span, sizeof span, pt->greedy_span);
+		fmt_secs(quick, sizeof quick, pt->greedy_quick);
+		printf("%-10s %-14s %2u %4zu  %-13s %9s %9s %9s %6.2fx %10s %9s "
+		       "%9s %+7.1fms\n",
+		       sn, an, pt->workers, pt->n, "greedy", span, "", "", 1.0,
+		       quick, "", "", 0.0);
+		for (int b = 0; b < B_COUNT; b++) {
+			if (!selected[b] || !runs_on(pt, b))
+				continue;
+			printf("%-10s %-14s %2u %4zu  %-13s", sn, an, pt->workers,
+			       pt->n, backend_name[b]);
+			if (!pt->have[b]) {
+				printf(" %9s\n", "n/a");
+				continue;
+			}
+			char mn[16], mx[16], qmn[16], qmx[16];
+			fmt_secs(span, sizeof span, pt->res[b].med);
+			fmt_secs(mn, sizeof mn, pt->res[b].min);
+			fmt_secs(mx, sizeof mx, pt->res[b].max);
+			fmt_secs(quick, sizeof quick, pt->quick[b].med);
+			fmt_secs(qmn, sizeof qmn, pt->quick[b].min);
+			fmt_secs(qmx, sizeof qmx, pt->quick[b].max);
+			printf(" %9s %9s %9s %6.2fx %10s %9s %9s %+7.1fms\n",
+			       span, mn, mx, pt->res[b].med / pt->greedy_span,
+			       quick, qmn, qmx,
+			       (pt->quick[b].med - pt->greedy_quick) * 1e3);
 		}
 	}
 }
@@ -1118,11 +1434,40 @@ static int write_csv(const char *path)
 		notice("%s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* The columns after speedup are the sched workload's (empty on the
+	 * other rows): there median_s, min_s and max_s are the makespan's,
+	 * us_per_task, tasks_per_s and speedup are empty, and each point
+	 * starts with a row of backend "greedy", the greedy schedule. */
 	fprintf(f, "workload,api,backend,workers,chunksize,task_ns,payload,"
 	           "n_tasks,median_s,min_s,max_s,us_per_task,tasks_per_s,"
-	           "speedup\n");
+	           "speedup,scenario,makespan_vs_greedy,last_quick_median_s,"
+	           "last_quick_min_s,last_quick_max_s,greedy_makespan_s,"
+	           "greedy_last_quick_s,late_ms\n");
 	for (size_t i = 0; i < npoints; i++) {
 		const struct point *pt = &points[i];
+		if (pt->series == S_SCHED) {
+			const char *sn = scen[pt->scen].name;
+			double gs = pt->greedy_span, gq = pt->greedy_quick;
+			fprintf(f, "sched,%s,greedy,%u,%zu,0,0,%zu,%.9f,%.9f,%.9f,"
+			           ",,,%s,1.0000,%.9f,%.9f,%.9f,%.9f,%.9f,0.000\n",
+			        api_name[pt->api], pt->workers, pt->chunksize,
+			        pt->n, gs, gs, gs, sn, gq, gq, gq, gs, gq);
+			for (int b = 0; b < B_COUNT; b++) {
+				if (!pt->have[b])
+					continue;
+				const struct stat3 *m = &pt->res[b],
+				                   *q = &pt->quick[b];
+				fprintf(f, "sched,%s,%s,%u,%zu,0,0,%zu,%.9f,%.9f,"
+				           "%.9f,,,,%s,%.4f,%.9f,%.9f,%.9f,%.9f,"
+				           "%.9f,%.3f\n",
+				        api_name[pt->api], backend_key[b],
+				        pt->workers, pt->chunksize, pt->n, m->med,
+				        m->min, m->max, sn, m->med / gs, q->med,
+				        q->min, q->max, gs, gq,
+				        (q->med - gq) * 1e3);
+			}
+			continue;
+		}
 		for (int b = 0; b < B_COUNT; b++) {
 			if (!pt->have[b])
 				continue;
@@ -1131,7 +1476,7 @@ static int write_csv(const char *path)
 			if (!isnan(s))
 				snprintf(sp, sizeof sp, "%.4f", s);
 			fprintf(f, "%s,%s,%s,%u,%zu,%" PRIu64 ",%zu,%zu,%.9f,%.9f,"
-			           "%.9f,%.4f,%.1f,%s\n",
+			           "%.9f,%.4f,%.1f,%s,,,,,,,,\n",
 			        pt->startup ? "startup" : series_name[pt->series],
 			        pt->startup ? "apply" : api_name[pt->api],
 			        backend_key[b], pt->workers, pt->chunksize,
@@ -1296,8 +1641,8 @@ static void usage(FILE *f)
 	        "py-threadpool\n"
 	        "                     (serial always runs: speedups need it)\n"
 	        "  --workload LIST    empty, spin, payload, chunksize, "
-	        "startup, api\n"
-	        "                     (default: all)\n"
+	        "startup, api,\n"
+	        "                     sched (default: all)\n"
 	        "  --csv FILE         write every point as CSV\n"
 	        "  --plot FILE        draw speedup against task duration with "
 	        "gnuplot;\n"
@@ -1458,23 +1803,29 @@ int main(int argc, char *argv[], char *envp[])
 		return 1;
 	}
 	memset(payload_buf, 0xa5, 1u << 20);
+	for (int k = 0; k < 2; k++)
+		if (sched_scenario_make(&scen[k], sched_scenario_names[k]) < 0) {
+			notice("out of memory");
+			return 1;
+		}
 	calibrate();
 	build_points(want);
 
 	int status = 0;
 	for (size_t i = 0; i < npoints; i++)
 		for (int b = 0; b < B_COUNT; b++)
-			prog_total += selected[b] &&
-			              !(points[i].startup && b == B_SERIAL);
+			prog_total += selected[b] && runs_on(&points[i], b);
 	py_start(python);
 	for (size_t i = 0; i < npoints; i++) {
 		for (int b = 0; b < B_PY_POOL; b++) {
-			if (!selected[b] || (points[i].startup && b == B_SERIAL))
+			if (!selected[b] || !runs_on(&points[i], b))
 				continue;
 			progress(&points[i], backend_name[b]);
 			if (failed[b])
 				continue;
-			int rc = measure(&points[i], (enum backend)b);
+			int rc = points[i].series == S_SCHED
+			                 ? measure_sched(&points[i], (enum backend)b)
+			                 : measure(&points[i], (enum backend)b);
 			if (rc == -ENOTSUP && b == B_THREADS) {
 				notice("threads: this mproc runs the thread "
 				       "backend's tasks in another process (the "
@@ -1502,11 +1853,14 @@ int main(int argc, char *argv[], char *envp[])
 
 	print_table();
 	print_summary();
+	print_sched();
 	if (csv && write_csv(csv) < 0)
 		status = 1;
 	if (plot && write_plot(plot) < 0)
 		status = 1;
 	free(payload_buf);
 	free(serial_out);
+	for (int k = 0; k < 2; k++)
+		sched_scenario_free(&scen[k]);
 	return status;
 }

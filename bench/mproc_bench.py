@@ -13,6 +13,16 @@ prints "R i backend median min max" (seconds) on stdout, or
 answer. Pools live only for their point, so no pool's threads are alive
 when the next one forks. Exit status 3: multiprocessing cannot run here.
 
+A sched point (the work-conservation workload), "S i:scenario:api:workers:
+runs", runs bench_sched.py's scenario (mixed or slow-first: tasks that
+sleep) through imap_unordered or apply_async `runs` times on each backend,
+each run on a fresh pool settled 100 ms, no warm-up, as bench_sched.py
+does; it answers "G i greedy makespan last_quick" (the greedy schedule of
+its own task list, which the C side checks against its own), then
+"R i backend median min max qmedian qmin qmax" per backend: the makespan
+and the last quick task's arrival, in seconds from just before the first
+submission.
+
 The spin task busy-waits on time.perf_counter_ns() for task_ns of wall
 time: Python cannot run the C spin loop at the same cost. The empty task
 returns None; the payload task returns a copy of its bytes argument (one
@@ -116,6 +126,70 @@ def measure(cls, pt, repeat):
     return statistics.median(times), min(times), max(times)
 
 
+def measure_sched(cls, spec, runs):
+    """(makespan, last quick arrival) stats over `runs` runs of a
+    bench_sched.py scenario, each on a fresh pool."""
+    import bench_sched as bs
+    ms, _quick = dict(bs.SCENARIOS)[spec.scenario]()
+    slow_ms = max(ms)
+    spans, quicks = [], []
+    for _ in range(runs):
+        with cls(spec.workers) as pool:
+            time.sleep(bs.SETTLE)
+            run = (bs.run_imap_unordered if spec.api == "imap_unordered"
+                   else bs.run_apply_async)
+            t0, got = run(pool, ms)
+            pool.close()
+            pool.join()
+        if len(got) != len(ms) or any(g is None for g in got):
+            raise RuntimeError(f"{len(got)} results of {len(ms)}")
+        # By its argument, as bench_sched.py: the slow tasks are the
+        # longest, and imap_unordered does not say which input a result
+        # answers.
+        spans.append((max(a for _, a, _ in got) - t0) / 1e9)
+        quicks.append((max(a for _, a, v in got if v[0] != slow_ms) - t0)
+                      / 1e9)
+    return ((statistics.median(spans), min(spans), max(spans)),
+            (statistics.median(quicks), min(quicks), max(quicks)))
+
+
+class SchedPoint:
+    def __init__(self, spec):
+        f = spec.split(":")
+        self.id = int(f[0])
+        self.scenario = f[1]
+        self.api = f[2]
+        self.workers = int(f[3])
+        self.runs = int(f[4])
+
+
+def sched_point(line, backends, classes):
+    sp = SchedPoint(line[2:].strip())
+    try:
+        import bench_sched as bs
+        if sp.workers != bs.WORKERS:
+            raise ValueError(f"{sp.workers} workers: the scenarios are "
+                             f"made for {bs.WORKERS}")
+        ms, quick = dict(bs.SCENARIOS)[sp.scenario]()
+        span, last_quick = bs.greedy(ms, quick)
+        print(f"G {sp.id} greedy {span:.6f} {last_quick:.6f}", flush=True)
+    except Exception as e:  # no bench_sched.py: every backend fails
+        msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+        for name in backends:
+            print(f"E {sp.id} {name} {msg}", flush=True)
+        print(f"D {sp.id}", flush=True)
+        return
+    for name in backends:
+        try:
+            s, q = measure_sched(classes[name], sp, sp.runs)
+            print(f"R {sp.id} {name} {s[0]:.9f} {s[1]:.9f} {s[2]:.9f} "
+                  f"{q[0]:.9f} {q[1]:.9f} {q[2]:.9f}", flush=True)
+        except Exception as e:  # report the point, go on
+            msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+            print(f"E {sp.id} {name} {msg}", flush=True)
+    print(f"D {sp.id}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -130,6 +204,9 @@ def main():
     backends = [b for b in ("py-pool", "py-threadpool")
                 if b in args.backends.split(",")]
     for line in sys.stdin:
+        if line.startswith("S "):
+            sched_point(line, backends, classes)
+            continue
         if not line.startswith("P "):
             continue
         pt = Point(line[2:].strip())

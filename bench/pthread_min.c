@@ -8,7 +8,8 @@
  * without the lock, writes each result into its slot of `res`, pushes the
  * chunk number on the result queue and signals `done_cv`. The main thread
  * pops finished chunks and consumes the results in input order, as imap
- * hands them out. No codec, no copies, no fault handling.
+ * hands them out (and, for mproc-bench's sched workload, notes when each
+ * chunk came back). No codec, no copies, no fault handling.
  *
  * Invariants: tq_head <= tq_tail <= nchunks and rq_head <= rq_tail <=
  * nchunks within a run; a slot of `res` is written by one worker before
@@ -18,6 +19,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "pthread_min.h"
 
@@ -39,6 +41,13 @@ struct pm_pool {
 	uint64_t *res;                /* one result per task */
 	size_t res_cap;
 };
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void *pm_worker(void *arg)
 {
@@ -152,8 +161,14 @@ int pm_run(struct pm_pool *p, const struct pm_job *job, size_t n,
 	while (next < nchunks) {
 		while (p->rq_head == p->rq_tail)
 			pthread_cond_wait(&p->done_cv, &p->mu);
-		while (p->rq_head < p->rq_tail)
-			done[p->rq[p->rq_head++]] = true;
+		int64_t t = job->arrival ? now_ns() : 0;
+		while (p->rq_head < p->rq_tail) {
+			size_t c = p->rq[p->rq_head++];
+			done[c] = true;
+			for (size_t i = c * chunksize;
+			     job->arrival && i < (c + 1) * chunksize && i < n; i++)
+				job->arrival[i] = t;
+		}
 		pthread_mutex_unlock(&p->mu);
 		for (; next < nchunks && done[next]; next++) {
 			size_t lo = next * chunksize, hi = lo + chunksize;

@@ -15,6 +15,14 @@ struct pm_job {
 	uint64_t iters;    /* spin: iterations */
 	const void *buf;   /* payload: the argument ... */
 	size_t len;        /* ... and its size */
+	const int64_t *ms; /* sleep: task i sleeps ms[i] milliseconds */
+	/*
+	 * When not NULL, pm_run sets arrival[i] (CLOCK_MONOTONIC, ns) when it
+	 * takes task i's chunk off the result queue: the moment the main
+	 * thread has the result, in completion order, as imap_unordered
+	 * would hand it out (mproc-bench's sched workload).
+	 */
+	int64_t *arrival;
 };
 
 /*
@@ -33,7 +41,8 @@ int pm_open(struct pm_pool **out, unsigned workers);
 
 /*
  * Run tasks 0..n-1 of `job`, `chunksize` per dequeue, and collect the
- * results in order into a checksum at *sum. 0 or -ENOMEM. Not thread-safe:
+ * results in order into a checksum at *sum (stamping job->arrival, when
+ * set, as each chunk comes back). 0 or -ENOMEM. Not thread-safe:
  * one run at a time.
  */
 int pm_run(struct pm_pool *p, const struct pm_job *job, size_t n,
