@@ -47,6 +47,16 @@ static int fs_open(struct mproc__backend *be)
 	if (!fs)
 		return rc;
 	fs->fd = -1;
+	/* Room for a report per worker from the start (fs_stash): growing
+	 * it while a reaper waits could fail, and a dropped report would
+	 * leave that reaper waiting forever (join after an allocation
+	 * failure hung in fs_reap). */
+	fs->exits = reallocarray(NULL, be->nworkers, sizeof *fs->exits);
+	if (!fs->exits) {
+		free(fs);
+		return rc;
+	}
+	fs->cap = be->nworkers;
 	/* Forked with the registry locked, it closes every other mproc
 	 * descriptor, as a worker does. */
 	mproc__fdreg_lock();
@@ -83,14 +93,15 @@ fail:
 			close(sv[i]);
 	mproc__fdreg_unlock();
 	free(closelist);
+	free(fs->exits);
 	free(fs);
 	return rc;
 }
 
 /* Keep an EXITED report for a worker reaped later. At most one per worker
- * waits here, since every death is reaped soon after it is seen; the
- * array grows rather than drop one (a dropped report would leave its
- * reaper waiting). */
+ * waits here, since every death is reaped soon after it is seen, and
+ * fs_open made room for that many; the array grows rather than drop one
+ * (a dropped report would leave its reaper waiting). */
 static void fs_stash(struct fs_state *fs, const struct mproc__fs_msg *m)
 {
 	if (fs->nexits == fs->cap) {

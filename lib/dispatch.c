@@ -212,9 +212,11 @@ static int dispatch_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 		.frame_len = w->out.len - hdr,
 	};
 	if ((rc = mproc__chunkq_push(&w->q, &c)) < 0) {
-		/* Cannot track it: it ends as an error rather than vanish. */
+		/* Cannot track it: it ends as an error (MemoryError: no memory
+		 * to keep the result) rather than vanish. */
 		w->out.len = hdr;
-		mproc__job_cancel(job, c.index, got);
+		for (size_t i = 0; i < got; i++)
+			mproc__job_store(job, c.index + i, MPROC_RAISED, 0, NULL, 0);
 		return rc;
 	}
 	grow_pipes(w, c.frame_len);

@@ -83,6 +83,8 @@ static void poll_results(struct mproc_pool *pool)
 		struct pollfd *res = &pfd[k], *task = &pfd[k + 1], *ex = &pfd[k + 2];
 		k += 3;
 		int r = res->revents ? mproc__worker_read(w, 4, pool->max_frame) : 0;
+		if (r == -ENOMEM)
+			continue; /* no room to read into: the worker is fine */
 		if (r == MPROC_EPROTO)
 			mproc__fault_died(pool, w, MPROC__END_PROTO);
 		else if (ex->revents & POLLIN)

@@ -696,8 +696,14 @@ int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
 		                              job->env ? &job->env->dec : NULL,
 		                              s->status, s->attempts, s->index,
 		                              s->data.data, s->data.len, &job->cur);
-		if (rc < 0)
-			return rc;
+		if (rc < 0) {
+			/* No memory to decode it (no decoder, say): it is handed
+			 * out as an error all the same, as a map's is; answering
+			 * -ENOMEM would lose it, its slot being taken already. */
+			job->cur.status = MPROC_RAISED;
+			job->cur.value = NULL;
+			job->cur.error = &mproc__err_nomem_decode;
+		}
 	}
 	*out = &job->cur;
 	return 1;

@@ -120,7 +120,8 @@ struct mproc_results *mproc__job_results(struct mproc__job *job);
 /* Iterators: a result can be handed out now, or every one was. */
 bool mproc__job_has_next(const struct mproc__job *job);
 /* The next result into *out (valid until the next call): 1, or 0 when
- * every result was handed out (*err: 0 or the input's error), or -ENOMEM. */
+ * every result was handed out (*err: 0 or the input's error). A result
+ * that cannot be decoded for lack of memory comes out as a MemoryError. */
 int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
                     int *err);
 /* The window moved far enough that the engine should pull more now. */

@@ -94,12 +94,16 @@ static void pool_release(struct mproc_pool *pool)
 static int pool_alloc(struct mproc_pool *pool)
 {
 	pool->workers = calloc(pool->nworkers, sizeof *pool->workers);
-	pool->pfd = reallocarray(NULL, 3 * (size_t)pool->nworkers + 1,
-	                         sizeof *pool->pfd);
-	if (!pool->workers || !pool->pfd)
+	if (!pool->workers)
 		return -ENOMEM;
+	/* Slots with no worker (descriptors -1) before anything can fail:
+	 * pool_release closes every slot's, and a zeroed slot holds fd 0. */
 	for (unsigned i = 0; i < pool->nworkers; i++)
 		mproc__worker_init(&pool->workers[i], i);
+	pool->pfd = reallocarray(NULL, 3 * (size_t)pool->nworkers + 1,
+	                         sizeof *pool->pfd);
+	if (!pool->pfd)
+		return -ENOMEM;
 	pool->status_len = pool->nworkers * sizeof *pool->status;
 	pool->status = mmap(NULL, pool->status_len, PROT_READ | PROT_WRITE,
 	                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);

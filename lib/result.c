@@ -277,6 +277,11 @@ int mproc__rstore_result(struct mproc__rstore *rs, struct mproc__decsrc *src,
 		return rc;
 	const struct mproc_value *v = NULL;
 	rc = len ? mproc__decode_keep(rs->dec, p, len, &v) : MPROC_EPICKLE_TRUNCATED;
+	if (rc == -ENOMEM) {
+		out->status = MPROC_RAISED;
+		out->error = &mproc__err_nomem_decode;
+		return 0;
+	}
 	if (rc < 0) {
 		out->status = MPROC_RAISED;
 		struct mproc__error *r = len ? rstore_error(rs) : NULL;
