@@ -279,6 +279,10 @@ size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w)
 {
 	struct mproc__status *st = &pool->status[w->proc.number];
 	uint64_t last = w->seq_next - 1;
+	/* Only once every frame is written: a frame never sent would leave
+	 * the worker's stream numbers behind the manager's. */
+	if (w->out_sent < w->out.len)
+		return 0;
 	uint64_t c = atomic_load_explicit(&st->claim, memory_order_acquire);
 	uint64_t started;
 	do {
