@@ -357,9 +357,10 @@ static void fail_requeue(struct mproc_pool *pool)
 }
 
 /* How long a worker whose channel ended may take to end by itself (a
- * crashing worker's pipe ends before its exit is seen) before it is taken
- * to live on with a broken channel. */
-#define END_GRACE_MS 100
+ * crashing worker's pipe ends before its exit is seen, and on a loaded
+ * machine the exit may wait for a CPU) before it is taken to live on with
+ * a broken channel. Only a broken channel waits this long. */
+#define END_GRACE_MS 1000
 
 void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
                        enum mproc__end how)
@@ -471,7 +472,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 	 * about the initializer and is not counted; ours, for an initializer
 	 * that outlived the task timeout, is. */
 	bool start_failed = !was_ready && !clean_exit &&
-	                    (d.signal != SIGKILL || w->f.killed);
+	                    (d.signal != SIGKILL || w->f.killed || broken);
 	if (start_failed) {
 		if (++pool->start_failures >= 3 && !pool->broken) {
 			pool->broken = true;
