@@ -106,25 +106,23 @@ static void worker_guard_forks(void)
 }
 
 /*
- * The worker dies with its manager, whatever thread forked it (a death
- * signal follows that thread, not the process: it is armed only when it
- * is the main one). A thread of the worker's own, with every signal
- * blocked, waits for its task pipe to lose its writer — only the manager
- * holds it, so that happens when the manager closes it (then the worker is
- * idle and ends anyway) or dies — and looks at its parent every half
- * second, in case a child the program forked holds the pipe too. Either
- * way the worker ends at once, even in the middle of a task.
+ * The worker dies with its manager, whatever thread forked it. The death
+ * signal follows the thread that forked, not the process, so it is armed
+ * only when that is the main thread (or the single-threaded fork server,
+ * which itself ends its workers when the manager goes). Otherwise a thread
+ * of the worker's own, with every signal blocked, looks at its parent
+ * every half second and ends the worker, even in the middle of a task,
+ * once the manager is gone. Only then: a second thread makes a process's
+ * exit slower (its end waits for that thread to be scheduled).
  */
 static void *worker_watch(void *arg)
 {
 	const struct mproc__child_plan *plan = arg;
-	struct pollfd p = {.fd = plan->task_fd, .events = 0};
 	for (;;) {
-		int r = poll(&p, 1, 500);
-		if ((r > 0 && (p.revents & POLLHUP)) || getppid() != plan->manager)
+		struct timespec half = {0, 500000000};
+		nanosleep(&half, NULL);
+		if (getppid() != plan->manager)
 			_exit(0);
-		if (r > 0 && (p.revents & POLLNVAL))
-			p.fd = -1; /* a task closed it: the parent is left to watch */
 	}
 	return NULL;
 }
@@ -194,7 +192,8 @@ static void worker_setup(const struct mproc__child_plan *plan)
 	worker_guard_forks();
 	worker_is_grandchild = 0;
 	worker_crash_handlers();
-	worker_watch_manager(plan);
+	if (!plan->pdeathsig)
+		worker_watch_manager(plan);
 
 	if (plan->initializer)
 		plan->initializer(plan->initarg);

@@ -4,7 +4,8 @@
  * that forks each worker it is asked for (mproc__child_fork, with the two
  * pipe ends that come with the request), reaps them (they are its
  * children) and reports how each ended (fsproto.h). When the manager
- * closes its end, it reaps what is left and exits.
+ * closes its end, or dies, it kills what is left (its workers armed their
+ * death signal on it, so they go with it too), reaps it and exits.
  */
 #include <errno.h>
 #include <poll.h>
@@ -18,12 +19,17 @@
 #include "fsproto.h"
 #include "server.h"
 
-static void server_report_exits(int ctl)
+/* Reap the workers that ended and report each; kids[] (a pid per worker
+ * slot) forgets them. */
+static void server_report_exits(int ctl, pid_t *kids, unsigned n)
 {
 	for (;;) {
 		siginfo_t si = {0};
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
 			return;
+		for (unsigned i = 0; i < n; i++)
+			if (kids[i] == si.si_pid)
+				kids[i] = 0;
 		struct mproc__fs_msg m = {.type = MPROC__FS_EXITED,
 		                          .pid = si.si_pid, .code = si.si_code,
 		                          .status = si.si_status};
@@ -31,9 +37,9 @@ static void server_report_exits(int ctl)
 	}
 }
 
-/* One SPAWN request: fork its worker and answer. */
-static void server_spawn(const struct mproc__server_plan *sp, int sfd,
-                         const struct mproc__fs_msg *m, const int fds[2])
+/* One SPAWN request: fork its worker and answer; its pid, or 0. */
+static pid_t server_spawn(const struct mproc__server_plan *sp, int sfd,
+                          const struct mproc__fs_msg *m, const int fds[2])
 {
 	int keep[2] = {sp->ctl, sfd};
 	struct mproc__child_plan plan;
@@ -54,6 +60,7 @@ static void server_spawn(const struct mproc__server_plan *sp, int sfd,
 		.pid = pid, .code = -rc};
 	if (mproc__fs_send(sp->ctl, &reply, NULL, 0) < 0)
 		_exit(0);
+	return rc == 0 ? pid : 0;
 }
 
 static void server_main(const void *arg)
@@ -72,6 +79,9 @@ static void server_main(const void *arg)
 	sigprocmask(SIG_SETMASK, &chld, NULL);
 	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	prctl(PR_SET_NAME, "mproc-forksrv");
+	pid_t kids[sp->nworkers]; /* its workers, by slot; 0: none */
+	for (unsigned i = 0; i < sp->nworkers; i++)
+		kids[i] = 0;
 
 	for (;;) {
 		struct pollfd pfd[2] = {{.fd = sp->ctl, .events = POLLIN},
@@ -83,7 +93,7 @@ static void server_main(const void *arg)
 			struct signalfd_siginfo ssi;
 			while (sfd >= 0 && read(sfd, &ssi, sizeof ssi) > 0)
 				;
-			server_report_exits(sp->ctl);
+			server_report_exits(sp->ctl, kids, sp->nworkers);
 		}
 		if (!pfd[0].revents)
 			continue;
@@ -91,7 +101,11 @@ static void server_main(const void *arg)
 		int fds[2] = {-1, -1}, nfds = 0;
 		int r = mproc__fs_recv(sp->ctl, &m, fds, &nfds);
 		if (r <= 0) {
-			/* The manager is done: reap what is left, then go. */
+			/* The manager is done, or dead: end what is left (after a
+			 * join nothing is), reap it, then go. */
+			for (unsigned i = 0; i < sp->nworkers; i++)
+				if (kids[i] > 0)
+					kill(kids[i], SIGKILL);
 			while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
 				;
 			_exit(0);
@@ -102,7 +116,7 @@ static void server_main(const void *arg)
 				close(fds[i]);
 			continue;
 		}
-		server_spawn(sp, sfd, &m, fds);
+		kids[m.number] = server_spawn(sp, sfd, &m, fds);
 	}
 }
 
