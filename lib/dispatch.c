@@ -40,14 +40,21 @@
  */
 #define STEAL_AFTER_NS 10000000u
 
+/* Some worker moves: then those that stand still get no work. */
+static bool any_moving(const struct mproc_pool *pool)
+{
+	for (unsigned i = 0; i < pool->nworkers; i++)
+		if (mproc__worker_alive(&pool->workers[i]) &&
+		    !pool->workers[i].d.stuck)
+			return true;
+	return false;
+}
+
 static struct mproc__worker *pick_worker(struct mproc_pool *pool)
 {
 	/* Workers that stand still get work only when all of them do (else
 	 * nothing would run at all, as when every worker is slow to start). */
-	bool moving = false;
-	for (unsigned i = 0; i < pool->nworkers && !moving; i++)
-		moving = mproc__worker_alive(&pool->workers[i]) &&
-		         !pool->workers[i].d.stuck;
+	bool moving = any_moving(pool);
 	struct mproc__worker *best = NULL;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
@@ -235,12 +242,14 @@ static int dispatch_chunk(struct mproc_pool *pool, struct mproc__worker *w,
 	return 1;
 }
 
+/* An idle worker that pick_worker may choose. */
 static bool idle_worker(struct mproc_pool *pool)
 {
+	bool moving = any_moving(pool);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		const struct mproc__worker *w = &pool->workers[i];
 		if (mproc__worker_alive(w) && !mproc__chunkq_len(&w->q) &&
-		    !w->d.retiring)
+		    !w->d.retiring && !w->d.suspect && !(moving && w->d.stuck))
 			return true;
 	}
 	return false;
@@ -321,8 +330,10 @@ void mproc__dispatch(struct mproc_pool *pool)
 				return;
 			if (rc == 0)
 				continue;
-			/* The suspect waits for an idle worker. */
-			if (!idle_worker(pool))
+			/* The suspect waits for an idle worker, which the next
+			 * pick finds (it holds the fewest tasks) if there is one. */
+			if (!idle_worker(pool) || !mproc__chunkq_len(&w->q) ||
+			    pick_worker(pool) == w)
 				return;
 			continue;
 		}
