@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 
+#include "clock.h"
 #include "engine.h"
 #include "wire.h"
 
@@ -255,6 +256,15 @@ static bool idle_worker(struct mproc_pool *pool)
 	return false;
 }
 
+/* How long w may stand still before it is stuck: STEAL_AFTER_NS, or four
+ * of its tasks' usual time when that is longer (a worker of 20 ms tasks is
+ * not stuck 10 ms into one). */
+static uint64_t steal_after(const struct mproc__worker *w)
+{
+	double usual = 4 * w->ns_per_task;
+	return usual > STEAL_AFTER_NS ? (uint64_t)usual : STEAL_AFTER_NS;
+}
+
 void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now)
 {
 	unsigned moving = 0;
@@ -277,11 +287,11 @@ void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now)
 		if ((c != w->d.claim_seen && !(c & MPROC__REVOKED)) ||
 		    w->out_sent < w->out.len) {
 			w->d.claim_seen = c;
-			w->d.claim_ns = 0;
+			w->d.claim_ns = now; /* still since at most now */
 			w->d.stuck = false;
 		} else if (!w->d.claim_ns) {
 			w->d.claim_ns = now; /* still since at least now */
-		} else if (now - w->d.claim_ns >= STEAL_AFTER_NS) {
+		} else if (now - w->d.claim_ns >= steal_after(w)) {
 			w->d.stuck = true;
 		}
 		moving += !w->d.stuck;
@@ -303,10 +313,13 @@ uint64_t mproc__dispatch_next(const struct mproc_pool *pool)
 	uint64_t next = UINT64_MAX;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		const struct mproc__worker *w = &pool->workers[i];
-		if (mproc__worker_alive(w) && mproc__chunkq_len(&w->q) &&
-		    !w->d.stuck && w->d.claim_ns &&
-		    w->d.claim_ns + STEAL_AFTER_NS < next)
-			next = w->d.claim_ns + STEAL_AFTER_NS;
+		if (!mproc__worker_alive(w) || !mproc__chunkq_len(&w->q) ||
+		    w->d.stuck)
+			continue;
+		/* Work given since the last look: timed from now. */
+		uint64_t since = w->d.claim_ns ? w->d.claim_ns : mproc__coarse_ns();
+		if (since + steal_after(w) < next)
+			next = since + steal_after(w);
 	}
 	/* The coarse clock lags by up to a tick: wake a little after. */
 	return next == UINT64_MAX ? next : next + 5000000u;

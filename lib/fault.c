@@ -138,13 +138,14 @@ static void store_note(struct mproc_pool *pool, struct mproc__call *call,
  * chunks. In a range's frame p is the frame's one record (task 0's
  * argument, step), which each part remakes for its first task.
  */
-static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
-                    const struct mproc__frame *f, const char *p,
-                    uint32_t from, uint32_t to, uint16_t attempts,
-                    bool suspect)
+static void requeue_pieces(struct mproc_pool *pool,
+                           const struct mproc__chunk *c,
+                           const struct mproc__frame *f, const char *p,
+                           uint32_t from, uint32_t to, uint16_t attempts,
+                           bool suspect, uint32_t piece)
 {
 	while (from < to) {
-		uint32_t n = suspect ? 1 : to - from;
+		uint32_t n = suspect ? 1 : to - from < piece ? to - from : piece;
 		const char *q = p, *src = p;
 		for (uint32_t k = 0; k < n; k++)
 			q += mproc__task_rec_size(f->flags, q);
@@ -178,6 +179,14 @@ static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
 		from += n;
 		p = q;
 	}
+}
+
+static void requeue(struct mproc_pool *pool, const struct mproc__chunk *c,
+                    const struct mproc__frame *f, const char *p,
+                    uint32_t from, uint32_t to, uint16_t attempts,
+                    bool suspect)
+{
+	requeue_pieces(pool, c, f, p, from, to, attempts, suspect, UINT32_MAX);
 }
 
 /* The blamed task: its final result, or a retry. */
@@ -310,7 +319,12 @@ size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w)
 		                                  : (uint32_t)(started - ch->seq + 1);
 		struct mproc__frame f;
 		const char *p = chunk_record(w, frame, from, &f);
-		requeue(pool, ch, &f, p, from, ch->count, ch->attempts, ch->suspect);
+		/* In pieces, one per worker, so that what a stuck worker held
+		 * spreads over the others rather than moving whole to one. */
+		uint32_t n = ch->count - from;
+		uint32_t piece = (n + pool->nworkers - 1) / pool->nworkers;
+		requeue_pieces(pool, ch, &f, p, from, ch->count, ch->attempts,
+		               ch->suspect, piece ? piece : 1);
 		taken += ch->count - from;
 		if (from) {
 			ch->count = from;
