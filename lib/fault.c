@@ -454,7 +454,9 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 		                   "the pool");
 	} else if (d.running && r >= 0) {
 		target = d.running;
-		if (w->f.term_at) {
+		if (w->f.term_at &&
+		    !atomic_load_explicit(&st->crash_signal, memory_order_acquire)) {
+			/* Timed out, unless it crashed by itself first. */
 			d.status = MPROC_TIMEOUT;
 			snprintf(d.msg, sizeof d.msg,
 			         "ran past its timeout of %.3g s; worker stopped with %s",
@@ -715,6 +717,13 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		if (now + look < next)
 			next = now + look;
 		if (now >= start + limit_ns) {
+			/* A task that crashed, or a worker already gone, while
+			 * the driver was away is no timeout: its death, waiting
+			 * in the poll, says what ended it. */
+			if (atomic_load_explicit(&st->crash_signal,
+			                         memory_order_acquire) ||
+			    (w->proc.exit_fd >= 0 && mproc__worker_ends(w, 0)))
+				continue;
 			mproc__worker_signal(&pool->be, w, SIGTERM);
 			w->f.term_at = now;
 			w->f.timeout_task = id;

@@ -61,7 +61,7 @@ static int recurse(int depth)
 enum { DO_OK, DO_SEGV, DO_BUS, DO_FPE, DO_ILL, DO_ABORT, DO_STACK, DO_EXIT, DO__EXIT,
        DO_FORK, DO_SLEEP, DO_IGNORE_TERM, DO_CLOSE_FDS, DO_NOISE, DO_GARBAGE,
        DO_GROW_RSS, DO_GROW_VM, DO_DEVNULL_FDS, DO_FORGED_HEADER, DO_BRIEF,
-       DO_BIG_ALLOC };
+       DO_BIG_ALLOC, DO_LATE_SEGV };
 
 static int t_fault(const struct mproc_value *arg, struct mproc_writer *ret)
 {
@@ -175,6 +175,10 @@ static int t_fault(const struct mproc_value *arg, struct mproc_writer *ret)
 	}
 	case DO_BRIEF:
 		sleep_ms(20);
+		break;
+	case DO_LATE_SEGV:
+		sleep_ms(40);
+		*(volatile int *)16 = 1;
 		break;
 	case DO_BIG_ALLOC: {
 		/* One allocation far past the limit fails, and the task aborts:
@@ -585,6 +589,44 @@ START_TEST(test_fault_timeout_stops_task_with_sigterm)
 	struct mproc_pool_stats st;
 	mproc_pool_stats(p, &st);
 	ck_assert_uint_eq(st.timed_out, 1);
+	finish(p);
+}
+END_TEST
+
+static void cb_linger(void *cookie, const struct mproc_results *res)
+{
+	(void)cookie;
+	(void)res;
+	sleep_ms(400);
+}
+
+/* A task that crashes while the thread driving the pool is away (in a
+ * callback) for longer than the task's timeout ends CRASHED with its
+ * signal: the watch, back first, does not take the dead worker for a
+ * running one. */
+START_TEST(test_fault_crash_while_driver_away_is_no_timeout)
+{
+	struct mproc_pool_opts o = {.processes = 2, .task_timeout = 0.1};
+	struct mproc_pool *p = open_pool_opts(&o);
+	size_t len;
+	struct mproc_async *crash, *brief;
+	const void *arg = pickle_int(DO_LATE_SEGV, &len);
+	ck_assert_int_eq(mproc_apply_async(p, t_fault, arg, len, NULL, &crash), 0);
+	/* Its result comes while the crashing task runs, and its callback
+	 * keeps the driver away until well past the other's timeout. */
+	struct mproc_callbacks cb = {.callback = cb_linger};
+	arg = pickle_int(DO_BRIEF, &len);
+	ck_assert_int_eq(mproc_apply_async(p, t_fault, arg, len, &cb, &brief), 0);
+	const struct mproc_results *res;
+	ck_assert_int_eq(mproc_async_get(crash, -1, &res), MPROC_ERAISED);
+	ck_assert_int_eq(item(res, 0).status, MPROC_CRASHED);
+	ck_assert_int_eq(item(res, 0).error->crash->signal, SIGSEGV);
+	ck_assert_int_eq(mproc_async_get(brief, -1, &res), 0);
+	mproc_async_free(crash);
+	mproc_async_free(brief);
+	struct mproc_pool_stats st;
+	mproc_pool_stats(p, &st);
+	ck_assert_uint_eq(st.timed_out, 0);
 	finish(p);
 }
 END_TEST
@@ -1532,6 +1574,7 @@ int main(void)
 	tcase_add_test(tc, test_fault_call_timeout_behind_untimed_tasks_fires);
 	tcase_add_test(tc, test_fault_kill_9_from_outside_is_crashed_sigkill);
 	tcase_add_test(tc, test_fault_timeout_stops_task_with_sigterm);
+	tcase_add_test(tc, test_fault_crash_while_driver_away_is_no_timeout);
 	tcase_add_test(tc, test_fault_timeout_ignoring_sigterm_gets_sigkill);
 	tcase_add_test(tc, test_fault_per_call_timeout_overrides_the_pool);
 	tcase_add_test(tc, test_fault_max_rss_retires_worker_after_task);
