@@ -299,7 +299,9 @@ MPROC_EXPORT int mproc_process_cpu_count(void);
 
 /*
  * Name workers in ps(1) with libbsd's setproctitle(). Call it first thing in
- * main() with main's arguments; without it workers fall back to
+ * main() with main's arguments (`envp` may be NULL: then `environ`, which
+ * is the same block unless the program changed its environment before);
+ * without it workers fall back to
  * prctl(PR_SET_NAME), which ps shows as the command name. Optional;
  * idempotent; not thread-safe (call it before starting threads).
  */

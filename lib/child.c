@@ -56,7 +56,8 @@ void mproc_init(int argc, char *argv[], char *envp[])
 {
 #if HAVE_SETPROCTITLE
 	if (!title_ready && argc > 0 && argv && argv[0]) {
-		setproctitle_init(argc, argv, envp);
+		/* libbsd reads the environment block that follows argv. */
+		setproctitle_init(argc, argv, envp ? envp : environ);
 		title_ready = true;
 	}
 #else

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mproc.h"
 #include "testutil.h"
@@ -151,6 +153,27 @@ START_TEST(test_lifecycle_workers_ignore_sigint_and_are_named)
 	ck_assert_int_eq(strncmp(s, "mproc-worker0", len), 0);
 	mproc_results_free(r);
 	finish_pool(p);
+}
+END_TEST
+
+/* mproc_init with no envp (main declared with two arguments) takes the
+ * environment from environ; it does not crash. Run in a child, which
+ * exits with what it saw: the test process keeps its own title. */
+START_TEST(test_lifecycle_init_without_envp)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char arg0[64] = "mproc-test-init";
+		char *argv[] = {arg0, NULL};
+		mproc_init(1, argv, NULL);
+		mproc_init(1, argv, NULL); /* idempotent */
+		_exit(getenv("PATH") ? 0 : 3);
+	}
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "child status %#x", status);
 }
 END_TEST
 
@@ -458,6 +481,7 @@ int main(void)
 	tcase_add_test(tc, test_lifecycle_initializer_runs_in_each_worker);
 	tcase_add_test(tc, test_lifecycle_maxtasksperchild_replaces_workers);
 	tcase_add_test(tc, test_lifecycle_workers_ignore_sigint_and_are_named);
+	tcase_add_test(tc, test_lifecycle_init_without_envp);
 	tcase_add_test(tc, test_lifecycle_crashed_worker_is_replaced);
 	tcase_add_test(tc, test_lifecycle_join_before_close_is_erunning);
 	tcase_add_test(tc, test_lifecycle_submit_after_close_is_eclosed);
