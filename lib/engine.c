@@ -204,10 +204,9 @@ void mproc__engine_kick(struct mproc_pool *pool)
 /* An iterator's window: what the pool's options say, or enough to keep
  * every worker eight chunks ahead; never more than the input holds. */
 static size_t window_of(const struct mproc_pool *pool,
-                        const struct mproc__job *job)
+                        const struct mproc__job *job, size_t win)
 {
 	size_t chunksize = mproc__job_chunksize(job);
-	size_t win = pool->opts.window;
 	if (!win) {
 		win = chunksize > SIZE_MAX / 8 / pool->nworkers
 		              ? SIZE_MAX
@@ -219,6 +218,23 @@ static size_t window_of(const struct mproc_pool *pool,
 		win = chunksize;
 	size_t left = mproc__job_left(job);
 	return left < win ? (left ? left : 1) : win;
+}
+
+/* By default an iterator's window reaches this many results, past the
+ * usual one only while they are small (MPROC__HELD_BYTES): an ordered
+ * iterator's results wait for the one before them, and a worker
+ * descheduled or slow on that one would stop every other worker once a
+ * small window is full; an unordered one gets its results in fewer,
+ * larger batches. */
+#define SMALL_RESULTS_WINDOW 16384u
+
+static int set_window(const struct mproc_pool *pool, struct mproc__job *job)
+{
+	size_t soft = window_of(pool, job, pool->opts.window);
+	size_t win = soft;
+	if (!pool->opts.window && soft < SMALL_RESULTS_WINDOW)
+		win = window_of(pool, job, SMALL_RESULTS_WINDOW);
+	return mproc__job_set_window(job, win, soft);
 }
 
 int mproc__engine_call_opts(const struct mproc_pool *pool,
@@ -240,7 +256,7 @@ int mproc__engine_submit(struct mproc_pool *pool, struct mproc__call *call)
 	else if (mproc__stats_halted(&pool->stats))
 		rc = MPROC_EHALTED;
 	else if (mproc__job_kind(job) != MPROC__JOB_ALL)
-		rc = mproc__job_set_window(job, window_of(pool, job));
+		rc = set_window(pool, job);
 	if (rc == 0) {
 		mproc__call_enqueue(&pool->calls, call);
 		mproc__engine_kick(pool);

@@ -56,8 +56,15 @@ struct mproc__job {
 	size_t completed;       /* results stored */
 	size_t delivered;       /* iterators: results handed out */
 	size_t window;          /* iterators: most results pulled ahead */
+	size_t soft;            /* past this many, only while `held` is under
+	                         * MPROC__HELD_BYTES */
+	size_t held;            /* bytes of results not handed out */
+	size_t kicked;          /* `delivered` when input was last wanted */
 	struct slot *slots;     /* iterators: a power of two > window */
 	size_t nslots;
+	struct slot *last;      /* the slot handed out last */
+	struct mproc__buf *spare; /* buffers of handed-out results */
+	size_t nspare;
 	size_t uhead, ucount;   /* unordered: FIFO of ready slots */
 	uintptr_t *table;       /* ALL: a word per input, filled on arrival */
 	size_t ntable;
@@ -98,6 +105,9 @@ void mproc__job_free(struct mproc__job *job)
 	for (size_t i = 0; i < job->nslots; i++)
 		mproc__buf_free(&job->slots[i].data);
 	free(job->slots);
+	for (size_t i = 0; i < job->nspare; i++)
+		mproc__buf_free(&job->spare[i]);
+	free(job->spare);
 	mproc__table_free(job->table, job->ntable);
 	mproc__rstore_free(&job->rs, job->env ? &job->env->dec : NULL,
 	                   job->pulled <= 1024);
@@ -219,21 +229,31 @@ void mproc__job_set_chunksize(struct mproc__job *job, size_t chunksize)
 	job->chunksize = chunksize ? chunksize : 1;
 }
 
-int mproc__job_set_window(struct mproc__job *job, size_t window)
+int mproc__job_set_window(struct mproc__job *job, size_t window, size_t soft)
 {
-	/* At least window + 1 slots, a power of two so that a slot is found
+	/* At least window + 2 slots (the result handed out last stays valid
+	 * while a full window arrives), a power of two so that a slot is found
 	 * with a mask, not a division, once per result. */
-	if (window > (SIZE_MAX >> 2))
+	if (window > (SIZE_MAX >> 2) || soft > window)
 		return -ENOMEM;
 	size_t n = 1;
-	while (n < window + 1)
+	while (n < window + 2)
 		n <<= 1;
 	struct slot *s = calloc(n, sizeof *s);
-	if (!s)
+	/* Buffers outlive their results only up to the soft window's count:
+	 * past it, what a slot held goes back to the allocator. */
+	struct mproc__buf *spare = soft < window ? calloc(soft, sizeof *spare)
+	                                         : NULL;
+	if (!s || (soft < window && !spare)) {
+		free(s);
+		free(spare);
 		return -ENOMEM;
+	}
 	job->window = window;
+	job->soft = soft;
 	job->slots = s;
 	job->nslots = n;
+	job->spare = spare;
 	return 0;
 }
 
@@ -268,7 +288,21 @@ size_t mproc__job_room(const struct mproc__job *job)
 	/* Iterators: at most `window` results between the consumer and the
 	 * input, so that an endless input runs in bounded memory. */
 	size_t ahead = job->pulled - job->delivered;
-	return ahead >= job->window ? 0 : job->window - ahead;
+	if (ahead >= job->window)
+		return 0;
+	/* Past the soft window, only small results: a worker that holds the
+	 * next result back (descheduled, slow) stops the others only once
+	 * they have filled the window or a few MiB. */
+	if (ahead >= job->soft) {
+		if (job->held >= MPROC__HELD_BYTES)
+			return 0;
+		/* Few at a time, so that a run of big results is seen coming:
+		 * past the soft window, what waits holds under the budget plus
+		 * what is in flight. */
+		size_t room = job->window - ahead, step = job->soft / 8 + 1;
+		return room < step ? room : step;
+	}
+	return job->window - ahead;
 }
 
 size_t mproc__job_left(const struct mproc__job *job)
@@ -481,8 +515,11 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	/* The commonest results need neither a copy nor, later, a decoder. */
 	s->tiny = status == MPROC_OK ? mproc__decode_tiny(payload, len) : NULL;
 	s->data.len = 0;
-	if (!s->tiny)
+	if (!s->tiny) {
+		if (!s->data.cap && job->nspare)
+			s->data = job->spare[--job->nspare];
 		rc = mproc__buf_append(&s->data, payload, len);
+	}
 	if (rc < 0) {
 		/* Out of memory for this result: it still ends, as an error. */
 		s->data.len = 0;
@@ -492,6 +529,7 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	s->status = status;
 	s->attempts = attempts;
 	s->ready = true;
+	job->held += s->data.len;
 	job->completed++;
 	return rc;
 }
@@ -655,6 +693,23 @@ struct mproc_results *mproc__job_results(struct mproc__job *job)
 	return &job->results;
 }
 
+/* A ring larger than its soft window: the buffer of the result
+ * handed out last (valid until now) goes to the spares, or back to the
+ * allocator when there are enough, so that no more buffers live than
+ * results wait. */
+static void recycle(struct mproc__job *job, struct slot *s)
+{
+	if (s->ready || !s->data.cap)
+		return;
+	if (job->nspare < job->soft) {
+		s->data.len = 0;
+		job->spare[job->nspare++] = s->data;
+	} else {
+		mproc__buf_free(&s->data);
+	}
+	s->data = (struct mproc__buf){0};
+}
+
 /* The slot the consumer gets next, or NULL when none is ready. */
 static struct slot *job_next_slot(const struct mproc__job *job)
 {
@@ -674,11 +729,15 @@ bool mproc__job_has_next(const struct mproc__job *job)
 int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
                     int *err)
 {
+	if (job->spare && job->last)
+		recycle(job, job->last);
 	struct slot *s = job_next_slot(job);
 	if (!s) {
 		*err = job->input_err; /* 0, MPROC_EINPUT, _ECLOSED or _EHALTED */
 		return 0;
 	}
+	job->held -= s->data.len;
+	job->last = s;
 	if (job->kind == MPROC__JOB_UNORDERED) {
 		job->uhead = (job->uhead + 1) & (job->nslots - 1);
 		job->ucount--;
@@ -709,9 +768,13 @@ int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
 	return 1;
 }
 
-bool mproc__job_wants_input(const struct mproc__job *job)
+bool mproc__job_wants_input(struct mproc__job *job)
 {
-	/* Refill in batches, not a task per result: once half the window
-	 * has been consumed. */
-	return !job->input_done && job->pulled - job->delivered <= job->window / 2;
+	/* Refill in batches, not a task per result: once half the (soft)
+	 * window has been consumed since the last refill, if there is room. */
+	if (job->input_done || job->delivered - job->kicked < job->soft / 2 ||
+	    !mproc__job_room(job))
+		return false;
+	job->kicked = job->delivered;
+	return true;
 }

@@ -52,9 +52,11 @@ int mproc__job_read_all(struct mproc__job *job);
 /* The input's length, when known (after read_all, always for map). */
 size_t mproc__job_len(const struct mproc__job *job);
 void mproc__job_set_chunksize(struct mproc__job *job, size_t chunksize);
-/* Iterators: at most `window` results pulled ahead of the consumer.
- * 0 or -ENOMEM. */
-int mproc__job_set_window(struct mproc__job *job, size_t window);
+/* Iterators: at most `window` results pulled ahead of the consumer, and
+ * past `soft` of them (soft <= window) only while they hold less than
+ * MPROC__HELD_BYTES. 0 or -ENOMEM. */
+#define MPROC__HELD_BYTES ((size_t)8 << 20)
+int mproc__job_set_window(struct mproc__job *job, size_t window, size_t soft);
 /* What mproc_results_free() hands back to release. */
 void mproc__job_set_owner(struct mproc__job *job, void *owner);
 
@@ -125,6 +127,6 @@ bool mproc__job_has_next(const struct mproc__job *job);
 int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
                     int *err);
 /* The window moved far enough that the engine should pull more now. */
-bool mproc__job_wants_input(const struct mproc__job *job);
+bool mproc__job_wants_input(struct mproc__job *job);
 
 #endif

@@ -29,6 +29,42 @@ static int t_jitter(const struct mproc_value *arg, struct mproc_writer *ret)
 	return mproc_write_int(ret, x);
 }
 
+/* Item 0 sleeps 400 ms; the others return their index, or (with a
+ * negative index) 128 KiB of bytes. */
+#define BIG_RESULT (128u * 1024u)
+static int t_slow_head(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	int64_t x = 0;
+	mproc_value_int(arg, &x);
+	if (x == 0) {
+		sleep_ms(400);
+		return mproc_write_int(ret, 0);
+	}
+	if (x > 0)
+		return mproc_write_int(ret, x);
+	char *big = malloc(BIG_RESULT); /* threads too: one each */
+	if (!big)
+		return -ENOMEM;
+	memset(big, (int)(-x & 0x7f), BIG_RESULT);
+	int rc = mproc_write_bytes(ret, big, BIG_RESULT);
+	free(big);
+	return rc;
+}
+
+/* Results done while the consumer waits on item 0, after 0.3 s of it. */
+static uint64_t done_behind_slow_head(struct mproc_pool *p, int64_t step,
+                                      int64_t n, struct mproc_iter **it)
+{
+	struct mproc_input in;
+	mproc_input_range(&in, 0, step * n, step);
+	const struct mproc_result *r;
+	ck_assert_int_eq(mproc_imap(p, t_slow_head, &in, 1, it), 0);
+	ck_assert_int_eq(mproc_iter_next(*it, 0.3, &r), -ETIMEDOUT);
+	struct mproc_pool_stats st;
+	ck_assert_int_eq(mproc_pool_stats(p, &st), 0);
+	return st.tasks_done;
+}
+
 /* ---- imap and imap_unordered ----------------------------------------- */
 
 START_TEST(test_iter_imap_yields_in_input_order)
@@ -130,6 +166,54 @@ START_TEST(test_iter_generator_failure_after_results)
 END_TEST
 
 /* ---- next: timeouts and polling -------------------------------------- */
+
+/* An ordered iterator whose next result is slow: the other workers run
+ * on far past the usual window (256 here) while the results are small. */
+START_TEST(test_iter_ordered_runs_on_past_a_slow_head)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_iter *it;
+	uint64_t done = done_behind_slow_head(p, 1, 3000, &it);
+	ck_assert_msg(done >= 1500, "%llu results behind the slow one",
+	              (unsigned long long)done);
+	const struct mproc_result *r;
+	for (int64_t i = 0; i < 3000; i++) {
+		ck_assert_int_eq(mproc_iter_next(it, 10, &r), 1);
+		ck_assert_int_eq(int_of(r->value), i);
+	}
+	ck_assert_int_eq(mproc_iter_next(it, 10, &r), 0);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+/* With big results, what waits behind the slow one stays near the usual
+ * window: 256 results, plus 8 MiB of them (64 of 128 KiB), plus what was
+ * in flight; never the whole input. */
+START_TEST(test_iter_big_results_wait_within_a_byte_budget)
+{
+	struct mproc_pool *p = open_pool(2);
+	struct mproc_iter *it;
+	uint64_t done = done_behind_slow_head(p, -1, 1000, &it);
+	ck_assert_msg(done <= 500, "%llu results behind the slow one",
+	              (unsigned long long)done);
+	const struct mproc_result *r;
+	for (int64_t i = 0; i < 1000; i++) {
+		ck_assert_int_eq(mproc_iter_next(it, 10, &r), 1);
+		ck_assert_uint_eq(r->index, (size_t)i);
+		if (i == 0)
+			continue;
+		const void *b;
+		size_t len;
+		ck_assert_int_eq(mproc_value_bytes(r->value, &b, &len), 0);
+		ck_assert_uint_eq(len, BIG_RESULT);
+		ck_assert_int_eq(((const char *)b)[len - 1], (int)(i & 0x7f));
+	}
+	ck_assert_int_eq(mproc_iter_next(it, 10, &r), 0);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
 
 START_TEST(test_iter_next_timeout_then_continues)
 {
@@ -255,6 +339,8 @@ int main(void)
 	tcase_add_test(tc, test_iter_freed_early_leaves_pool_usable);
 	tcase_add_test(tc, test_iter_join_ends_iterator_waiting_for_its_consumer);
 	tcase_add_test(tc, test_iter_polling_with_zero_timeout_makes_progress);
+	tcase_add_test(tc, test_iter_ordered_runs_on_past_a_slow_head);
+	tcase_add_test(tc, test_iter_big_results_wait_within_a_byte_budget);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
