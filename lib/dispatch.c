@@ -45,7 +45,7 @@
 static bool any_moving(const struct mproc_pool *pool)
 {
 	for (unsigned i = 0; i < pool->nworkers; i++)
-		if (mproc__worker_alive(&pool->workers[i]) &&
+		if (mproc__worker_usable(&pool->workers[i]) &&
 		    !pool->workers[i].d.stuck)
 			return true;
 	return false;
@@ -62,7 +62,7 @@ static struct mproc__worker *pick_worker(struct mproc_pool *pool)
 		/* Below its depth, or with fewer than two chunks: with big
 		 * chunks the next one is then written while the worker runs
 		 * the current one, instead of after. */
-		if (!mproc__worker_alive(w) || w->d.retiring || w->d.suspect ||
+		if (!mproc__worker_usable(w) || w->d.retiring || w->d.suspect ||
 		    (moving && w->d.stuck) ||
 		    (w->inflight_tasks >= mproc__worker_depth(w) &&
 		     mproc__chunkq_len(&w->q) >= 2))
@@ -249,7 +249,7 @@ static bool idle_worker(struct mproc_pool *pool)
 	bool moving = any_moving(pool);
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		const struct mproc__worker *w = &pool->workers[i];
-		if (mproc__worker_alive(w) && !mproc__chunkq_len(&w->q) &&
+		if (mproc__worker_usable(w) && !mproc__chunkq_len(&w->q) &&
 		    !w->d.retiring && !w->d.suspect && !(moving && w->d.stuck))
 			return true;
 	}
@@ -270,7 +270,7 @@ void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now)
 	unsigned moving = 0;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
-		if (!mproc__worker_alive(w))
+		if (!mproc__worker_usable(w))
 			continue;
 		if (!mproc__chunkq_len(&w->q) || w->d.suspect) {
 			/* Holds nothing of ours: it can take work (a stopped one
@@ -301,7 +301,7 @@ void mproc__dispatch_steal(struct mproc_pool *pool, uint64_t now)
 		return;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
-		if (mproc__worker_alive(w) && w->d.stuck &&
+		if (mproc__worker_usable(w) && w->d.stuck &&
 		    mproc__fault_take_back(pool, w))
 			w->d.claim_seen = atomic_load_explicit(&pool->status[i].claim,
 			                                       memory_order_acquire);
@@ -313,7 +313,7 @@ uint64_t mproc__dispatch_next(const struct mproc_pool *pool)
 	uint64_t next = UINT64_MAX;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		const struct mproc__worker *w = &pool->workers[i];
-		if (!mproc__worker_alive(w) || !mproc__chunkq_len(&w->q) ||
+		if (!mproc__worker_usable(w) || !mproc__chunkq_len(&w->q) ||
 		    w->d.stuck)
 			continue;
 		/* Work given since the last look: timed from now. */

@@ -61,9 +61,13 @@ static unsigned poll_set(struct mproc_pool *pool)
 		mproc__worker_flush(w);
 		if (!mproc__worker_alive(w))
 			continue;
-		pfd[np++] = (struct pollfd){.fd = w->proc.result_fd, .events = POLLIN};
+		/* A channel that ended is not looked at again (it would wake
+		 * the poll at once): only the worker's end. */
+		bool cut = w->cut_ns != 0;
+		pfd[np++] = (struct pollfd){.fd = cut ? -1 : w->proc.result_fd,
+		                            .events = POLLIN};
 		pfd[np++] = (struct pollfd){
-			.fd = w->proc.task_fd,
+			.fd = cut ? -1 : w->proc.task_fd,
 			.events = w->out_sent < w->out.len ? POLLOUT : 0};
 		pfd[np++] = (struct pollfd){.fd = w->proc.exit_fd, .events = POLLIN};
 	}
@@ -90,7 +94,7 @@ static void poll_results(struct mproc_pool *pool)
 		else if (ex->revents & POLLIN)
 			mproc__fault_died(pool, w, MPROC__END_EXIT);
 		else if (r != 0 || (task->revents & (POLLERR | POLLHUP)))
-			mproc__fault_died(pool, w, MPROC__END_EOF);
+			mproc__fault_channel_ended(pool, w);
 		else if (task->revents & POLLOUT)
 			mproc__worker_flush(w);
 	}

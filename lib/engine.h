@@ -123,8 +123,16 @@ enum mproc__end {
  * requeue what it held, start its replacement. */
 void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
                        enum mproc__end how);
+/* w's channel ended: its death when its process ended too, or once it
+ * has had MPROC__END_GRACE_NS to (a crashing worker's pipes end just
+ * before its exit is seen); until then it gets no work and the driver
+ * goes on. Called again by mproc__fault_stalls. */
+void mproc__fault_channel_ended(struct mproc_pool *pool,
+                                struct mproc__worker *w);
+#define MPROC__END_GRACE_NS 1000000000u
 /* Workers gone back to waiting for work with a frame cut short in their
- * channel (forged bytes): a protocol error, within MPROC__STALL_NS. */
+ * channel (forged bytes): a protocol error, within MPROC__STALL_NS; and
+ * workers whose channel ended, looked at again. */
 void mproc__fault_stalls(struct mproc_pool *pool);
 #define MPROC__STALL_NS 1000000000u
 /* The timeout watch: signal workers past a task's timeout, take in

@@ -370,11 +370,20 @@ static void fail_requeue(struct mproc_pool *pool)
 	}
 }
 
-/* How long a worker whose channel ended may take to end by itself (a
- * crashing worker's pipe ends before its exit is seen, and on a loaded
- * machine the exit may wait for a CPU) before it is taken to live on with
- * a broken channel. Only a broken channel waits this long. */
-#define END_GRACE_MS 1000
+void mproc__fault_channel_ended(struct mproc_pool *pool,
+                                struct mproc__worker *w)
+{
+	/* How long a worker whose channel ended may take to end by itself
+	 * (a crashing worker's pipe ends before its exit is seen, and on a
+	 * loaded machine the exit may wait for a CPU) before it is taken to
+	 * live on with a broken channel. Only a broken channel waits this
+	 * long, and the pool's lock is not held meanwhile. */
+	uint64_t now = mproc__coarse_ns();
+	if (!w->cut_ns)
+		w->cut_ns = now ? now : 1;
+	if (mproc__worker_ends(w, 0) || now - w->cut_ns >= MPROC__END_GRACE_NS)
+		mproc__fault_died(pool, w, MPROC__END_EOF);
+}
 
 void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
                        enum mproc__end how)
@@ -391,8 +400,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 	 * innocent (the culprit may have returned already), so nobody is
 	 * blamed before the suspects' runs name the one. */
 	bool broken = how == MPROC__END_PROTO ||
-	              (how == MPROC__END_EOF &&
-	               !mproc__worker_ends(w, END_GRACE_MS));
+	              (how == MPROC__END_EOF && !mproc__worker_ends(w, 0));
 	mproc__worker_signal(&pool->be, w, SIGKILL);
 	siginfo_t si;
 	mproc__worker_reap(&pool->be, w, &pool->mu, pool->max_frame, &si);
@@ -454,9 +462,10 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 		                   "the pool");
 	} else if (d.running && r >= 0) {
 		target = d.running;
-		if (w->f.term_at &&
+		if (w->f.term_at && (d.signal == SIGTERM || d.signal == SIGKILL) &&
 		    !atomic_load_explicit(&st->crash_signal, memory_order_acquire)) {
-			/* Timed out, unless it crashed by itself first. */
+			/* Timed out: ended by our signal, not by a crash or an
+			 * exit of its own that came first. */
 			d.status = MPROC_TIMEOUT;
 			snprintf(d.msg, sizeof d.msg,
 			         "ran past its timeout of %.3g s; worker stopped with %s",
@@ -601,6 +610,10 @@ void mproc__fault_stalls(struct mproc_pool *pool)
 	uint64_t now = 0;
 	for (unsigned i = 0; i < pool->nworkers; i++) {
 		struct mproc__worker *w = &pool->workers[i];
+		if (mproc__worker_alive(w) && w->cut_ns) {
+			mproc__fault_channel_ended(pool, w);
+			continue;
+		}
 		if (!mproc__worker_alive(w) || !w->partial_ns)
 			continue;
 		if (!now)
@@ -664,16 +677,19 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		}
 		uint64_t look = watch_every(shortest);
 		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
-			/* Not ready yet (initializer) with tasks waiting: it gets
-			 * the task timeout to become ready, then SIGKILL. Look
-			 * again soon, to see its first task start. */
+			/* Not ready yet with tasks waiting: its initializer gets
+			 * the task timeout to finish, then SIGKILL (a worker with
+			 * none is only slow to start, on a loaded machine: its
+			 * tasks are taken back if it stands still). Look again
+			 * soon, to see its first task start. */
 			uint64_t limit = w->f.spawned_ns + limit_ns;
 			if (!mproc__chunkq_len(&w->q))
 				continue;
-			if (limit_ns && now >= limit && !w->f.killed) {
+			bool init = pool->opts.initializer != NULL;
+			if (init && limit_ns && now >= limit && !w->f.killed) {
 				mproc__worker_signal(&pool->be, w, SIGKILL);
 				w->f.killed = true;
-			} else if (limit_ns && limit < next) {
+			} else if (init && limit_ns && limit < next) {
 				next = limit;
 			}
 			if (shortest && now + look < next)
@@ -733,6 +749,23 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		} else if (start + limit_ns < next) {
 			next = start + limit_ns;
 		}
+	}
+	/* A channel that ended: its worker's end wakes the poll (a pidfd);
+	 * without one, look every few milliseconds; at the latest, when its
+	 * grace ends. */
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		const struct mproc__worker *w = &pool->workers[i];
+		if (!mproc__worker_alive(w) || !w->cut_ns)
+			continue;
+		uint64_t at = w->cut_ns + MPROC__END_GRACE_NS;
+		if (w->proc.exit_fd < 0) {
+			if (!now)
+				now = mproc__coarse_ns();
+			if (now + 2000000u < at)
+				at = now + 2000000u;
+		}
+		if (at < next)
+			next = at;
 	}
 	/* A frame cut short is looked at again when it would stall. */
 	for (unsigned i = 0; i < pool->nworkers; i++) {

@@ -54,6 +54,7 @@ int mproc__worker_spawn(struct mproc__backend *be, struct mproc__worker *w)
 	w->d.claim_ns = 0;
 	w->in.len = w->in_off = 0;
 	w->partial_ns = 0;
+	w->cut_ns = 0;
 	/* A retried task keeps its id: on the new worker it is timed anew. */
 	w->f.seen_id = 0;
 	mproc__chunkq_clear(&w->q);

@@ -28,6 +28,9 @@ struct mproc__worker {
 	uint64_t partial_ns;      /* a frame not yet whole: 0 none; UINT64_MAX
 	                           * bytes of it just came; else the coarse
 	                           * clock since when none came */
+	uint64_t cut_ns;          /* its channel ended while it lived: the
+	                           * coarse clock since when (fault.c waits for
+	                           * its end, without the pool's lock); else 0 */
 	struct mproc__chunkq q;   /* chunks in flight, oldest first */
 	size_t inflight_tasks;
 	double ns_per_task;       /* running average reported by the worker */
@@ -65,6 +68,12 @@ void mproc__worker_free(struct mproc__backend *be, struct mproc__worker *w);
 static inline bool mproc__worker_alive(const struct mproc__worker *w)
 {
 	return w->proc.pid != 0;
+}
+
+/* A worker that can be given work: alive, its channel whole. */
+static inline bool mproc__worker_usable(const struct mproc__worker *w)
+{
+	return w->proc.pid != 0 && !w->cut_ns;
 }
 
 /* Start a worker in the empty slot w; 0 or -errno. */
