@@ -70,12 +70,20 @@ extern "C" {
 	XX(EINDEX, -4009, "index out of range")                                  \
 	XX(EWRITER, -4010, "writer misuse: unbalanced container or no value")    \
 	XX(ERAISED, -4011, "a task raised an error")                             \
-	XX(ECLOSED, -4012, "pool is closed or terminated")                       \
+	XX(ECLOSED, -4012, "closed: a pool closed or terminated, a connection or queue closed") \
 	XX(ERUNNING, -4013, "pool is still running (close or terminate it first)") \
 	XX(ENOTREADY, -4014, "result is not ready")                              \
 	XX(EPROTO, -4015, "broken channel between manager and worker")          \
 	XX(EINPUT, -4017, "an input generator failed")                         \
-	XX(EHALTED, -4018, "the pool halted: too many failures, or no worker can start")
+	XX(EHALTED, -4018, "the pool halted: too many failures, or no worker can start") \
+	/* Processes, connections, queues, locks (issue 13). */                 \
+	XX(EEOF, -4019, "end of file: the other end closed the connection")     \
+	XX(EPEER, -4020, "the other end of the connection is gone")             \
+	XX(EFULL, -4021, "queue is full")                                        \
+	XX(EEMPTY, -4022, "queue is empty")                                      \
+	XX(EABANDONED, -4023, "the holder died: acquired, but what it guarded may be half-changed") \
+	XX(ENOTHELD, -4024, "released more times than acquired, or by a non-owner") \
+	XX(EBROKEN, -4025, "barrier is broken")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
@@ -842,6 +850,238 @@ MPROC_EXPORT int mproc_iter_next(struct mproc_iter *it, double timeout,
                                  const struct mproc_result **out);
 /* Release an iterator; tasks still running are left to finish. NULL ok. */
 MPROC_EXPORT void mproc_iter_free(struct mproc_iter *it);
+
+/* ======================================================================== */
+/* Beyond the pool: Pipe, Connection, Process (issue 13)                    */
+/* ======================================================================== */
+
+/*
+ * What a port needs besides Pool, with Python's names: Pipe and
+ * Connection, Process, Queue, the locks, Value and Array. They share the
+ * pool's codec (values are pickles) and fault model (a process that dies
+ * is a clear code for the others, never a hang). docs/porting.md shows
+ * each beside its Python.
+ *
+ * Sharing between processes is by inheritance, as with Python's fork start
+ * method: an object is made first, then the processes that use it are
+ * forked (mproc_process_start(), a pool's workers), and each uses its
+ * inherited copy of the handle. A pool's workers close every descriptor of
+ * the pools, never a connection's, so that a task may use a connection or
+ * queue it inherited.
+ */
+
+/* ------------------------------------------------------------------------ */
+/* Pipe and Connection (multiprocessing.Pipe, connection.Connection)        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One end of a pipe. A message is a value (a pickle) or raw bytes; each
+ * send is one message, received whole by one recv. Not thread-safe: one
+ * thread at a time uses an end, as in Python. Descriptors are close-on-exec.
+ */
+struct mproc_conn;
+
+/*
+ * Pipe(duplex): two connected ends. duplex true: both send and receive;
+ * false: *a only receives and *b only sends (Python's order: r, w).
+ * Returns 0, -EINVAL (NULL), -EMFILE/-ENFILE, -ENOMEM; on error both are
+ * NULL and nothing is left open. Free each end with mproc_conn_free().
+ * Messages may be up to 1 GiB (mproc_pipe_limits sets another limit).
+ */
+MPROC_EXPORT int mproc_pipe(struct mproc_conn **a, struct mproc_conn **b,
+                            bool duplex);
+/* mproc_pipe with decoder limits for both ends (NULL: the defaults):
+ * max_size also bounds raw messages; above 4 GiB - 1 is -EINVAL. */
+MPROC_EXPORT int mproc_pipe_limits(struct mproc_conn **a,
+                                   struct mproc_conn **b, bool duplex,
+                                   const struct mproc_limits *limits);
+
+/*
+ * Connection.send(obj): send one value, given as a complete pickle (from
+ * mproc_writer_finish() or Python's pickle.dumps); NULL, 0 sends None. The
+ * bytes are sent as they are: a receiver gets MPROC_EPICKLE_* from
+ * mproc_conn_recv() for a malformed one. Blocks while the pipe is full.
+ * Returns 0; MPROC_EPEER when the other end is closed or its process
+ * died (Python's BrokenPipeError; never SIGPIPE); MPROC_ECLOSED after
+ * mproc_conn_close(); -EBADF on a receive-only end; MPROC_EPICKLE_TOOBIG
+ * past the limit; -EINVAL.
+ */
+MPROC_EXPORT int mproc_conn_send(struct mproc_conn *c, const void *pickle,
+                                 size_t len);
+/* send() of a decoded value (re-encoded at protocol 5). As above. */
+MPROC_EXPORT int mproc_conn_send_value(struct mproc_conn *c,
+                                       const struct mproc_value *v);
+/* Connection.send_bytes(buf): one message of raw bytes. As above. */
+MPROC_EXPORT int mproc_conn_send_bytes(struct mproc_conn *c, const void *buf,
+                                       size_t len);
+
+/*
+ * Connection.recv(): wait for the next message and decode it. *out is
+ * owned by c and valid until the next recv, recv_bytes, close or free on
+ * c. Returns 0; MPROC_EEOF when the other end was closed, or its process
+ * ended, and nothing is left to read (Python's EOFError); MPROC_EPEER
+ * when the connection was reset; MPROC_EPICKLE_* when the message is not
+ * a pickle mproc reads (the message is consumed: the next recv reads the
+ * next one; mproc_conn_error() says why); MPROC_EPICKLE_TOOBIG when its
+ * length is past the limit (the stream cannot be resynchronised: c is
+ * closed); MPROC_ECLOSED; -EBADF on a send-only end; -ENOMEM; -EINVAL.
+ */
+MPROC_EXPORT int mproc_conn_recv(struct mproc_conn *c,
+                                 const struct mproc_value **out);
+/* Connection.recv_bytes(): the next message's bytes, owned by c as for
+ * recv. Returns as recv does, without the decoding errors. */
+MPROC_EXPORT int mproc_conn_recv_bytes(struct mproc_conn *c,
+                                       const void **buf, size_t *len);
+/* Why the last recv's decoding failed (the decoder's message), or "". */
+MPROC_EXPORT const char *mproc_conn_error(const struct mproc_conn *c);
+
+/*
+ * Connection.poll(timeout): 1 when a recv would not block (a message, or
+ * end of file, is there), 0 after `timeout` seconds (0: just look;
+ * negative: wait forever), or MPROC_ECLOSED, -EBADF, -EINVAL.
+ */
+MPROC_EXPORT int mproc_conn_poll(struct mproc_conn *c, double timeout);
+
+/*
+ * multiprocessing.connection.wait(conns, timeout): wait up to `timeout`
+ * seconds (negative: forever) until at least one of the n receiving
+ * connections has a message or end of file. Sets ready[i] for each
+ * connection that does and returns how many (0 on timeout), or -EINVAL
+ * (NULL, n 0 or past 65536, NaN), -EBADF (a send-only end),
+ * MPROC_ECLOSED (a closed one), -ENOMEM.
+ */
+MPROC_EXPORT int mproc_wait(struct mproc_conn *const *conns, size_t n,
+                            double timeout, bool *ready);
+
+/*
+ * Connection.close(): close this process's end (the other end then gets
+ * MPROC_EEOF once it has read what was sent). The handle stays valid and
+ * answers MPROC_ECLOSED; free it with mproc_conn_free(). Idempotent; 0 or
+ * -EINVAL. Connection.fileno() is mproc_conn_fileno() (MPROC_ECLOSED once
+ * closed); closed, readable and writable are the properties.
+ */
+MPROC_EXPORT int mproc_conn_close(struct mproc_conn *c);
+MPROC_EXPORT int mproc_conn_fileno(const struct mproc_conn *c);
+MPROC_EXPORT bool mproc_conn_closed(const struct mproc_conn *c);
+MPROC_EXPORT bool mproc_conn_readable(const struct mproc_conn *c);
+MPROC_EXPORT bool mproc_conn_writable(const struct mproc_conn *c);
+/* Close (if open) and free. NULL is allowed. */
+MPROC_EXPORT void mproc_conn_free(struct mproc_conn *c);
+
+/* ------------------------------------------------------------------------ */
+/* Process (multiprocessing.Process)                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A child process running one task function. Lifecycle:
+ *  1. mproc_process_start(&p, fn, arg, arglen, &opts): Process(target,
+ *     args).start() in one call. The child is a fork of the program: it
+ *     inherits the connections, queues, locks and shared values made
+ *     before, and closes the pools' descriptors. It runs fn(arg, ret) and
+ *     ends with _exit(): exit status 0 when fn returned, 1 when it raised
+ *     (Python's exitcode for an uncaught exception).
+ *  2. mproc_process_join(p, timeout), mproc_process_is_alive(p),
+ *     terminate, kill.
+ *  3. After it ended: mproc_process_exitcode() and, better than Python,
+ *     mproc_process_result(): the value fn returned, the error it raised,
+ *     or, for a crash, the pool's crash report (signal, address,
+ *     backtrace).
+ *  4. mproc_process_close() (Python's close: refused while running) or
+ *     mproc_process_free() (kills and reaps a child still running: the
+ *     library never leaves a child behind).
+ * A handle is used by one thread at a time.
+ */
+struct mproc_process;
+
+/* Options of mproc_process_start(); all zero means Python's defaults. */
+struct mproc_process_opts {
+	/** sizeof(struct mproc_process_opts), or 0 for this layout. */
+	size_t size;
+	/** Process.name, shown in ps(1) (setproctitle after mproc_init(),
+	 *  else the first 15 bytes as the command name); NULL means
+	 *  "Process-N", N counting from 1 in this program. Copied. */
+	const char *name;
+	/**
+	 * Process.daemon: the child is killed (SIGKILL) when the program
+	 * that started it ends, however it ends (PR_SET_PDEATHSIG; Linux
+	 * ties that signal to the thread that forked, so on some kernels a
+	 * daemon started from another thread than the main one dies when
+	 * that thread ends). A child that is not a daemon outlives the
+	 * program unless it is joined or freed.
+	 */
+	bool daemon;
+	/** MPROC_START_FORK (the default). MPROC_START_FORKSERVER is not
+	 *  available for processes yet: -ENOTSUP. */
+	enum mproc_start_method start_method;
+	/** Decoder limits for the argument (in the child) and the result. */
+	struct mproc_limits limits;
+};
+
+/*
+ * Start a child running fn on `arg` (a complete pickle, or NULL for None;
+ * the caller's, needed only during the call). `opts` NULL: defaults.
+ * Returns 0 and *out; -EINVAL (NULL fn or out, bad options), -ENOTSUP
+ * (fork server), -EAGAIN/-ENOMEM (fork), -EMFILE. Thread-safe.
+ */
+MPROC_EXPORT int mproc_process_start(struct mproc_process **out,
+                                     mproc_task_fn fn, const void *arg,
+                                     size_t arglen,
+                                     const struct mproc_process_opts *opts);
+
+/*
+ * Process.join(timeout): wait up to `timeout` seconds (negative: forever)
+ * for the child to end, reading its result meanwhile, and reap it.
+ * 0 once it has ended (at once if it had), -ETIMEDOUT, -EINVAL.
+ */
+MPROC_EXPORT int mproc_process_join(struct mproc_process *p, double timeout);
+
+/* Process.is_alive(): started and not ended (an ended child is reaped). */
+MPROC_EXPORT bool mproc_process_is_alive(struct mproc_process *p);
+
+/* Process.pid; -1 for NULL. Process.name; "" for NULL. */
+MPROC_EXPORT pid_t mproc_process_pid(const struct mproc_process *p);
+MPROC_EXPORT const char *mproc_process_name(const struct mproc_process *p);
+
+/*
+ * Process.sentinel: a descriptor that becomes readable when the child
+ * ends (its pidfd, owned by p, for poll() next to mproc_conn_fileno()).
+ * MPROC_ECLOSED once reaped, -ENOTSUP where the kernel has no pidfd.
+ */
+MPROC_EXPORT int mproc_process_sentinel(const struct mproc_process *p);
+
+/*
+ * Process.exitcode: 0 and *code once the child has ended: its exit status,
+ * or minus the signal that killed it (-9 for SIGKILL), as in Python; 255
+ * when the program itself reaped it (waitpid(-1)) and the status is lost.
+ * MPROC_ENOTREADY while it runs; -EINVAL.
+ */
+MPROC_EXPORT int mproc_process_exitcode(struct mproc_process *p, int *code);
+
+/* Process.terminate() (SIGTERM) and kill() (SIGKILL). Nothing happens to a
+ * child that has ended, as in Python. 0, or -EINVAL. */
+MPROC_EXPORT int mproc_process_terminate(struct mproc_process *p);
+MPROC_EXPORT int mproc_process_kill(struct mproc_process *p);
+
+/*
+ * How the task ended, once the child has: *out points into p (valid until
+ * close or free) with status MPROC_OK and the value fn returned (0), or
+ * MPROC_RAISED (the type and message fn raised) or MPROC_CRASHED (the child
+ * died or exited without returning: error->type "ProcessCrashed",
+ * error->crash with the signal, si_code, address and backtrace as for a
+ * pool's task) and the call answers MPROC_ERAISED. MPROC_ENOTREADY while
+ * it runs (join first); -EINVAL.
+ */
+MPROC_EXPORT int mproc_process_result(struct mproc_process *p,
+                                      const struct mproc_result **out);
+
+/*
+ * Process.close(): release p once the child has ended (and been reaped).
+ * MPROC_ERUNNING while it runs (p stays valid), -EINVAL, or 0 (p is gone).
+ */
+MPROC_EXPORT int mproc_process_close(struct mproc_process *p);
+/* Release p; a child still running is killed (SIGKILL) and reaped first.
+ * NULL is allowed. */
+MPROC_EXPORT void mproc_process_free(struct mproc_process *p);
 
 #ifdef __cplusplus
 }
