@@ -82,7 +82,7 @@ extern "C" {
 	XX(EFULL, -4021, "queue is full")                                        \
 	XX(EEMPTY, -4022, "queue is empty")                                      \
 	XX(EABANDONED, -4023, "the holder died: acquired, but what it guarded may be half-changed") \
-	XX(ENOTHELD, -4024, "released more times than acquired, or by a non-owner") \
+	XX(ENOTHELD, -4024, "released more times than acquired, by a non-owner, or task_done() past the puts") \
 	XX(EBROKEN, -4025, "barrier is broken")
 
 enum mproc_errno {
@@ -1082,6 +1082,145 @@ MPROC_EXPORT int mproc_process_close(struct mproc_process *p);
 /* Release p; a child still running is killed (SIGKILL) and reaped first.
  * NULL is allowed. */
 MPROC_EXPORT void mproc_process_free(struct mproc_process *p);
+
+/* ------------------------------------------------------------------------ */
+/* Queue, SimpleQueue, JoinableQueue (multiprocessing.Queue and friends)    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A FIFO of values (pickles) shared by the processes forked after it was
+ * made, and by their threads: a ring of bytes in shared memory behind a
+ * robust lock, with no helper thread. A process that dies while it holds
+ * the queue's lock (in the middle of a put or get) does not wedge it: the
+ * next caller repairs the lock, and the message being moved is either
+ * whole in the queue or not in it. Every call is thread-safe.
+ *
+ * Differences from Python, all documented below: a put waits while the
+ * ring has no room for the message, as for maxsize (Python's feeder
+ * thread buffers without bound), and a value larger than the ring is
+ * -EMSGSIZE; a get hands out a value owned by the calling thread.
+ */
+struct mproc_queue;
+
+enum mproc_queue_kind {
+	MPROC_QUEUE = 0,      /* multiprocessing.Queue(maxsize) */
+	MPROC_QUEUE_SIMPLE,   /* SimpleQueue: no maxsize */
+	MPROC_QUEUE_JOINABLE, /* JoinableQueue(maxsize): task_done and join */
+};
+
+/* Options of mproc_queue_new_opts(); all zero means Queue(). */
+struct mproc_queue_opts {
+	/** Most items queued at once; 0: no limit (Python's maxsize <= 0). */
+	size_t maxsize;
+	/** Bytes of the shared ring: messages and 4 bytes each. 0 means
+	 *  4 MiB; 64 bytes to 1 GiB. Memory is touched as it is used. */
+	size_t capacity;
+	enum mproc_queue_kind kind;
+	/** Decoder limits for mproc_queue_get(); zero means the defaults. */
+	struct mproc_limits limits;
+};
+
+/*
+ * Make a queue: 0 and *out, -EINVAL (bad options), -ENOMEM. Free it with
+ * mproc_queue_free() in every process that holds it (each frees its own
+ * mapping; the memory goes when the last one does).
+ */
+MPROC_EXPORT int mproc_queue_new_opts(struct mproc_queue **out,
+                                      const struct mproc_queue_opts *opts);
+/* Queue(maxsize), SimpleQueue(), JoinableQueue(maxsize). */
+MPROC_EXPORT int mproc_queue_new(struct mproc_queue **out, size_t maxsize);
+MPROC_EXPORT int mproc_simple_queue_new(struct mproc_queue **out);
+MPROC_EXPORT int mproc_joinable_queue_new(struct mproc_queue **out,
+                                          size_t maxsize);
+
+/*
+ * Queue.put(obj, block, timeout): append one value given as a complete
+ * pickle (NULL, 0: None), copied. With block false, or once `timeout`
+ * seconds passed (negative: wait forever), a full queue answers
+ * MPROC_EFULL (Python's queue.Full): maxsize items are queued, or the ring
+ * has no room for this message yet. Returns 0; -EMSGSIZE for a message
+ * larger than the ring can ever hold (capacity - 4 bytes); MPROC_ECLOSED
+ * after mproc_queue_close() in this process; -EINVAL. The bytes are not
+ * checked: a get answers MPROC_EPICKLE_* for a malformed one.
+ */
+MPROC_EXPORT int mproc_queue_put(struct mproc_queue *q, const void *pickle,
+                                 size_t len, bool block, double timeout);
+/* Queue.put_nowait(obj): put with block false. */
+MPROC_EXPORT int mproc_queue_put_nowait(struct mproc_queue *q,
+                                        const void *pickle, size_t len);
+
+/*
+ * Queue.get(block, timeout): remove the oldest value and decode it. *out
+ * is owned by the calling thread and valid until its next get on any
+ * queue (or its end). With block false, or after `timeout` seconds
+ * (negative: forever), an empty queue answers MPROC_EEMPTY (Python's
+ * queue.Empty). Returns 0; MPROC_EPICKLE_* when the message is not a
+ * pickle mproc reads (it is removed all the same; mproc_queue_error()
+ * says why); MPROC_ECLOSED; -ENOMEM (the message stays queued); -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_get(struct mproc_queue *q, bool block,
+                                 double timeout,
+                                 const struct mproc_value **out);
+/* Queue.get_nowait(). */
+MPROC_EXPORT int mproc_queue_get_nowait(struct mproc_queue *q,
+                                        const struct mproc_value **out);
+/* get without decoding: the message's bytes, owned by the calling thread
+ * as for get. */
+MPROC_EXPORT int mproc_queue_get_bytes(struct mproc_queue *q, bool block,
+                                       double timeout, const void **buf,
+                                       size_t *len);
+/* Why this thread's last get failed to decode, or "". */
+MPROC_EXPORT const char *mproc_queue_error(void);
+
+/*
+ * Queue.qsize(): items queued, into *out. Approximate, as in Python: other
+ * processes change it meanwhile, and a process killed in the middle of a
+ * put or get can leave it off by one. 0 or -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_qsize(const struct mproc_queue *q, size_t *out);
+/* Queue.empty() and full() (as approximate as qsize); maxsize (0: none). */
+MPROC_EXPORT bool mproc_queue_empty(const struct mproc_queue *q);
+MPROC_EXPORT bool mproc_queue_full(const struct mproc_queue *q);
+MPROC_EXPORT size_t mproc_queue_maxsize(const struct mproc_queue *q);
+
+/*
+ * JoinableQueue.task_done(): one item taken with get is processed.
+ * MPROC_ENOTHELD when called more times than items were put (Python's
+ * ValueError), -ENOTSUP on a queue that is not joinable, -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_task_done(struct mproc_queue *q);
+/* JoinableQueue.join(): wait until every item put was task_done; up to
+ * `timeout` seconds (negative: forever): 0, -ETIMEDOUT, -ENOTSUP, -EINVAL. */
+MPROC_EXPORT int mproc_queue_join(struct mproc_queue *q, double timeout);
+
+/*
+ * Queue.close(): this process will neither put nor get any more; its
+ * later calls answer MPROC_ECLOSED. Other processes are not affected.
+ * Idempotent; 0 or -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_close(struct mproc_queue *q);
+/* Release this process's handle and mapping. NULL is allowed. */
+MPROC_EXPORT void mproc_queue_free(struct mproc_queue *q);
+
+/* ------------------------------------------------------------------------ */
+/* Printing values (repr)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Python's repr(v) into buf[0..size), NUL-terminated, as snprintf does:
+ * *len (when not NULL) is set to the whole text's length without the NUL,
+ * whether it fitted or not. `[42, None, 'hello']`, `(1,)`, `b'\x00'`,
+ * `{'a': 1.5}`, `set()`, `frozenset({1})`, `1e+16`, `0.1`: what Python
+ * prints, floats in their shortest round-trip form. Non-ASCII characters
+ * of a str are written as they are, except the C1 controls (escaped as
+ * \x80..\x9f as Python does); Python also escapes other characters it
+ * deems unprintable (U+200B, ...), which mproc writes as they are.
+ * Returns 0; -ENOBUFS when the text was cut (call again with *len + 1
+ * bytes); -EINVAL for a NULL v, or NULL buf with size > 0 (NULL, 0 only
+ * measures); MPROC_EPICKLE_DEPTH past 10000 levels. Thread-safe.
+ */
+MPROC_EXPORT int mproc_value_repr(const struct mproc_value *v, char *buf,
+                                  size_t size, size_t *len);
 
 #ifdef __cplusplus
 }
