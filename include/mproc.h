@@ -1203,6 +1203,138 @@ MPROC_EXPORT int mproc_queue_close(struct mproc_queue *q);
 MPROC_EXPORT void mproc_queue_free(struct mproc_queue *q);
 
 /* ------------------------------------------------------------------------ */
+/* Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Synchronization shared by the processes forked after the object was made
+ * and by their threads (multiprocessing's synchronize module). Each object
+ * lives in shared memory; the handle is valid in every such process, and
+ * each process frees its own (the memory goes with the last).
+ *
+ * Timeouts are in seconds: negative waits forever, 0 does not wait
+ * (Python's block=False), NaN is -EINVAL. Not getting the object in time
+ * is -ETIMEDOUT (Python's False). Every call is thread-safe.
+ *
+ * Robustness: Lock and RLock know their holder. When it dies holding one
+ * (killed, crashed), the next acquire gets it with MPROC_EABANDONED: the
+ * caller now holds the lock, and what it guarded may be half-changed.
+ * Python deadlocks there. Semaphores have no holder: permits a dead
+ * process took are lost, as in Python.
+ */
+
+/*
+ * Lock and RLock. Unlike Python's multiprocessing.Lock, a Lock is released
+ * by the thread that acquired it (Python lets any process release it);
+ * acquiring a Lock the calling thread holds answers -EDEADLK instead of
+ * hanging. An RLock is acquired again by its holder, and released as often.
+ */
+struct mproc_lock;
+
+/* Lock() and RLock(): 0 and *out, -ENOMEM, -EINVAL. */
+MPROC_EXPORT int mproc_lock_new(struct mproc_lock **out);
+MPROC_EXPORT int mproc_rlock_new(struct mproc_lock **out);
+/*
+ * acquire(block, timeout): 0; MPROC_EABANDONED (acquired; its last holder
+ * died holding it); -ETIMEDOUT; -EDEADLK (a Lock this thread holds, with a
+ * timeout other than 0); -EINVAL.
+ */
+MPROC_EXPORT int mproc_lock_acquire(struct mproc_lock *l, double timeout);
+/* release(): 0, or MPROC_ENOTHELD when the calling thread does not hold
+ * it (a double release; Python's ValueError/RuntimeError); -EINVAL. */
+MPROC_EXPORT int mproc_lock_release(struct mproc_lock *l);
+/* The calling thread holds l (RLock._is_owned()). */
+MPROC_EXPORT bool mproc_lock_held(const struct mproc_lock *l);
+MPROC_EXPORT void mproc_lock_free(struct mproc_lock *l);
+
+/* Semaphore(value) and BoundedSemaphore(value) (value up to 2^31 - 1). */
+struct mproc_semaphore;
+MPROC_EXPORT int mproc_semaphore_new(struct mproc_semaphore **out,
+                                     unsigned value);
+MPROC_EXPORT int mproc_bounded_semaphore_new(struct mproc_semaphore **out,
+                                             unsigned value);
+/* acquire(block, timeout): 0, -ETIMEDOUT, -EINVAL. */
+MPROC_EXPORT int mproc_semaphore_acquire(struct mproc_semaphore *s,
+                                         double timeout);
+/* release(): 0; MPROC_ENOTHELD past the initial value of a bounded one
+ * (Python's ValueError), or past 2^31 - 1; -EINVAL. */
+MPROC_EXPORT int mproc_semaphore_release(struct mproc_semaphore *s);
+/* get_value(). 0 or -EINVAL. */
+MPROC_EXPORT int mproc_semaphore_get_value(const struct mproc_semaphore *s,
+                                           unsigned *out);
+MPROC_EXPORT void mproc_semaphore_free(struct mproc_semaphore *s);
+
+/* Event(): a flag processes wait for. */
+struct mproc_event;
+MPROC_EXPORT int mproc_event_new(struct mproc_event **out);
+/* set() wakes every waiter; clear(). 0 or -EINVAL. */
+MPROC_EXPORT int mproc_event_set(struct mproc_event *e);
+MPROC_EXPORT int mproc_event_clear(struct mproc_event *e);
+MPROC_EXPORT bool mproc_event_is_set(const struct mproc_event *e);
+/* wait(timeout): 0 once the flag is set (Python's True), -ETIMEDOUT
+ * (False), -EINVAL. */
+MPROC_EXPORT int mproc_event_wait(struct mproc_event *e, double timeout);
+MPROC_EXPORT void mproc_event_free(struct mproc_event *e);
+
+/*
+ * Condition(lock): `lock` (a Lock or RLock, which must outlive the
+ * condition) or, NULL, an RLock of its own (Python's default). wait() and
+ * notify() need the lock held by the calling thread (MPROC_ENOTHELD
+ * otherwise, Python's RuntimeError). wait() releases it however deep an
+ * RLock is held, and takes it back as deep before returning, whatever it
+ * returns.
+ */
+struct mproc_condition;
+MPROC_EXPORT int mproc_condition_new(struct mproc_condition **out,
+                                     struct mproc_lock *lock);
+/* The lock it uses (its own when none was given). */
+MPROC_EXPORT struct mproc_lock *
+mproc_condition_lock(struct mproc_condition *c);
+/* acquire and release of its lock, as mproc_lock_acquire/release. */
+MPROC_EXPORT int mproc_condition_acquire(struct mproc_condition *c,
+                                         double timeout);
+MPROC_EXPORT int mproc_condition_release(struct mproc_condition *c);
+/* wait(timeout): 0 when notified (or woken spuriously: check the
+ * predicate, or use wait_for), -ETIMEDOUT, MPROC_ENOTHELD,
+ * MPROC_EABANDONED (the lock's holder died while this one waited; held
+ * again now), -EINVAL. */
+MPROC_EXPORT int mproc_condition_wait(struct mproc_condition *c,
+                                      double timeout);
+/* wait_for(predicate, timeout): wait until predicate(cookie) is true,
+ * checked with the lock held: 0, -ETIMEDOUT, or as wait. */
+MPROC_EXPORT int mproc_condition_wait_for(struct mproc_condition *c,
+                                          bool (*predicate)(void *cookie),
+                                          void *cookie, double timeout);
+/* notify(n): wake up to n waiters (a waiter about to sleep may wake too);
+ * notify_all(). 0, MPROC_ENOTHELD, -EINVAL. */
+MPROC_EXPORT int mproc_condition_notify(struct mproc_condition *c,
+                                        unsigned n);
+MPROC_EXPORT int mproc_condition_notify_all(struct mproc_condition *c);
+MPROC_EXPORT void mproc_condition_free(struct mproc_condition *c);
+
+/* Barrier(parties): parties 1 to 2^31 - 1. */
+struct mproc_barrier;
+MPROC_EXPORT int mproc_barrier_new(struct mproc_barrier **out,
+                                   unsigned parties);
+/*
+ * wait(timeout): block until `parties` callers wait, then all go. Returns
+ * the caller's arrival index, 0 to parties - 1 (Python's return value);
+ * MPROC_EBROKEN when the barrier is broken or was reset or aborted while
+ * waiting (BrokenBarrierError); -ETIMEDOUT when this caller's timeout
+ * passed, which breaks the barrier for the others, as in Python; -EINVAL.
+ * A process that dies while waiting still counts as waiting.
+ */
+MPROC_EXPORT int mproc_barrier_wait(struct mproc_barrier *b, double timeout);
+/* reset(): back to empty; those waiting get MPROC_EBROKEN. abort(): broken
+ * until reset. 0 or -EINVAL. */
+MPROC_EXPORT int mproc_barrier_reset(struct mproc_barrier *b);
+MPROC_EXPORT int mproc_barrier_abort(struct mproc_barrier *b);
+MPROC_EXPORT unsigned mproc_barrier_parties(const struct mproc_barrier *b);
+MPROC_EXPORT unsigned mproc_barrier_n_waiting(const struct mproc_barrier *b);
+MPROC_EXPORT bool mproc_barrier_broken(const struct mproc_barrier *b);
+MPROC_EXPORT void mproc_barrier_free(struct mproc_barrier *b);
+
+/* ------------------------------------------------------------------------ */
 /* Printing values (repr)                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -54,6 +54,13 @@ static struct timespec shm_ts(uint64_t ns)
 	                         .tv_nsec = (long)(ns % 1000000000u)};
 }
 
+static uint64_t shm_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int mproc__shm_lock(pthread_mutex_t *m, uint64_t deadline)
 {
 	int rc;
@@ -61,6 +68,8 @@ int mproc__shm_lock(pthread_mutex_t *m, uint64_t deadline)
 		rc = pthread_mutex_lock(m);
 	} else {
 		rc = pthread_mutex_trylock(m);
+		if (rc == EBUSY && shm_now() >= deadline)
+			return -ETIMEDOUT; /* only a look was asked for */
 		if (rc == EBUSY) {
 			struct timespec ts = shm_ts(deadline);
 			rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
@@ -108,4 +117,21 @@ void mproc__shm_cond_broadcast(struct mproc__shm_cond *c)
 	/* No syscall when nobody sleeps: the common case of a busy queue. */
 	if (atomic_load_explicit(&c->waiters, memory_order_seq_cst))
 		syscall(SYS_futex, &c->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+int mproc__shm_futex_wait(_Atomic uint32_t *word, uint32_t val,
+                          uint64_t deadline)
+{
+	struct timespec ts = shm_ts(deadline);
+	long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, val,
+	                 deadline == UINT64_MAX ? NULL : &ts, NULL,
+	                 FUTEX_BITSET_MATCH_ANY);
+	if (r < 0 && (errno == ETIMEDOUT || errno == EINTR))
+		return -errno;
+	return 0;
+}
+
+void mproc__shm_futex_wake(_Atomic uint32_t *word, int n)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }

@@ -54,6 +54,13 @@ struct mproc__shm_cond {
 int mproc__shm_cond_wait(struct mproc__shm_cond *c, pthread_mutex_t *m,
                          uint64_t deadline);
 
+/* Sleep while *word == val, until woken or `deadline`: 0 (woken, or the
+ * word had changed already), -ETIMEDOUT, -EINTR. */
+int mproc__shm_futex_wait(_Atomic uint32_t *word, uint32_t val,
+                          uint64_t deadline);
+/* Wake up to n sleepers on word. */
+void mproc__shm_futex_wake(_Atomic uint32_t *word, int n);
+
 /* Wake every waiter (call it after changing the state, lock held or not). */
 void mproc__shm_cond_broadcast(struct mproc__shm_cond *c);
 
