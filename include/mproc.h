@@ -1335,6 +1335,62 @@ MPROC_EXPORT bool mproc_barrier_broken(const struct mproc_barrier *b);
 MPROC_EXPORT void mproc_barrier_free(struct mproc_barrier *b);
 
 /* ------------------------------------------------------------------------ */
+/* Value and Array (multiprocessing.Value, multiprocessing.Array)           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Typed memory shared by the processes forked after it was made, with
+ * Python's type codes: 'c' (char, a byte), 'b', 'B' (signed and unsigned
+ * char), 'h', 'H' (short), 'i', 'I' (int), 'l', 'L' (long), 'q', 'Q' (long
+ * long), 'f' (float), 'd' (double); 'u' (wchar) is not available. With a
+ * lock (Python's default, lock=True) each element read and write below
+ * holds it, an RLock that mproc_shared_get_lock() returns for guarding
+ * several steps (`with v.get_lock(): v.value += 1`). Every process frees
+ * its own handle. Calls are thread-safe; the raw pointer is the caller's
+ * to guard.
+ */
+struct mproc_shared;
+
+/*
+ * Value(typecode, lock) is an Array of one: element 0. Array(typecode, n,
+ * lock): n elements (1 to 2^40 bytes), zeroed. 0 and *out; -EINVAL (an
+ * unknown type code, n 0 or too large, NULL out), -ENOMEM.
+ */
+MPROC_EXPORT int mproc_shared_value(struct mproc_shared **out, char typecode,
+                                    bool lock);
+MPROC_EXPORT int mproc_shared_array(struct mproc_shared **out, char typecode,
+                                    size_t n, bool lock);
+
+/* get_lock(): the RLock, owned by s; NULL when made without one (Python's
+ * AttributeError) or for NULL. */
+MPROC_EXPORT struct mproc_lock *mproc_shared_get_lock(struct mproc_shared *s);
+/* get_obj(): the elements, as the C type of the type code; NULL for NULL. */
+MPROC_EXPORT void *mproc_shared_ptr(struct mproc_shared *s);
+/* len(); the type code. */
+MPROC_EXPORT size_t mproc_shared_len(const struct mproc_shared *s);
+MPROC_EXPORT char mproc_shared_typecode(const struct mproc_shared *s);
+
+/*
+ * Element i (v.value is element 0), under the lock when there is one.
+ * get_int: an integer type code (MPROC_ETYPE for 'f', 'd'; -ERANGE for a
+ * 'Q' past INT64_MAX). set_int: any code, a float one converting as
+ * Python does; -ERANGE when x does not fit the type (ctypes would cut it
+ * silently). get_float: any code, ints converted. set_float: 'f' or 'd'
+ * (MPROC_ETYPE otherwise, as ctypes refuses a float for an int). Each
+ * answers MPROC_EINDEX for i >= len, -EINVAL for NULL.
+ */
+MPROC_EXPORT int mproc_shared_get_int(struct mproc_shared *s, size_t i,
+                                      int64_t *out);
+MPROC_EXPORT int mproc_shared_set_int(struct mproc_shared *s, size_t i,
+                                      int64_t x);
+MPROC_EXPORT int mproc_shared_get_float(struct mproc_shared *s, size_t i,
+                                        double *out);
+MPROC_EXPORT int mproc_shared_set_float(struct mproc_shared *s, size_t i,
+                                        double x);
+/* Release this process's handle. NULL is allowed. */
+MPROC_EXPORT void mproc_shared_free(struct mproc_shared *s);
+
+/* ------------------------------------------------------------------------ */
 /* Printing values (repr)                                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "mproc.h"
 #include "shm.h"
+#include "sync.h"
 
 struct mproc_lock {
 	pthread_mutex_t mu;
@@ -95,6 +96,19 @@ static int lock_new(struct mproc_lock **out, bool recursive)
 	}
 	*out = l;
 	return 0;
+}
+
+/* shared.c leaves 64 bytes for one after its elements. */
+_Static_assert(sizeof(struct mproc_lock) <= 64, "a lock fits 64 bytes");
+
+size_t mproc__shared_lock_size(void)
+{
+	return sizeof(struct mproc_lock);
+}
+
+int mproc__shared_lock_init(struct mproc_lock *l)
+{
+	return lock_init(l, true);
 }
 
 int mproc_lock_new(struct mproc_lock **out)
