@@ -877,7 +877,8 @@ MPROC_EXPORT void mproc_iter_free(struct mproc_iter *it);
 /*
  * One end of a pipe. A message is a value (a pickle) or raw bytes; each
  * send is one message, received whole by one recv. Not thread-safe: one
- * thread at a time uses an end, as in Python. Descriptors are close-on-exec.
+ * thread at a time uses an end, as in Python. An end is one or two pipes,
+ * close-on-exec. A send never raises SIGPIPE in the program.
  */
 struct mproc_conn;
 
@@ -919,8 +920,8 @@ MPROC_EXPORT int mproc_conn_send_bytes(struct mproc_conn *c, const void *buf,
  * Connection.recv(): wait for the next message and decode it. *out is
  * owned by c and valid until the next recv, recv_bytes, close or free on
  * c. Returns 0; MPROC_EEOF when the other end was closed, or its process
- * ended, and nothing is left to read (Python's EOFError); MPROC_EPEER
- * when the connection was reset; MPROC_EPICKLE_* when the message is not
+ * ended, and nothing is left to read (Python's EOFError; also in the
+ * middle of a message); MPROC_EPICKLE_* when the message is not
  * a pickle mproc reads (the message is consumed: the next recv reads the
  * next one; mproc_conn_error() says why); MPROC_EPICKLE_TOOBIG when its
  * length is past the limit (the stream cannot be resynchronised: c is
@@ -957,8 +958,9 @@ MPROC_EXPORT int mproc_wait(struct mproc_conn *const *conns, size_t n,
  * Connection.close(): close this process's end (the other end then gets
  * MPROC_EEOF once it has read what was sent). The handle stays valid and
  * answers MPROC_ECLOSED; free it with mproc_conn_free(). Idempotent; 0 or
- * -EINVAL. Connection.fileno() is mproc_conn_fileno() (MPROC_ECLOSED once
- * closed); closed, readable and writable are the properties.
+ * -EINVAL. Connection.fileno() is mproc_conn_fileno(): the descriptor to
+ * poll for reading (a send-only end's write end), MPROC_ECLOSED once
+ * closed; closed, readable and writable are the properties.
  */
 MPROC_EXPORT int mproc_conn_close(struct mproc_conn *c);
 MPROC_EXPORT int mproc_conn_fileno(const struct mproc_conn *c);

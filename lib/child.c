@@ -934,7 +934,19 @@ static void process_body(const void *arg)
 	process_main(arg);
 }
 
+static pthread_once_t process_warm_once = PTHREAD_ONCE_INIT;
+
+static void process_warm(void)
+{
+	void *warm[2];
+	backtrace(warm, 2);
+}
+
 int mproc__child_process(const struct mproc__process_plan *plan, pid_t *pid)
 {
+	/* The unwinder is loaded on the first backtrace(), a dlopen that
+	 * costs more than the fork: load it once here, and every child
+	 * inherits it ready. */
+	pthread_once(&process_warm_once, process_warm);
 	return mproc__child_fork_run(process_body, plan, pid);
 }

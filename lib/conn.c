@@ -3,12 +3,14 @@
  * multiprocessing.connection.Connection and wait): messages between two
  * processes, the values as pickles.
  *
- * Both kinds of pipe are a socketpair (AF_UNIX, SOCK_STREAM): a send uses
- * MSG_NOSIGNAL, so a peer that is gone is MPROC_EPEER and never a SIGPIPE
- * that would kill the program. A one-way pipe gives each end one
- * direction. A message is a 4-byte length in host order (both ends are
- * the same program) and that many bytes; the length is checked against
- * the connection's limit before anything is allocated for it.
+ * A one-way Pipe is a pipe(2); a duplex one is two, one each way (a
+ * socketpair's round trip costs about twice a pipe's on Linux). A send
+ * blocks SIGPIPE in the calling thread for the write and takes back the
+ * SIGPIPE a vanished reader raised, so a peer that is gone is
+ * MPROC_EPEER and never a signal that would kill the program. A message
+ * is a 4-byte length in host order (both ends are the same program) and
+ * that many bytes; the length is checked against the connection's limit
+ * before anything is allocated for it.
  *
  * Invariants: in.data[0..consumed) is the last message handed out (values
  * and bytes point into it) and is dropped by the next receive; bytes past
@@ -19,7 +21,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
-#include <sys/socket.h>
+#include <signal.h>
+#include <pthread.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -32,7 +35,9 @@
 #define CONN_DEFAULT_MAX ((size_t)1 << 30)
 
 struct mproc_conn {
-	int fd;
+	int fd;                 /* the read end, or the write end of a
+	                         * send-only connection: what poll watches */
+	int wfd;                /* the write end; -1 on a receive-only one */
 	bool readable, writable;
 	size_t max_size;
 	size_t consumed;        /* bytes of the last message handed out */
@@ -41,20 +46,31 @@ struct mproc_conn {
 	struct mproc_limits limits;
 };
 
-static int conn_new(struct mproc_conn **out, int fd, bool r, bool w,
+static int conn_new(struct mproc_conn **out, int rfd, int wfd,
                     const struct mproc_limits *limits)
 {
 	struct mproc_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return -ENOMEM;
-	c->fd = fd;
-	c->readable = r;
-	c->writable = w;
+	c->fd = rfd >= 0 ? rfd : wfd;
+	c->wfd = wfd;
+	c->readable = rfd >= 0;
+	c->writable = wfd >= 0;
 	if (limits)
 		c->limits = *limits;
 	c->max_size = c->limits.max_size ? c->limits.max_size : CONN_DEFAULT_MAX;
 	*out = c;
 	return 0;
+}
+
+static void conn_close_fds(int p1[2], int p2[2])
+{
+	for (int i = 0; i < 2; i++) {
+		if (p1[i] >= 0)
+			close(p1[i]);
+		if (p2[i] >= 0)
+			close(p2[i]);
+	}
 }
 
 int mproc_pipe(struct mproc_conn **a, struct mproc_conn **b, bool duplex)
@@ -71,22 +87,21 @@ int mproc_pipe_limits(struct mproc_conn **a, struct mproc_conn **b,
 	if (limits && (limits->max_size > UINT32_MAX ||
 	               limits->max_depth > 100000))
 		return -EINVAL;
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	/* Python's Pipe(duplex=False): (receive-only, send-only). */
-	if (!duplex) {
-		shutdown(sv[0], SHUT_WR);
-		shutdown(sv[1], SHUT_RD);
+	int p1[2] = {-1, -1}, p2[2] = {-1, -1};
+	if (pipe2(p1, O_CLOEXEC) < 0 || (duplex && pipe2(p2, O_CLOEXEC) < 0)) {
+		int rc = -errno;
+		conn_close_fds(p1, p2);
+		return rc;
 	}
-	int rc = conn_new(a, sv[0], true, duplex, limits);
+	/* Python's Pipe(duplex=False): (receive-only, send-only). Duplex: a
+	 * reads p1 and writes p2, b the other way round. */
+	int rc = conn_new(a, p1[0], duplex ? p2[1] : -1, limits);
 	if (rc == 0)
-		rc = conn_new(b, sv[1], duplex, true, limits);
+		rc = conn_new(b, duplex ? p2[0] : -1, p1[1], limits);
 	if (rc < 0) {
 		free(*a);
 		*a = NULL;
-		close(sv[0]);
-		close(sv[1]);
+		conn_close_fds(p1, p2);
 	}
 	return rc;
 }
@@ -97,6 +112,7 @@ int mproc_conn_fileno(const struct mproc_conn *c)
 		return -EINVAL;
 	return c->fd < 0 ? MPROC_ECLOSED : c->fd;
 }
+
 
 int mproc_conn_send_bytes(struct mproc_conn *c, const void *buf, size_t len)
 {
@@ -109,33 +125,54 @@ int mproc_conn_send_bytes(struct mproc_conn *c, const void *buf, size_t len)
 	if (len > c->max_size)
 		return MPROC_EPICKLE_TOOBIG;
 	uint32_t hdr = (uint32_t)len;
-	struct iovec iov[2] = {{&hdr, CONN_HDR}, {(void *)buf, len}};
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	struct iovec iovs[2] = {{&hdr, CONN_HDR}, {(void *)buf, len}};
+	struct iovec *iov = iovs;
+	int niov = 2;
+	/* A reader that is gone raises SIGPIPE in the writing thread: keep
+	 * it blocked for the write, and take back the one the write raised.
+	 * When the program blocks SIGPIPE itself, one of its own may be
+	 * pending already, and is left alone. */
+	sigset_t pipe_set, old;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	bool was_pending = false;
+	if (sigismember(&old, SIGPIPE)) {
+		sigset_t pend;
+		sigpending(&pend);
+		was_pending = sigismember(&pend, SIGPIPE);
+	}
+	int rc = 0;
 	size_t left = CONN_HDR + len;
 	while (left) {
-		ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		ssize_t n = writev(c->wfd, iov, niov);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EPIPE || errno == ECONNRESET)
-				return MPROC_EPEER;
-			return -errno;
+			rc = errno == EPIPE ? MPROC_EPEER : -errno;
+			break;
 		}
 		left -= (size_t)n;
 		/* A partial write: skip what went. */
-		while (n > 0 && mh.msg_iovlen) {
-			size_t k = (size_t)n < mh.msg_iov->iov_len
-			                   ? (size_t)n : mh.msg_iov->iov_len;
-			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + k;
-			mh.msg_iov->iov_len -= k;
+		while (n > 0 && niov) {
+			size_t k = (size_t)n < iov->iov_len ? (size_t)n
+			                                    : iov->iov_len;
+			iov->iov_base = (char *)iov->iov_base + k;
+			iov->iov_len -= k;
 			n -= (ssize_t)k;
-			if (mh.msg_iov->iov_len == 0) {
-				mh.msg_iov++;
-				mh.msg_iovlen--;
+			if (iov->iov_len == 0) {
+				iov++;
+				niov--;
 			}
 		}
 	}
-	return 0;
+	if (rc == MPROC_EPEER && !was_pending) {
+		struct timespec zero = {0, 0};
+		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
 }
 
 int mproc_conn_send(struct mproc_conn *c, const void *pickle, size_t len)
@@ -195,8 +232,6 @@ static int conn_read_more(struct mproc_conn *c)
 		return 0;
 	if (n == 0)
 		return MPROC_EEOF;
-	if (n == -ECONNRESET)
-		return MPROC_EPEER;
 	return (int)n;
 }
 
@@ -326,10 +361,11 @@ int mproc_conn_close(struct mproc_conn *c)
 {
 	if (!c)
 		return -EINVAL;
-	if (c->fd >= 0) {
+	if (c->fd >= 0 && c->fd != c->wfd)
 		close(c->fd);
-		c->fd = -1;
-	}
+	if (c->wfd >= 0)
+		close(c->wfd);
+	c->fd = c->wfd = -1;
 	return 0;
 }
 

@@ -31,6 +31,9 @@
 #include "shm.h"
 
 #define QUEUE_HDR 4u
+/* Pauses a blocking get spins on an empty queue before it sleeps (a few
+ * microseconds), when there is another CPU to fill it. */
+#define QUEUE_SPIN 200
 #define QUEUE_DEFAULT_CAP ((size_t)4 << 20)
 #define QUEUE_MAX_CAP ((size_t)1 << 30)
 #define QUEUE_MAX_MAXSIZE ((size_t)1 << 40)
@@ -63,6 +66,8 @@ struct queue_local {
 	struct mproc_decoder *dec;
 	struct mproc_limits limits;
 };
+
+static bool queue_spin; /* more than one CPU (set at the first new) */
 
 static pthread_key_t queue_key;
 static pthread_once_t queue_key_once = PTHREAD_ONCE_INIT;
@@ -113,6 +118,7 @@ int mproc_queue_new_opts(struct mproc_queue **out,
 	struct mproc_queue *q = calloc(1, sizeof *q);
 	if (!q)
 		return -ENOMEM;
+	queue_spin = mproc_process_cpu_count() > 1;
 	q->maplen = sizeof(struct queue_shm) + cap;
 	q->limits = opts->limits;
 	q->shm = mproc__shm_alloc(q->maplen);
@@ -254,6 +260,15 @@ int mproc_queue_get_bytes(struct mproc_queue *q, bool block, double timeout,
 		return -ENOMEM;
 	struct queue_shm *s = q->shm;
 	uint64_t deadline = queue_deadline(block, timeout);
+	/* Empty, and the caller will wait: a producer on another CPU is
+	 * usually a moment away, and a short spin saves the sleep and the
+	 * wakeup (two syscalls and a context switch an item). */
+	if (block && queue_spin)
+		for (int i = 0; i < QUEUE_SPIN &&
+		                atomic_load_explicit(&s->wpos, memory_order_relaxed) ==
+		                        atomic_load_explicit(&s->rpos, memory_order_relaxed);
+		     i++)
+			mproc__shm_pause();
 	int rc = queue_lock(s, UINT64_MAX);
 	if (rc < 0)
 		return rc;

@@ -16,6 +16,31 @@
 
 #include "shm.h"
 
+/* Tries of a lock before sleeping on it. */
+#define SHM_SPIN 100
+
+static pthread_once_t shm_tid_once = PTHREAD_ONCE_INIT;
+static _Thread_local pid_t shm_tid;
+
+static void shm_tid_forget(void)
+{
+	shm_tid = 0; /* the thread that forked is another in the child */
+}
+
+static void shm_tid_init(void)
+{
+	pthread_atfork(NULL, NULL, shm_tid_forget);
+}
+
+pid_t mproc__shm_tid(void)
+{
+	if (!shm_tid) {
+		pthread_once(&shm_tid_once, shm_tid_init);
+		shm_tid = gettid();
+	}
+	return shm_tid;
+}
+
 void *mproc__shm_alloc(size_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -65,7 +90,16 @@ int mproc__shm_lock(pthread_mutex_t *m, uint64_t deadline)
 {
 	int rc;
 	if (deadline == UINT64_MAX) {
-		rc = pthread_mutex_lock(m);
+		/* Held for a few instructions by a thread on another CPU,
+		 * the usual case: a short spin saves a sleep and a wakeup. */
+		rc = EBUSY;
+		for (int i = 0; i < SHM_SPIN && rc == EBUSY; i++) {
+			rc = pthread_mutex_trylock(m);
+			if (rc == EBUSY)
+				mproc__shm_pause();
+		}
+		if (rc == EBUSY)
+			rc = pthread_mutex_lock(m);
 	} else {
 		rc = pthread_mutex_trylock(m);
 		if (rc == EBUSY && shm_now() >= deadline)

@@ -19,6 +19,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/* The calling thread's id, without a syscall after the first call (the
+ * cache is forgotten in the child of a fork). */
+pid_t mproc__shm_tid(void);
+
+/* A CPU hint for a spin loop. */
+static inline void mproc__shm_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
 
 /* `size` bytes, zeroed, shared with every process forked after this call
  * (MAP_SHARED | MAP_ANONYMOUS). NULL without memory. */

@@ -135,7 +135,7 @@ int mproc_lock_acquire(struct mproc_lock *l, double timeout)
 	if (rc == 1)
 		l->count = 0; /* the dead holder's depth is not ours */
 	l->count++;
-	atomic_store_explicit(&l->owner, gettid(), memory_order_relaxed);
+	atomic_store_explicit(&l->owner, mproc__shm_tid(), memory_order_relaxed);
 	return rc == 1 ? MPROC_EABANDONED : 0;
 }
 
@@ -143,14 +143,14 @@ int mproc_lock_release(struct mproc_lock *l)
 {
 	if (!l)
 		return -EINVAL;
-	if (atomic_load_explicit(&l->owner, memory_order_relaxed) != gettid() ||
+	if (atomic_load_explicit(&l->owner, memory_order_relaxed) != mproc__shm_tid() ||
 	    l->count == 0)
 		return MPROC_ENOTHELD;
 	if (--l->count == 0)
 		atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
 	if (mproc__shm_unlock(&l->mu) < 0) {
 		l->count++;
-		atomic_store_explicit(&l->owner, gettid(), memory_order_relaxed);
+		atomic_store_explicit(&l->owner, mproc__shm_tid(), memory_order_relaxed);
 		return MPROC_ENOTHELD;
 	}
 	return 0;
@@ -159,7 +159,7 @@ int mproc_lock_release(struct mproc_lock *l)
 bool mproc_lock_held(const struct mproc_lock *l)
 {
 	return l && atomic_load_explicit(&l->owner, memory_order_relaxed) ==
-	                    gettid();
+	                    mproc__shm_tid();
 }
 
 void mproc_lock_free(struct mproc_lock *l)
@@ -394,7 +394,7 @@ int mproc_condition_wait(struct mproc_condition *c, double timeout)
 		abandoned |= rc == 1;
 	}
 	l->count = depth;
-	atomic_store_explicit(&l->owner, gettid(), memory_order_relaxed);
+	atomic_store_explicit(&l->owner, mproc__shm_tid(), memory_order_relaxed);
 	if (abandoned)
 		return MPROC_EABANDONED;
 	return w == -ETIMEDOUT ? -ETIMEDOUT : 0;

@@ -155,6 +155,33 @@ START_TEST(test_conn_closed_end_answers_eclosed)
 }
 END_TEST
 
+/* With SIGPIPE blocked by the program and one of its own pending, a
+ * send to a gone peer leaves that one pending; with it unblocked, no
+ * signal reaches the program at all (the test would die of it). */
+START_TEST(test_conn_send_to_gone_peer_raises_no_sigpipe)
+{
+	struct mproc_conn *r, *w;
+	ck_assert_int_eq(mproc_pipe(&r, &w, false), 0);
+	mproc_conn_free(r);
+	ck_assert_int_eq(mproc_conn_send_bytes(w, "x", 1), MPROC_EPEER);
+	sigset_t set, pend;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	ck_assert_int_eq(mproc_conn_send_bytes(w, "x", 1), MPROC_EPEER);
+	sigpending(&pend);
+	ck_assert(!sigismember(&pend, SIGPIPE));
+	raise(SIGPIPE);
+	ck_assert_int_eq(mproc_conn_send_bytes(w, "x", 1), MPROC_EPEER);
+	sigpending(&pend);
+	ck_assert(sigismember(&pend, SIGPIPE));
+	int sig;
+	sigwait(&set, &sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	mproc_conn_free(w);
+}
+END_TEST
+
 START_TEST(test_conn_bad_arguments_are_einval)
 {
 	struct mproc_conn *a, *b;
@@ -222,14 +249,14 @@ END_TEST
 START_TEST(test_conn_huge_header_is_refused_without_allocating)
 {
 	struct mproc_conn *a, *b;
-	ck_assert_int_eq(mproc_pipe(&a, &b, true), 0);
-	int fd = mproc_conn_fileno(a);
+	ck_assert_int_eq(mproc_pipe(&a, &b, false), 0);
+	int fd = mproc_conn_fileno(b); /* a send-only end: its write end */
 	uint32_t hdr = UINT32_MAX;
 	ck_assert_int_eq(write(fd, &hdr, 4), 4);
 	const void *p;
 	size_t len;
-	ck_assert_int_eq(mproc_conn_recv_bytes(b, &p, &len), MPROC_EPICKLE_TOOBIG);
-	ck_assert(mproc_conn_closed(b));
+	ck_assert_int_eq(mproc_conn_recv_bytes(a, &p, &len), MPROC_EPICKLE_TOOBIG);
+	ck_assert(mproc_conn_closed(a));
 	mproc_conn_free(a);
 	mproc_conn_free(b);
 }
@@ -353,6 +380,7 @@ int main(void)
 	tcase_add_test(tc, test_conn_poll_sees_data_and_end_of_file);
 	tcase_add_test(tc, test_conn_data_sent_before_close_is_read_before_eof);
 	tcase_add_test(tc, test_conn_closed_end_answers_eclosed);
+	tcase_add_test(tc, test_conn_send_to_gone_peer_raises_no_sigpipe);
 	tcase_add_test(tc, test_conn_bad_arguments_are_einval);
 	tcase_add_test(tc, test_conn_malformed_pickle_is_an_error_and_the_next_message_reads);
 	tcase_add_test(tc, test_conn_message_over_the_limit_is_refused);
