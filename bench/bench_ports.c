@@ -410,6 +410,22 @@ static void bench_process(void)
 	printf("process_start_join_us %.1f us\n", dt / (double)N_PROC * 1e6);
 }
 
+/* The floor of a Process: fork, _exit at once, waitpid. */
+static void bench_fork(void)
+{
+	double t0 = now();
+	for (size_t i = 0; i < N_PROC; i++) {
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0)
+			die("fork", -errno);
+		waitpid(pid, NULL, 0);
+	}
+	double dt = now() - t0;
+	printf("fork_wait_us %.1f us\n", dt / (double)N_PROC * 1e6);
+}
+
 int main(int argc, char *argv[], char *envp[])
 {
 	mproc_init(argc, argv, envp);
@@ -431,6 +447,7 @@ int main(int argc, char *argv[], char *envp[])
 	bench_lock_uncontended();
 	bench_lock_contended();
 	bench_process();
+	bench_fork();
 	mproc_writer_free(W);
 	return 0;
 }

@@ -40,6 +40,7 @@ FLOORS = [
     ("queue_items_per_s", "pipe_items_per_s", True, "within 2x"),
     ("queue_items_per_s", "pipe_batched_items_per_s", True, "(stricter floor)"),
     ("conn_rtt_us", "barepipe_rtt_us", False, "within 1.5x"),
+    ("process_start_join_us", "fork_wait_us", False, ""),
 ]
 
 
