@@ -348,7 +348,8 @@ static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
 	raise(sig);
 }
 
-void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *))
+void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *),
+                                 bool warm)
 {
 	static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
 	                           SIGABRT, SIGTRAP, SIGSYS};
@@ -356,8 +357,11 @@ void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *))
 	stack_t ss = {.ss_sp = malloc(size), .ss_size = size};
 	if (ss.ss_sp)
 		sigaltstack(&ss, NULL);
-	void *warm[2];
-	backtrace(warm, 2); /* loads the unwinder now, not in the handler */
+	if (warm) {
+		void *frames[2];
+		backtrace(frames, 2); /* loads the unwinder now, not in the
+		                       * handler */
+	}
 	struct sigaction sa = {.sa_sigaction = handler,
 	                       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND};
 	/* A second fault inside the handler waits: it would flush twice. */
@@ -370,7 +374,7 @@ void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *))
 
 static void worker_crash_handlers(void)
 {
-	mproc__child_crash_handlers(worker_on_crash);
+	mproc__child_crash_handlers(worker_on_crash, true);
 }
 
 
@@ -891,15 +895,23 @@ static _Noreturn void process_main(const struct mproc__process_plan *plan)
 
 	process_pid = getpid();
 	process_status = plan->status;
-	mproc__child_crash_handlers(process_on_crash);
+	/* The parent loaded the unwinder before the fork (below): warming
+	 * it again here would only copy its pages. */
+	mproc__child_crash_handlers(process_on_crash, false);
 
 	struct mproc_decoder *dec = NULL;
 	struct mproc_writer *w = NULL;
-	if (mproc_decoder_new(&dec, &plan->limits) < 0 ||
-	    mproc_writer_new(&w, 5) < 0)
+	if (mproc_writer_new(&w, 5) < 0)
 		_exit(70);
-	const struct mproc_value *arg = NULL;
-	int rc = mproc_decode(dec, plan->arg, plan->arglen, &arg);
+	/* None, a bool, a small int: no decoder (and its arena) to make. */
+	const struct mproc_value *arg = mproc__decode_tiny(plan->arg,
+	                                                   plan->arglen);
+	int rc = 0;
+	if (!arg) {
+		if (mproc_decoder_new(&dec, &plan->limits) < 0)
+			_exit(70);
+		rc = mproc_decode(dec, plan->arg, plan->arglen, &arg);
+	}
 	if (rc < 0) {
 		mproc_raise(w, "UnpicklingError", "process argument: %s",
 		            mproc_decoder_error(dec));

@@ -80,8 +80,10 @@ void mproc__child_crash_record(struct mproc__status *st, int sig,
                                const siginfo_t *si, int saved_errno);
 
 /* Install `handler` for the fatal signals (SEGV, BUS, FPE, ILL, ABRT, TRAP,
- * SYS) on an alternate stack, the unwinder loaded first. In a child. */
-void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *));
+ * SYS) on an alternate stack; `warm`: load the unwinder first (unless the
+ * parent did before the fork). In a child. */
+void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *),
+                                 bool warm);
 
 /* What a Process's child needs, prepared before fork (process.c). */
 struct mproc__process_plan {
