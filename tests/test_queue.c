@@ -388,6 +388,48 @@ START_TEST(test_queue_threads_share_one_queue)
 }
 END_TEST
 
+/* A pool task: puts its argument into the inherited queue. */
+static int t_put_arg(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)ret;
+	struct mproc_writer *w;
+	if (mproc_writer_new(&w, 5) < 0)
+		return -ENOMEM;
+	const void *p;
+	size_t len;
+	int rc = mproc_write_value(w, arg);
+	if (rc == 0)
+		rc = mproc_writer_finish(w, &p, &len);
+	if (rc == 0)
+		rc = mproc_queue_put(Q, p, len, true, -1);
+	mproc_writer_free(w);
+	return rc;
+}
+
+/* Under every start method the suite runs with (fork, fork server,
+ * threads): a queue made before the pool is the workers' too. */
+START_TEST(test_queue_pool_workers_put_into_an_inherited_queue)
+{
+	ck_assert_int_eq(mproc_queue_new(&Q, 0), 0);
+	struct mproc_pool *pool = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 100, 1);
+	struct mproc_results *res;
+	ck_assert_int_eq(mproc_map(pool, t_put_arg, &in, 0, &res), 0);
+	mproc_results_free(res);
+	finish_pool(pool);
+	bool seen[100] = {false};
+	for (int i = 0; i < 100; i++) {
+		int64_t x = get_int(Q);
+		ck_assert(x >= 0 && x < 100 && !seen[x]);
+		seen[x] = true;
+	}
+	ck_assert(mproc_queue_empty(Q));
+	mproc_queue_free(Q);
+	ck_assert(no_children());
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("queue");
@@ -403,6 +445,7 @@ int main(void)
 	tcase_add_test(tc, test_queue_survives_a_process_dying_inside_it);
 	tcase_add_test(tc, test_queue_blocked_get_wakes_for_a_later_put);
 	tcase_add_test(tc, test_queue_threads_share_one_queue);
+	tcase_add_test(tc, test_queue_pool_workers_put_into_an_inherited_queue);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

@@ -481,6 +481,39 @@ START_TEST(test_barrier_single_party_never_waits)
 }
 END_TEST
 
+/* A pool task: adds 1 to shared[4] under L, 10 times. */
+static int t_pool_count(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)arg, (void)ret;
+	for (int i = 0; i < 10; i++) {
+		int rc = mproc_lock_acquire(L, -1);
+		if (rc < 0)
+			return rc;
+		int64_t v = atomic_load_explicit(&shared[4], memory_order_relaxed);
+		atomic_store_explicit(&shared[4], v + 1, memory_order_relaxed);
+		if ((rc = mproc_lock_release(L)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Under every start method the suite runs with: a lock made before the
+ * pool guards its workers. */
+START_TEST(test_lock_guards_pool_workers)
+{
+	ck_assert_int_eq(mproc_lock_new(&L), 0);
+	struct mproc_pool *pool = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 200, 1);
+	struct mproc_results *res;
+	ck_assert_int_eq(mproc_map(pool, t_pool_count, &in, 1, &res), 0);
+	mproc_results_free(res);
+	finish_pool(pool);
+	ck_assert_int_eq(atomic_load(&shared[4]), 2000);
+	mproc_lock_free(L);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("sync");
@@ -504,6 +537,7 @@ int main(void)
 	tcase_add_test(tc, test_barrier_abort_breaks_the_waiters);
 	tcase_add_test(tc, test_barrier_reset_breaks_the_waiters);
 	tcase_add_test(tc, test_barrier_single_party_never_waits);
+	tcase_add_test(tc, test_lock_guards_pool_workers);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
