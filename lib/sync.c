@@ -218,7 +218,8 @@ int mproc_semaphore_acquire(struct mproc_semaphore *s, double timeout)
 		if (rc < 0 && rc != -ETIMEDOUT)
 			return rc;
 	}
-	s->value--;
+	/* Stored atomically: get_value reads without the lock. */
+	__atomic_store_n(&s->value, s->value - 1, __ATOMIC_RELAXED);
 	mproc__shm_unlock(&s->mu);
 	return 0;
 }
@@ -234,7 +235,7 @@ int mproc_semaphore_release(struct mproc_semaphore *s)
 		mproc__shm_unlock(&s->mu);
 		return MPROC_ENOTHELD;
 	}
-	s->value++;
+	__atomic_store_n(&s->value, s->value + 1, __ATOMIC_RELAXED);
 	mproc__shm_unlock(&s->mu);
 	mproc__shm_cond_broadcast(&s->cv);
 	return 0;
@@ -478,10 +479,11 @@ int mproc_barrier_wait(struct mproc_barrier *b, double timeout)
 		return MPROC_EBROKEN;
 	}
 	uint64_t gen = b->generation;
-	int index = (int)b->count++;
+	int index = (int)b->count;
+	__atomic_store_n(&b->count, b->count + 1, __ATOMIC_RELAXED);
 	if (b->count == b->parties) {
 		/* The last to arrive lets the others go. */
-		b->count = 0;
+		__atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
 		b->generation++;
 		mproc__shm_unlock(&b->mu);
 		mproc__shm_cond_broadcast(&b->cv);
@@ -491,8 +493,8 @@ int mproc_barrier_wait(struct mproc_barrier *b, double timeout)
 		rc = mproc__shm_cond_wait(&b->cv, &b->mu, deadline);
 		if (rc == -ETIMEDOUT && b->generation == gen && !b->broken) {
 			/* Python: a timeout breaks the barrier for all. */
-			b->broken = true;
-			b->count--;
+			__atomic_store_n(&b->broken, true, __ATOMIC_RELAXED);
+			__atomic_store_n(&b->count, b->count - 1, __ATOMIC_RELAXED);
 			mproc__shm_unlock(&b->mu);
 			mproc__shm_cond_broadcast(&b->cv);
 			return -ETIMEDOUT;
@@ -503,7 +505,8 @@ int mproc_barrier_wait(struct mproc_barrier *b, double timeout)
 	if (b->generation == gen || b->reset_generation == gen) {
 		/* Broken (abort, another's timeout) or reset while waiting. */
 		if (b->generation == gen)
-			b->count--;
+			__atomic_store_n(&b->count, b->count - 1,
+			                 __ATOMIC_RELAXED);
 		mproc__shm_unlock(&b->mu);
 		return MPROC_EBROKEN;
 	}
@@ -518,7 +521,7 @@ int mproc_barrier_abort(struct mproc_barrier *b)
 	int rc = sync_lock(&b->mu);
 	if (rc < 0)
 		return rc;
-	b->broken = true;
+	__atomic_store_n(&b->broken, true, __ATOMIC_RELAXED);
 	mproc__shm_unlock(&b->mu);
 	mproc__shm_cond_broadcast(&b->cv);
 	return 0;
@@ -535,9 +538,9 @@ int mproc_barrier_reset(struct mproc_barrier *b)
 		/* Those waiting now are let go with MPROC_EBROKEN. */
 		b->reset_generation = b->generation;
 		b->generation++;
-		b->count = 0;
+		__atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
 	}
-	b->broken = false;
+	__atomic_store_n(&b->broken, false, __ATOMIC_RELAXED);
 	mproc__shm_unlock(&b->mu);
 	mproc__shm_cond_broadcast(&b->cv);
 	return 0;
