@@ -877,8 +877,10 @@ MPROC_EXPORT void mproc_iter_free(struct mproc_iter *it);
 /*
  * One end of a pipe. A message is a value (a pickle) or raw bytes; each
  * send is one message, received whole by one recv. Not thread-safe: one
- * thread at a time uses an end, as in Python. An end is one or two pipes,
- * close-on-exec. A send never raises SIGPIPE in the program.
+ * thread at a time uses an end, as in Python; processes that inherited
+ * the same end and send at once may interleave messages larger than
+ * PIPE_BUF (4096 bytes), as in Python (a Queue does not). An end is one
+ * or two pipes, close-on-exec. A send never raises SIGPIPE in the program.
  */
 struct mproc_conn;
 
