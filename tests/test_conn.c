@@ -369,6 +369,46 @@ START_TEST(test_conn_wait_reports_each_ready_connection)
 }
 END_TEST
 
+/* A pool task: sends its argument on the inherited end. */
+static int t_send_arg(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	(void)ret;
+	return mproc_conn_send_value(child_end, arg);
+}
+
+/* Under the start method the suite runs with (fork, fork server): an end
+ * made before the pool is its workers' too. */
+START_TEST(test_conn_pool_workers_send_on_an_inherited_end)
+{
+	struct mproc_conn *r, *w;
+	ck_assert_int_eq(mproc_pipe(&r, &w, false), 0);
+	child_end = w;
+	struct mproc_pool *pool = open_pool(2);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, 100, 1);
+	struct mproc_results *res;
+	ck_assert_int_eq(mproc_map(pool, t_send_arg, &in, 0, &res), 0);
+	mproc_results_free(res);
+	finish_pool(pool);
+	bool seen[100] = {false};
+	for (int i = 0; i < 100; i++) {
+		const struct mproc_value *v;
+		ck_assert_int_eq(mproc_conn_recv(r, &v), 0);
+		int64_t x = int_of(v);
+		ck_assert(x >= 0 && x < 100 && !seen[x]);
+		seen[x] = true;
+	}
+	ck_assert_int_eq(mproc_conn_poll(r, 0), 0);
+	mproc_conn_free(w);
+	ck_assert_int_eq(mproc_conn_poll(r, -1), 1);
+	const void *p;
+	size_t len;
+	ck_assert_int_eq(mproc_conn_recv_bytes(r, &p, &len), MPROC_EEOF);
+	mproc_conn_free(r);
+	ck_assert(no_children());
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("conn");
@@ -388,6 +428,7 @@ int main(void)
 	tcase_add_test(tc, test_conn_large_message_crosses_processes);
 	tcase_add_test(tc, test_conn_peer_death_is_eof_not_a_hang);
 	tcase_add_test(tc, test_conn_wait_reports_each_ready_connection);
+	tcase_add_test(tc, test_conn_pool_workers_send_on_an_inherited_end);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
