@@ -999,7 +999,8 @@ struct mproc_process;
 
 /* Options of mproc_process_start(); all zero means Python's defaults. */
 struct mproc_process_opts {
-	/** sizeof(struct mproc_process_opts), or 0 for this layout. */
+	/** sizeof(struct mproc_process_opts), or 0 for this layout; another
+	 *  size is -EINVAL (smaller) or -E2BIG (larger). */
 	size_t size;
 	/** Process.name, shown in ps(1) (setproctitle after mproc_init(),
 	 *  else the first 15 bytes as the command name); NULL means
@@ -1114,6 +1115,9 @@ enum mproc_queue_kind {
 
 /* Options of mproc_queue_new_opts(); all zero means Queue(). */
 struct mproc_queue_opts {
+	/** sizeof(struct mproc_queue_opts), or 0 for this layout; another
+	 *  size is -EINVAL (smaller) or -E2BIG (larger). */
+	size_t size;
 	/** Most items queued at once; 0: no limit (Python's maxsize <= 0). */
 	size_t maxsize;
 	/** Bytes of the shared ring: messages and 4 bytes each. 0 means

@@ -67,8 +67,9 @@ int mproc_process_start(struct mproc_process **out, mproc_task_fn fn,
 	*out = NULL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->size && opts->size < sizeof(size_t) + sizeof(const char *))
-		return -EINVAL;
+	/* 0.3 is the first layout: a size is it, or 0. */
+	if (opts->size && opts->size != sizeof *opts)
+		return opts->size < sizeof *opts ? -EINVAL : -E2BIG;
 	if (opts->start_method == MPROC_START_FORKSERVER)
 		return -ENOTSUP;
 	if (opts->start_method != MPROC_START_FORK)

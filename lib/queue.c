@@ -110,6 +110,8 @@ int mproc_queue_new_opts(struct mproc_queue **out,
 	*out = NULL;
 	if (!opts)
 		opts = &defaults;
+	if (opts->size && opts->size != sizeof *opts)
+		return opts->size < sizeof *opts ? -EINVAL : -E2BIG;
 	size_t cap = opts->capacity ? opts->capacity : QUEUE_DEFAULT_CAP;
 	if (cap < 64 || cap > QUEUE_MAX_CAP || opts->maxsize > QUEUE_MAX_MAXSIZE ||
 	    opts->kind > MPROC_QUEUE_JOINABLE ||

@@ -269,6 +269,10 @@ START_TEST(test_process_bad_arguments)
 	struct mproc_process_opts o = {.start_method = MPROC_START_FORKSERVER};
 	ck_assert_int_eq(mproc_process_start(&p, t_identity, NULL, 0, &o), -ENOTSUP);
 	ck_assert_ptr_null(p);
+	o = (struct mproc_process_opts){.size = 4};
+	ck_assert_int_eq(mproc_process_start(&p, t_identity, NULL, 0, &o), -EINVAL);
+	o = (struct mproc_process_opts){.size = sizeof o + 8};
+	ck_assert_int_eq(mproc_process_start(&p, t_identity, NULL, 0, &o), -E2BIG);
 	o = (struct mproc_process_opts){.start_method = 7};
 	ck_assert_int_eq(mproc_process_start(&p, t_identity, NULL, 0, &o), -EINVAL);
 	ck_assert_int_eq(mproc_process_join(NULL, 0), -EINVAL);

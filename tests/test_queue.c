@@ -151,6 +151,10 @@ START_TEST(test_queue_bad_input_is_refused_and_nothing_lost)
 	ck_assert_ptr_null(r);
 	o = (struct mproc_queue_opts){.kind = 9};
 	ck_assert_int_eq(mproc_queue_new_opts(&r, &o), -EINVAL);
+	o = (struct mproc_queue_opts){.size = 8};
+	ck_assert_int_eq(mproc_queue_new_opts(&r, &o), -EINVAL);
+	o = (struct mproc_queue_opts){.size = sizeof o + 8};
+	ck_assert_int_eq(mproc_queue_new_opts(&r, &o), -E2BIG);
 	ck_assert_int_eq(mproc_queue_new(NULL, 0), -EINVAL);
 	/* Closed: this process's calls refuse. */
 	ck_assert_int_eq(mproc_queue_close(q), 0);
