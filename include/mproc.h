@@ -1049,8 +1049,11 @@ MPROC_EXPORT const char *mproc_process_name(const struct mproc_process *p);
 
 /*
  * Process.sentinel: a descriptor that becomes readable when the child
- * ends (its pidfd, owned by p, for poll() next to mproc_conn_fileno()).
- * MPROC_ECLOSED once reaped, -ENOTSUP where the kernel has no pidfd.
+ * ends (its pidfd, owned by p), for poll() beside mproc_conn_fileno() to
+ * wait for a message or a child's end at once (Python's wait([conn,
+ * p.sentinel])): call mproc_conn_poll(c, 0) first, since a connection may
+ * hold messages it read ahead. MPROC_ECLOSED once reaped, -ENOTSUP where
+ * the kernel has no pidfd.
  */
 MPROC_EXPORT int mproc_process_sentinel(const struct mproc_process *p);
 
