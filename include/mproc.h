@@ -70,12 +70,20 @@ extern "C" {
 	XX(EINDEX, -4009, "index out of range")                                  \
 	XX(EWRITER, -4010, "writer misuse: unbalanced container or no value")    \
 	XX(ERAISED, -4011, "a task raised an error")                             \
-	XX(ECLOSED, -4012, "pool is closed or terminated")                       \
+	XX(ECLOSED, -4012, "closed: a pool closed or terminated, a connection or queue closed") \
 	XX(ERUNNING, -4013, "pool is still running (close or terminate it first)") \
 	XX(ENOTREADY, -4014, "result is not ready")                              \
 	XX(EPROTO, -4015, "broken channel between manager and worker")          \
 	XX(EINPUT, -4017, "an input generator failed")                         \
-	XX(EHALTED, -4018, "the pool halted: too many failures, or no worker can start")
+	XX(EHALTED, -4018, "the pool halted: too many failures, or no worker can start") \
+	/* Processes, connections, queues, locks (issue 13). */                 \
+	XX(EEOF, -4019, "end of file: the other end closed the connection")     \
+	XX(EPEER, -4020, "the other end of the connection is gone")             \
+	XX(EFULL, -4021, "queue is full")                                        \
+	XX(EEMPTY, -4022, "queue is empty")                                      \
+	XX(EABANDONED, -4023, "the holder died: acquired, but what it guarded may be half-changed") \
+	XX(ENOTHELD, -4024, "released more times than acquired, by a non-owner, or task_done() past the puts") \
+	XX(EBROKEN, -4025, "barrier is broken")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
@@ -848,6 +856,576 @@ MPROC_EXPORT int mproc_iter_next(struct mproc_iter *it, double timeout,
                                  const struct mproc_result **out);
 /* Release an iterator; tasks still running are left to finish. NULL ok. */
 MPROC_EXPORT void mproc_iter_free(struct mproc_iter *it);
+
+/* ======================================================================== */
+/* Beyond the pool: Pipe, Connection, Process (issue 13)                    */
+/* ======================================================================== */
+
+/*
+ * What a port needs besides Pool, with Python's names: Pipe and
+ * Connection, Process, Queue, the locks, Value and Array. They share the
+ * pool's codec (values are pickles) and fault model (a process that dies
+ * is a clear code for the others, never a hang). docs/porting.md shows
+ * each beside its Python.
+ *
+ * Sharing between processes is by inheritance, as with Python's fork start
+ * method: an object is made first, then the processes that use it are
+ * forked (mproc_process_start(), a pool's workers), and each uses its
+ * inherited copy of the handle. A pool's workers close every descriptor of
+ * the pools, never a connection's, so that a task may use a connection or
+ * queue it inherited.
+ */
+
+/* ------------------------------------------------------------------------ */
+/* Pipe and Connection (multiprocessing.Pipe, connection.Connection)        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One end of a pipe. A message is a value (a pickle) or raw bytes; each
+ * send is one message, received whole by one recv. Not thread-safe: one
+ * thread at a time uses an end, as in Python; processes that inherited
+ * the same end and send at once may interleave messages larger than
+ * PIPE_BUF (4096 bytes), as in Python (a Queue does not). An end is one
+ * or two pipes, close-on-exec. A send never raises SIGPIPE in the program.
+ */
+struct mproc_conn;
+
+/*
+ * Pipe(duplex): two connected ends. duplex true: both send and receive;
+ * false: *a only receives and *b only sends (Python's order: r, w).
+ * Returns 0, -EINVAL (NULL), -EMFILE/-ENFILE, -ENOMEM; on error both are
+ * NULL and nothing is left open. Free each end with mproc_conn_free().
+ * Messages may be up to 1 GiB (mproc_pipe_limits sets another limit).
+ */
+MPROC_EXPORT int mproc_pipe(struct mproc_conn **a, struct mproc_conn **b,
+                            bool duplex);
+/* mproc_pipe with decoder limits for both ends (NULL: the defaults):
+ * max_size also bounds raw messages; above 4 GiB - 1 is -EINVAL. */
+MPROC_EXPORT int mproc_pipe_limits(struct mproc_conn **a,
+                                   struct mproc_conn **b, bool duplex,
+                                   const struct mproc_limits *limits);
+
+/*
+ * Connection.send(obj): send one value, given as a complete pickle (from
+ * mproc_writer_finish() or Python's pickle.dumps); NULL, 0 sends None. The
+ * bytes are sent as they are: a receiver gets MPROC_EPICKLE_* from
+ * mproc_conn_recv() for a malformed one. Blocks while the pipe is full.
+ * Returns 0; MPROC_EPEER when the other end is closed or its process
+ * died (Python's BrokenPipeError; never SIGPIPE); MPROC_ECLOSED after
+ * mproc_conn_close(); -EBADF on a receive-only end; MPROC_EPICKLE_TOOBIG
+ * past the limit; -EINVAL.
+ */
+MPROC_EXPORT int mproc_conn_send(struct mproc_conn *c, const void *pickle,
+                                 size_t len);
+/* send() of a decoded value (re-encoded at protocol 5). As above. */
+MPROC_EXPORT int mproc_conn_send_value(struct mproc_conn *c,
+                                       const struct mproc_value *v);
+/* Connection.send_bytes(buf): one message of raw bytes. As above. */
+MPROC_EXPORT int mproc_conn_send_bytes(struct mproc_conn *c, const void *buf,
+                                       size_t len);
+
+/*
+ * Connection.recv(): wait for the next message and decode it. *out is
+ * owned by c and valid until the next recv, recv_bytes, close or free on
+ * c. Returns 0; MPROC_EEOF when the other end was closed, or its process
+ * ended, and nothing is left to read (Python's EOFError; also in the
+ * middle of a message); MPROC_EPICKLE_* when the message is not
+ * a pickle mproc reads (the message is consumed: the next recv reads the
+ * next one; mproc_conn_error() says why); MPROC_EPICKLE_TOOBIG when its
+ * length is past the limit (the stream cannot be resynchronised: c is
+ * closed); MPROC_ECLOSED; -EBADF on a send-only end; -ENOMEM; -EINVAL.
+ */
+MPROC_EXPORT int mproc_conn_recv(struct mproc_conn *c,
+                                 const struct mproc_value **out);
+/* Connection.recv_bytes(): the next message's bytes, owned by c as for
+ * recv. Returns as recv does, without the decoding errors. */
+MPROC_EXPORT int mproc_conn_recv_bytes(struct mproc_conn *c,
+                                       const void **buf, size_t *len);
+/* Why the last recv's decoding failed (the decoder's message), or "". */
+MPROC_EXPORT const char *mproc_conn_error(const struct mproc_conn *c);
+
+/*
+ * Connection.poll(timeout): 1 when a recv would not block (a message, or
+ * end of file, is there), 0 after `timeout` seconds (0: just look;
+ * negative: wait forever), or MPROC_ECLOSED, -EBADF, -EINVAL.
+ */
+MPROC_EXPORT int mproc_conn_poll(struct mproc_conn *c, double timeout);
+
+/*
+ * multiprocessing.connection.wait(conns, timeout): wait up to `timeout`
+ * seconds (negative: forever) until at least one of the n receiving
+ * connections has a message or end of file. Sets ready[i] for each
+ * connection that does and returns how many (0 on timeout), or -EINVAL
+ * (NULL, n 0 or past 65536, NaN), -EBADF (a send-only end),
+ * MPROC_ECLOSED (a closed one), -ENOMEM.
+ */
+MPROC_EXPORT int mproc_wait(struct mproc_conn *const *conns, size_t n,
+                            double timeout, bool *ready);
+
+/*
+ * Connection.close(): close this process's end (the other end then gets
+ * MPROC_EEOF once it has read what was sent). The handle stays valid and
+ * answers MPROC_ECLOSED; free it with mproc_conn_free(). Idempotent; 0 or
+ * -EINVAL. Connection.fileno() is mproc_conn_fileno(): the descriptor to
+ * poll for reading (a send-only end's write end), MPROC_ECLOSED once
+ * closed; closed, readable and writable are the properties.
+ */
+MPROC_EXPORT int mproc_conn_close(struct mproc_conn *c);
+MPROC_EXPORT int mproc_conn_fileno(const struct mproc_conn *c);
+MPROC_EXPORT bool mproc_conn_closed(const struct mproc_conn *c);
+MPROC_EXPORT bool mproc_conn_readable(const struct mproc_conn *c);
+MPROC_EXPORT bool mproc_conn_writable(const struct mproc_conn *c);
+/* Close (if open) and free. NULL is allowed. */
+MPROC_EXPORT void mproc_conn_free(struct mproc_conn *c);
+
+/* ------------------------------------------------------------------------ */
+/* Process (multiprocessing.Process)                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A child process running one task function. Lifecycle:
+ *  1. mproc_process_start(&p, fn, arg, arglen, &opts): Process(target,
+ *     args).start() in one call. The child is a fork of the program: it
+ *     inherits the connections, queues, locks and shared values made
+ *     before, and closes the pools' descriptors. It runs fn(arg, ret) and
+ *     ends with _exit(): exit status 0 when fn returned, 1 when it raised
+ *     (Python's exitcode for an uncaught exception).
+ *  2. mproc_process_join(p, timeout), mproc_process_is_alive(p),
+ *     terminate, kill.
+ *  3. After it ended: mproc_process_exitcode() and, better than Python,
+ *     mproc_process_result(): the value fn returned, the error it raised,
+ *     or, for a crash, the pool's crash report (signal, address,
+ *     backtrace).
+ *  4. mproc_process_close() (Python's close: refused while running) or
+ *     mproc_process_free() (kills and reaps a child still running: the
+ *     library never leaves a child behind).
+ * A handle is used by one thread at a time.
+ */
+struct mproc_process;
+
+/* Options of mproc_process_start(); all zero means Python's defaults. */
+struct mproc_process_opts {
+	/** sizeof(struct mproc_process_opts), or 0 for this layout; another
+	 *  size is -EINVAL (smaller) or -E2BIG (larger). */
+	size_t size;
+	/** Process.name, shown in ps(1) (setproctitle after mproc_init(),
+	 *  else the first 15 bytes as the command name); NULL means
+	 *  "Process-N", N counting from 1 in this program. Copied. */
+	const char *name;
+	/**
+	 * Process.daemon: the child is killed (SIGKILL) when the program
+	 * that started it ends, however it ends (PR_SET_PDEATHSIG; Linux
+	 * ties that signal to the thread that forked, so on some kernels a
+	 * daemon started from another thread than the main one dies when
+	 * that thread ends). A child that is not a daemon outlives the
+	 * program unless it is joined or freed.
+	 */
+	bool daemon;
+	/** MPROC_START_FORK (the default). MPROC_START_FORKSERVER is not
+	 *  available for processes yet: -ENOTSUP. */
+	enum mproc_start_method start_method;
+	/** Decoder limits for the argument (in the child) and the result. */
+	struct mproc_limits limits;
+};
+
+/*
+ * Start a child running fn on `arg` (a complete pickle, or NULL for None;
+ * the caller's, needed only during the call). `opts` NULL: defaults.
+ * Returns 0 and *out; -EINVAL (NULL fn or out, bad options), -ENOTSUP
+ * (fork server), -EAGAIN/-ENOMEM (fork), -EMFILE. Thread-safe.
+ */
+MPROC_EXPORT int mproc_process_start(struct mproc_process **out,
+                                     mproc_task_fn fn, const void *arg,
+                                     size_t arglen,
+                                     const struct mproc_process_opts *opts);
+
+/*
+ * Process.join(timeout): wait up to `timeout` seconds (negative: forever)
+ * for the child to end, reading its result meanwhile, and reap it.
+ * 0 once it has ended (at once if it had), -ETIMEDOUT, -EINVAL.
+ */
+MPROC_EXPORT int mproc_process_join(struct mproc_process *p, double timeout);
+
+/* Process.is_alive(): started and not ended (an ended child is reaped). */
+MPROC_EXPORT bool mproc_process_is_alive(struct mproc_process *p);
+
+/* Process.pid; -1 for NULL. Process.name; "" for NULL. */
+MPROC_EXPORT pid_t mproc_process_pid(const struct mproc_process *p);
+MPROC_EXPORT const char *mproc_process_name(const struct mproc_process *p);
+
+/*
+ * Process.sentinel: a descriptor that becomes readable when the child
+ * ends (its pidfd, owned by p), for poll() beside mproc_conn_fileno() to
+ * wait for a message or a child's end at once (Python's wait([conn,
+ * p.sentinel])): call mproc_conn_poll(c, 0) first, since a connection may
+ * hold messages it read ahead. MPROC_ECLOSED once reaped, -ENOTSUP where
+ * the kernel has no pidfd.
+ */
+MPROC_EXPORT int mproc_process_sentinel(const struct mproc_process *p);
+
+/*
+ * Process.exitcode: 0 and *code once the child has ended: its exit status,
+ * or minus the signal that killed it (-9 for SIGKILL), as in Python; 255
+ * when the program itself reaped it (waitpid(-1)) and the status is lost.
+ * MPROC_ENOTREADY while it runs; -EINVAL.
+ */
+MPROC_EXPORT int mproc_process_exitcode(struct mproc_process *p, int *code);
+
+/* Process.terminate() (SIGTERM) and kill() (SIGKILL). Nothing happens to a
+ * child that has ended, as in Python. 0, or -EINVAL. */
+MPROC_EXPORT int mproc_process_terminate(struct mproc_process *p);
+MPROC_EXPORT int mproc_process_kill(struct mproc_process *p);
+
+/*
+ * How the task ended, once the child has: *out points into p (valid until
+ * close or free) with status MPROC_OK and the value fn returned (0), or
+ * MPROC_RAISED (the type and message fn raised) or MPROC_CRASHED (the child
+ * died or exited without returning: error->type "ProcessCrashed",
+ * error->crash with the signal, si_code, address and backtrace as for a
+ * pool's task) and the call answers MPROC_ERAISED. MPROC_ENOTREADY while
+ * it runs (join first); -EINVAL.
+ */
+MPROC_EXPORT int mproc_process_result(struct mproc_process *p,
+                                      const struct mproc_result **out);
+
+/*
+ * Process.close(): release p once the child has ended (and been reaped).
+ * MPROC_ERUNNING while it runs (p stays valid), -EINVAL, or 0 (p is gone).
+ */
+MPROC_EXPORT int mproc_process_close(struct mproc_process *p);
+/* Release p; a child still running is killed (SIGKILL) and reaped first.
+ * NULL is allowed. */
+MPROC_EXPORT void mproc_process_free(struct mproc_process *p);
+
+/* ------------------------------------------------------------------------ */
+/* Queue, SimpleQueue, JoinableQueue (multiprocessing.Queue and friends)    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A FIFO of values (pickles) shared by the processes forked after it was
+ * made, and by their threads: a ring of bytes in shared memory behind a
+ * robust lock, with no helper thread. A process that dies while it holds
+ * the queue's lock (in the middle of a put or get) does not wedge it: the
+ * next caller repairs the lock, and the message being moved is either
+ * whole in the queue or not in it. Every call is thread-safe.
+ *
+ * Differences from Python, all documented below: a put waits while the
+ * ring has no room for the message, as for maxsize (Python's feeder
+ * thread buffers without bound), and a value larger than the ring is
+ * -EMSGSIZE; a get hands out a value owned by the calling thread.
+ */
+struct mproc_queue;
+
+enum mproc_queue_kind {
+	MPROC_QUEUE = 0,      /* multiprocessing.Queue(maxsize) */
+	MPROC_QUEUE_SIMPLE,   /* SimpleQueue: no maxsize */
+	MPROC_QUEUE_JOINABLE, /* JoinableQueue(maxsize): task_done and join */
+};
+
+/* Options of mproc_queue_new_opts(); all zero means Queue(). */
+struct mproc_queue_opts {
+	/** sizeof(struct mproc_queue_opts), or 0 for this layout; another
+	 *  size is -EINVAL (smaller) or -E2BIG (larger). */
+	size_t size;
+	/** Most items queued at once; 0: no limit (Python's maxsize <= 0). */
+	size_t maxsize;
+	/** Bytes of the shared ring: messages and 4 bytes each. 0 means
+	 *  4 MiB; 64 bytes to 1 GiB. Memory is touched as it is used. */
+	size_t capacity;
+	enum mproc_queue_kind kind;
+	/** Decoder limits for mproc_queue_get(); zero means the defaults. */
+	struct mproc_limits limits;
+};
+
+/*
+ * Make a queue: 0 and *out, -EINVAL (bad options), -ENOMEM. Free it with
+ * mproc_queue_free() in every process that holds it (each frees its own
+ * mapping; the memory goes when the last one does).
+ */
+MPROC_EXPORT int mproc_queue_new_opts(struct mproc_queue **out,
+                                      const struct mproc_queue_opts *opts);
+/* Queue(maxsize), SimpleQueue(), JoinableQueue(maxsize). */
+MPROC_EXPORT int mproc_queue_new(struct mproc_queue **out, size_t maxsize);
+MPROC_EXPORT int mproc_simple_queue_new(struct mproc_queue **out);
+MPROC_EXPORT int mproc_joinable_queue_new(struct mproc_queue **out,
+                                          size_t maxsize);
+
+/*
+ * Queue.put(obj, block, timeout): append one value given as a complete
+ * pickle (NULL, 0: None), copied. With block false, or once `timeout`
+ * seconds passed (negative: wait forever), a full queue answers
+ * MPROC_EFULL (Python's queue.Full): maxsize items are queued, or the ring
+ * has no room for this message yet. Returns 0; -EMSGSIZE for a message
+ * larger than the ring can ever hold (capacity - 4 bytes); MPROC_ECLOSED
+ * after mproc_queue_close() in this process; -EINVAL. The bytes are not
+ * checked: a get answers MPROC_EPICKLE_* for a malformed one.
+ */
+MPROC_EXPORT int mproc_queue_put(struct mproc_queue *q, const void *pickle,
+                                 size_t len, bool block, double timeout);
+/* Queue.put_nowait(obj): put with block false. */
+MPROC_EXPORT int mproc_queue_put_nowait(struct mproc_queue *q,
+                                        const void *pickle, size_t len);
+
+/*
+ * Queue.get(block, timeout): remove the oldest value and decode it. *out
+ * is owned by the calling thread and valid until its next get on any
+ * queue (or its end). With block false, or after `timeout` seconds
+ * (negative: forever), an empty queue answers MPROC_EEMPTY (Python's
+ * queue.Empty). Returns 0; MPROC_EPICKLE_* when the message is not a
+ * pickle mproc reads (it is removed all the same; mproc_queue_error()
+ * says why); MPROC_ECLOSED; -ENOMEM (the message stays queued); -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_get(struct mproc_queue *q, bool block,
+                                 double timeout,
+                                 const struct mproc_value **out);
+/* Queue.get_nowait(). */
+MPROC_EXPORT int mproc_queue_get_nowait(struct mproc_queue *q,
+                                        const struct mproc_value **out);
+/* get without decoding: the message's bytes, owned by the calling thread
+ * as for get. */
+MPROC_EXPORT int mproc_queue_get_bytes(struct mproc_queue *q, bool block,
+                                       double timeout, const void **buf,
+                                       size_t *len);
+/* Why this thread's last get failed to decode, or "". */
+MPROC_EXPORT const char *mproc_queue_error(void);
+
+/*
+ * Queue.qsize(): items queued, into *out. Approximate, as in Python: other
+ * processes change it meanwhile, and a process killed in the middle of a
+ * put or get can leave it off by one. 0 or -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_qsize(const struct mproc_queue *q, size_t *out);
+/* Queue.empty() and full() (as approximate as qsize); maxsize (0: none). */
+MPROC_EXPORT bool mproc_queue_empty(const struct mproc_queue *q);
+MPROC_EXPORT bool mproc_queue_full(const struct mproc_queue *q);
+MPROC_EXPORT size_t mproc_queue_maxsize(const struct mproc_queue *q);
+
+/*
+ * JoinableQueue.task_done(): one item taken with get is processed.
+ * MPROC_ENOTHELD when called more times than items were put (Python's
+ * ValueError), -ENOTSUP on a queue that is not joinable, -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_task_done(struct mproc_queue *q);
+/* JoinableQueue.join(): wait until every item put was task_done; up to
+ * `timeout` seconds (negative: forever): 0, -ETIMEDOUT, -ENOTSUP, -EINVAL. */
+MPROC_EXPORT int mproc_queue_join(struct mproc_queue *q, double timeout);
+
+/*
+ * Queue.close(): this process will neither put nor get any more; its
+ * later calls answer MPROC_ECLOSED. Other processes are not affected.
+ * Idempotent; 0 or -EINVAL.
+ */
+MPROC_EXPORT int mproc_queue_close(struct mproc_queue *q);
+/* Release this process's handle and mapping. NULL is allowed. */
+MPROC_EXPORT void mproc_queue_free(struct mproc_queue *q);
+
+/* ------------------------------------------------------------------------ */
+/* Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Synchronization shared by the processes forked after the object was made
+ * and by their threads (multiprocessing's synchronize module). Each object
+ * lives in shared memory; the handle is valid in every such process, and
+ * each process frees its own (the memory goes with the last).
+ *
+ * Timeouts are in seconds: negative waits forever, 0 does not wait
+ * (Python's block=False), NaN is -EINVAL. Not getting the object in time
+ * is -ETIMEDOUT (Python's False). Every call is thread-safe.
+ *
+ * Robustness: Lock and RLock know their holder. When it dies holding one
+ * (killed, crashed), the next acquire gets it with MPROC_EABANDONED: the
+ * caller now holds the lock, and what it guarded may be half-changed.
+ * Python deadlocks there. Semaphores have no holder: permits a dead
+ * process took are lost, as in Python.
+ */
+
+/*
+ * Lock and RLock. Unlike Python's multiprocessing.Lock, a Lock is released
+ * by the thread that acquired it (Python lets any process release it);
+ * acquiring a Lock the calling thread holds answers -EDEADLK instead of
+ * hanging. An RLock is acquired again by its holder, and released as often.
+ */
+struct mproc_lock;
+
+/* Lock() and RLock(): 0 and *out, -ENOMEM, -EINVAL. */
+MPROC_EXPORT int mproc_lock_new(struct mproc_lock **out);
+MPROC_EXPORT int mproc_rlock_new(struct mproc_lock **out);
+/*
+ * acquire(block, timeout): 0; MPROC_EABANDONED (acquired; its last holder
+ * died holding it); -ETIMEDOUT; -EDEADLK (a Lock this thread holds, with a
+ * timeout other than 0); -EINVAL.
+ */
+MPROC_EXPORT int mproc_lock_acquire(struct mproc_lock *l, double timeout);
+/* release(): 0, or MPROC_ENOTHELD when the calling thread does not hold
+ * it (a double release; Python's ValueError/RuntimeError); -EINVAL. */
+MPROC_EXPORT int mproc_lock_release(struct mproc_lock *l);
+/* The calling thread holds l (RLock._is_owned()). */
+MPROC_EXPORT bool mproc_lock_held(const struct mproc_lock *l);
+MPROC_EXPORT void mproc_lock_free(struct mproc_lock *l);
+
+/* Semaphore(value) and BoundedSemaphore(value) (value up to 2^31 - 1). */
+struct mproc_semaphore;
+MPROC_EXPORT int mproc_semaphore_new(struct mproc_semaphore **out,
+                                     unsigned value);
+MPROC_EXPORT int mproc_bounded_semaphore_new(struct mproc_semaphore **out,
+                                             unsigned value);
+/* acquire(block, timeout): 0, -ETIMEDOUT, -EINVAL. */
+MPROC_EXPORT int mproc_semaphore_acquire(struct mproc_semaphore *s,
+                                         double timeout);
+/* release(): 0; MPROC_ENOTHELD past the initial value of a bounded one
+ * (Python's ValueError), or past 2^31 - 1; -EINVAL. */
+MPROC_EXPORT int mproc_semaphore_release(struct mproc_semaphore *s);
+/* get_value(). 0 or -EINVAL. */
+MPROC_EXPORT int mproc_semaphore_get_value(const struct mproc_semaphore *s,
+                                           unsigned *out);
+MPROC_EXPORT void mproc_semaphore_free(struct mproc_semaphore *s);
+
+/* Event(): a flag processes wait for. */
+struct mproc_event;
+MPROC_EXPORT int mproc_event_new(struct mproc_event **out);
+/* set() wakes every waiter; clear(). 0 or -EINVAL. */
+MPROC_EXPORT int mproc_event_set(struct mproc_event *e);
+MPROC_EXPORT int mproc_event_clear(struct mproc_event *e);
+MPROC_EXPORT bool mproc_event_is_set(const struct mproc_event *e);
+/* wait(timeout): 0 once the flag is set (Python's True), -ETIMEDOUT
+ * (False), -EINVAL. */
+MPROC_EXPORT int mproc_event_wait(struct mproc_event *e, double timeout);
+MPROC_EXPORT void mproc_event_free(struct mproc_event *e);
+
+/*
+ * Condition(lock): `lock` (a Lock or RLock, which must outlive the
+ * condition) or, NULL, an RLock of its own (Python's default). wait() and
+ * notify() need the lock held by the calling thread (MPROC_ENOTHELD
+ * otherwise, Python's RuntimeError). wait() releases it however deep an
+ * RLock is held, and takes it back as deep before returning, whatever it
+ * returns.
+ */
+struct mproc_condition;
+MPROC_EXPORT int mproc_condition_new(struct mproc_condition **out,
+                                     struct mproc_lock *lock);
+/* The lock it uses (its own when none was given). */
+MPROC_EXPORT struct mproc_lock *
+mproc_condition_lock(struct mproc_condition *c);
+/* acquire and release of its lock, as mproc_lock_acquire/release. */
+MPROC_EXPORT int mproc_condition_acquire(struct mproc_condition *c,
+                                         double timeout);
+MPROC_EXPORT int mproc_condition_release(struct mproc_condition *c);
+/* wait(timeout): 0 when notified (or woken spuriously: check the
+ * predicate, or use wait_for), -ETIMEDOUT, MPROC_ENOTHELD,
+ * MPROC_EABANDONED (the lock's holder died while this one waited; held
+ * again now), -EINVAL. */
+MPROC_EXPORT int mproc_condition_wait(struct mproc_condition *c,
+                                      double timeout);
+/* wait_for(predicate, timeout): wait until predicate(cookie) is true,
+ * checked with the lock held: 0, -ETIMEDOUT, or as wait. */
+MPROC_EXPORT int mproc_condition_wait_for(struct mproc_condition *c,
+                                          bool (*predicate)(void *cookie),
+                                          void *cookie, double timeout);
+/* notify(n): wake up to n waiters (a waiter about to sleep may wake too);
+ * notify_all(). 0, MPROC_ENOTHELD, -EINVAL. */
+MPROC_EXPORT int mproc_condition_notify(struct mproc_condition *c,
+                                        unsigned n);
+MPROC_EXPORT int mproc_condition_notify_all(struct mproc_condition *c);
+MPROC_EXPORT void mproc_condition_free(struct mproc_condition *c);
+
+/* Barrier(parties): parties 1 to 2^31 - 1. */
+struct mproc_barrier;
+MPROC_EXPORT int mproc_barrier_new(struct mproc_barrier **out,
+                                   unsigned parties);
+/*
+ * wait(timeout): block until `parties` callers wait, then all go. Returns
+ * the caller's arrival index, 0 to parties - 1 (Python's return value);
+ * MPROC_EBROKEN when the barrier is broken or was reset or aborted while
+ * waiting (BrokenBarrierError); -ETIMEDOUT when this caller's timeout
+ * passed, which breaks the barrier for the others, as in Python; -EINVAL.
+ * A process that dies while waiting still counts as waiting.
+ */
+MPROC_EXPORT int mproc_barrier_wait(struct mproc_barrier *b, double timeout);
+/* reset(): back to empty; those waiting get MPROC_EBROKEN. abort(): broken
+ * until reset. 0 or -EINVAL. */
+MPROC_EXPORT int mproc_barrier_reset(struct mproc_barrier *b);
+MPROC_EXPORT int mproc_barrier_abort(struct mproc_barrier *b);
+MPROC_EXPORT unsigned mproc_barrier_parties(const struct mproc_barrier *b);
+MPROC_EXPORT unsigned mproc_barrier_n_waiting(const struct mproc_barrier *b);
+MPROC_EXPORT bool mproc_barrier_broken(const struct mproc_barrier *b);
+MPROC_EXPORT void mproc_barrier_free(struct mproc_barrier *b);
+
+/* ------------------------------------------------------------------------ */
+/* Value and Array (multiprocessing.Value, multiprocessing.Array)           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Typed memory shared by the processes forked after it was made, with
+ * Python's type codes: 'c' (char, a byte), 'b', 'B' (signed and unsigned
+ * char), 'h', 'H' (short), 'i', 'I' (int), 'l', 'L' (long), 'q', 'Q' (long
+ * long), 'f' (float), 'd' (double); 'u' (wchar) is not available. With a
+ * lock (Python's default, lock=True) each element read and write below
+ * holds it, an RLock that mproc_shared_get_lock() returns for guarding
+ * several steps (`with v.get_lock(): v.value += 1`). Every process frees
+ * its own handle. Calls are thread-safe; the raw pointer is the caller's
+ * to guard.
+ */
+struct mproc_shared;
+
+/*
+ * Value(typecode, lock) is an Array of one: element 0. Array(typecode, n,
+ * lock): n elements (1 to 2^40 bytes), zeroed. 0 and *out; -EINVAL (an
+ * unknown type code, n 0 or too large, NULL out), -ENOMEM.
+ */
+MPROC_EXPORT int mproc_shared_value(struct mproc_shared **out, char typecode,
+                                    bool lock);
+MPROC_EXPORT int mproc_shared_array(struct mproc_shared **out, char typecode,
+                                    size_t n, bool lock);
+
+/* get_lock(): the RLock, owned by s; NULL when made without one (Python's
+ * AttributeError) or for NULL. */
+MPROC_EXPORT struct mproc_lock *mproc_shared_get_lock(struct mproc_shared *s);
+/* get_obj(): the elements, as the C type of the type code; NULL for NULL. */
+MPROC_EXPORT void *mproc_shared_ptr(struct mproc_shared *s);
+/* len(); the type code. */
+MPROC_EXPORT size_t mproc_shared_len(const struct mproc_shared *s);
+MPROC_EXPORT char mproc_shared_typecode(const struct mproc_shared *s);
+
+/*
+ * Element i (v.value is element 0), under the lock when there is one.
+ * get_int: an integer type code (MPROC_ETYPE for 'f', 'd'; -ERANGE for a
+ * 'Q' past INT64_MAX). set_int: any code, a float one converting as
+ * Python does; -ERANGE when x does not fit the type (ctypes would cut it
+ * silently). get_float: any code, ints converted. set_float: 'f' or 'd'
+ * (MPROC_ETYPE otherwise, as ctypes refuses a float for an int). Each
+ * answers MPROC_EINDEX for i >= len, -EINVAL for NULL.
+ */
+MPROC_EXPORT int mproc_shared_get_int(struct mproc_shared *s, size_t i,
+                                      int64_t *out);
+MPROC_EXPORT int mproc_shared_set_int(struct mproc_shared *s, size_t i,
+                                      int64_t x);
+MPROC_EXPORT int mproc_shared_get_float(struct mproc_shared *s, size_t i,
+                                        double *out);
+MPROC_EXPORT int mproc_shared_set_float(struct mproc_shared *s, size_t i,
+                                        double x);
+/* Release this process's handle. NULL is allowed. */
+MPROC_EXPORT void mproc_shared_free(struct mproc_shared *s);
+
+/* ------------------------------------------------------------------------ */
+/* Printing values (repr)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Python's repr(v) into buf[0..size), NUL-terminated, as snprintf does:
+ * *len (when not NULL) is set to the whole text's length without the NUL,
+ * whether it fitted or not. `[42, None, 'hello']`, `(1,)`, `b'\x00'`,
+ * `{'a': 1.5}`, `set()`, `frozenset({1})`, `1e+16`, `0.1`: what Python
+ * prints, floats in their shortest round-trip form. Non-ASCII characters
+ * of a str are written as they are, except the C1 controls (escaped as
+ * \x80..\x9f as Python does); Python also escapes other characters it
+ * deems unprintable (U+200B, ...), which mproc writes as they are.
+ * Returns 0; -ENOBUFS when the text was cut (call again with *len + 1
+ * bytes); -EINVAL for a NULL v, or NULL buf with size > 0 (NULL, 0 only
+ * measures); MPROC_EPICKLE_DEPTH past 10000 levels. Thread-safe.
+ */
+MPROC_EXPORT int mproc_value_repr(const struct mproc_value *v, char *buf,
+                                  size_t size, size_t *len);
 
 #ifdef __cplusplus
 }

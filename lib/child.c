@@ -306,12 +306,33 @@ static void worker_flush_committed(struct worker *wk)
 }
 
 /*
+ * What a fatal signal says, into the status record `st`: signal, si_code,
+ * address, backtrace, memory, errno. Only async-signal-safe calls;
+ * backtrace() was called once at setup (mproc__child_crash_handlers) so
+ * that it does not load libgcc here.
+ */
+void mproc__child_crash_record(struct mproc__status *st, int sig,
+                               const siginfo_t *si, int saved_errno)
+{
+	void *frames[MPROC__MAX_FRAMES];
+	int n = backtrace(frames, MPROC__MAX_FRAMES);
+	for (int i = 0; i < n; i++)
+		st->frames[i] = (uint64_t)(uintptr_t)frames[i];
+	st->nframes = n > 0 ? (uint32_t)n : 0;
+	st->crash_code = si ? si->si_code : 0;
+	st->crash_addr = 0;
+	if (si && (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
+	           sig == SIGILL))
+		st->crash_addr = (uint64_t)(uintptr_t)si->si_addr;
+	worker_memory(-1, &st->crash_vm, &st->crash_rss);
+	st->crash_errno = saved_errno;
+	atomic_store_explicit(&st->crash_signal, sig, memory_order_release);
+}
+
+/*
  * A fatal signal in a task: record what happened in the shared status
- * record (signal, si_code, address, backtrace, memory), hand over the
- * results already made, and die of the same signal. Runs on its own
- * stack, so a stack overflow is reported too. Only async-signal-safe calls;
- * backtrace() was called once at setup so that it does not load libgcc
- * here.
+ * record, hand over the results already made, and die of the same signal.
+ * Runs on its own stack, so a stack overflow is reported too.
  */
 static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
 {
@@ -319,20 +340,8 @@ static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
 	int saved_errno = errno; /* what the task last failed with */
 	struct worker *wk = worker_self;
 	if (wk && !worker_is_grandchild && *wk->self) {
-		struct mproc__status *st = wk->plan->status;
-		void *frames[MPROC__MAX_FRAMES];
-		int n = backtrace(frames, MPROC__MAX_FRAMES);
-		for (int i = 0; i < n; i++)
-			st->frames[i] = (uint64_t)(uintptr_t)frames[i];
-		st->nframes = n > 0 ? (uint32_t)n : 0;
-		st->crash_code = si ? si->si_code : 0;
-		st->crash_addr = 0;
-		if (si && (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
-		           sig == SIGILL))
-			st->crash_addr = (uint64_t)(uintptr_t)si->si_addr;
-		worker_memory(-1, &st->crash_vm, &st->crash_rss);
-		st->crash_errno = saved_errno;
-		atomic_store_explicit(&st->crash_signal, sig, memory_order_release);
+		mproc__child_crash_record(wk->plan->status, sig, si,
+		                          saved_errno);
 		worker_flush_committed(wk);
 	}
 	/* SA_RESETHAND made the disposition default again; the raised
@@ -340,7 +349,8 @@ static void worker_on_crash(int sig, siginfo_t *si, void *uctx)
 	raise(sig);
 }
 
-static void worker_crash_handlers(void)
+void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *),
+                                 bool warm)
 {
 	static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL,
 	                           SIGABRT, SIGTRAP, SIGSYS};
@@ -348,9 +358,12 @@ static void worker_crash_handlers(void)
 	stack_t ss = {.ss_sp = malloc(size), .ss_size = size};
 	if (ss.ss_sp)
 		sigaltstack(&ss, NULL);
-	void *warm[2];
-	backtrace(warm, 2); /* loads the unwinder now, not in the handler */
-	struct sigaction sa = {.sa_sigaction = worker_on_crash,
+	if (warm) {
+		void *frames[2];
+		backtrace(frames, 2); /* loads the unwinder now, not in the
+		                       * handler */
+	}
+	struct sigaction sa = {.sa_sigaction = handler,
 	                       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND};
 	/* A second fault inside the handler waits: it would flush twice. */
 	sigemptyset(&sa.sa_mask);
@@ -358,6 +371,11 @@ static void worker_crash_handlers(void)
 		sigaddset(&sa.sa_mask, sigs[i]);
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		sigaction(sigs[i], &sa, NULL);
+}
+
+static void worker_crash_handlers(void)
+{
+	mproc__child_crash_handlers(worker_on_crash, true);
 }
 
 
@@ -817,4 +835,131 @@ static void worker_body(const void *arg)
 int mproc__child_fork(const struct mproc__child_plan *plan, pid_t *pid)
 {
 	return mproc__child_fork_run(worker_body, plan, pid);
+}
+
+/* ---- a Process's child (process.c) --------------------------------------- */
+
+static struct mproc__status *process_status; /* its crash record */
+static pid_t process_pid;                    /* the Process itself */
+
+static void process_on_crash(int sig, siginfo_t *si, void *uctx)
+{
+	(void)uctx;
+	int saved_errno = errno;
+	/* Not a child the task forked: its crash is not the Process's. */
+	if (process_status && getpid() == process_pid)
+		mproc__child_crash_record(process_status, sig, si, saved_errno);
+	raise(sig);
+}
+
+static void process_write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* the parent is gone: nobody to tell */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/*
+ * What runs in a Process from fork() to _exit(): the setup below (the
+ * same async-signal-safe calls as worker_setup, but SIGINT keeps its
+ * default, as in a Python child), then the task, then its result as one
+ * status byte and a pickle on the result pipe. Exit status 0 when the
+ * task returned, 1 when it raised (Python's exitcode for an exception).
+ */
+static _Noreturn void process_main(const struct mproc__process_plan *plan)
+{
+	if (plan->daemon)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Its parent ended before prctl took effect: what the signal would
+	 * have done. */
+	if (plan->daemon && getppid() != plan->parent)
+		raise(SIGKILL);
+	for (size_t i = 0; i < plan->nclose; i++)
+		close(plan->close_fds[i]);
+	mproc__child_reset_signals();
+	signal(SIGINT, SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+#if HAVE_SETPROCTITLE
+	if (title_ready)
+		setproctitle("%s", plan->name);
+	else
+#endif
+		prctl(PR_SET_NAME, plan->name);
+
+	process_pid = getpid();
+	process_status = plan->status;
+	/* The parent loaded the unwinder before the fork (below): warming
+	 * it again here would only copy its pages. */
+	mproc__child_crash_handlers(process_on_crash, false);
+
+	struct mproc_decoder *dec = NULL;
+	struct mproc_writer *w = NULL;
+	if (mproc_writer_new(&w, 5) < 0)
+		_exit(70);
+	/* None, a bool, a small int: no decoder (and its arena) to make. */
+	const struct mproc_value *arg = mproc__decode_tiny(plan->arg,
+	                                                   plan->arglen);
+	int rc = 0;
+	if (!arg) {
+		if (mproc_decoder_new(&dec, &plan->limits) < 0)
+			_exit(70);
+		rc = mproc_decode(dec, plan->arg, plan->arglen, &arg);
+	}
+	if (rc < 0) {
+		mproc_raise(w, "UnpicklingError", "process argument: %s",
+		            mproc_decoder_error(dec));
+	} else {
+		rc = plan->fn(arg, w);
+		if (getpid() != process_pid)
+			_exit(0); /* the task forked and returned in its child */
+		if (rc < 0 && !mproc__writer_raised(w))
+			worker_raise_code(w, rc);
+	}
+	bool raised = mproc__writer_raised(w);
+	if (!raised && mproc__writer_top_type(w) < 0)
+		mproc_write_none(w);
+	const void *data = NULL;
+	size_t len = 0;
+	if (mproc_writer_finish(w, &data, &len) < 0) {
+		/* What the task wrote is unusable: say so instead. */
+		mproc_writer_reset(w);
+		worker_raise_code(w, MPROC_EWRITER);
+		raised = true;
+		if (mproc_writer_finish(w, &data, &len) < 0)
+			_exit(70);
+	}
+	char st = raised ? (char)MPROC_RAISED : (char)MPROC_OK;
+	process_write_all(plan->result_fd, &st, 1);
+	process_write_all(plan->result_fd, data, len);
+	_exit(raised ? 1 : 0);
+}
+
+static void process_body(const void *arg)
+{
+	process_main(arg);
+}
+
+static pthread_once_t process_warm_once = PTHREAD_ONCE_INIT;
+
+static void process_warm(void)
+{
+	void *warm[2];
+	backtrace(warm, 2);
+}
+
+int mproc__child_process(const struct mproc__process_plan *plan, pid_t *pid)
+{
+	/* The unwinder is loaded on the first backtrace(), a dlopen that
+	 * costs more than the fork: load it once here, and every child
+	 * inherits it ready. */
+	pthread_once(&process_warm_once, process_warm);
+	return mproc__child_fork_run(process_body, plan, pid);
 }

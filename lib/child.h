@@ -11,6 +11,7 @@
 #define MPROC_CHILD_H
 
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -70,5 +71,36 @@ int mproc__child_fork_run(void (*body)(const void *), const void *arg,
 /* Default dispositions for every signal, SIGINT ignored: what a child of
  * the pool sets first (async-signal-safe). */
 void mproc__child_reset_signals(void);
+
+/*
+ * A fatal signal's facts into `st` (signal, si_code, address, backtrace,
+ * memory, errno), from a crash handler: async-signal-safe.
+ */
+void mproc__child_crash_record(struct mproc__status *st, int sig,
+                               const siginfo_t *si, int saved_errno);
+
+/* Install `handler` for the fatal signals (SEGV, BUS, FPE, ILL, ABRT, TRAP,
+ * SYS) on an alternate stack; `warm`: load the unwinder first (unless the
+ * parent did before the fork). In a child. */
+void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *),
+                                 bool warm);
+
+/* What a Process's child needs, prepared before fork (process.c). */
+struct mproc__process_plan {
+	mproc_task_fn fn;
+	const void *arg;          /* the argument's pickle */
+	size_t arglen;
+	int result_fd;            /* write end of its result pipe */
+	const int *close_fds;     /* the pools' descriptors, its read end */
+	size_t nclose;
+	struct mproc__status *status; /* shared: its crash record */
+	pid_t parent;
+	bool daemon;              /* dies with the thread that started it */
+	const char *name;         /* its title in ps */
+	struct mproc_limits limits;
+};
+
+/* Fork a Process's child running `plan`; 0 and *pid, or -errno. */
+int mproc__child_process(const struct mproc__process_plan *plan, pid_t *pid);
 
 #endif

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "crash.h"
 #include "engine.h"
 #include "wire.h"
 
@@ -54,36 +55,7 @@ struct death {
  * addresses here. */
 static void death_report(struct death *d, const struct mproc__status *st)
 {
-	size_t off = 0, cap = sizeof d->report;
-	uint32_t n = st->nframes > MPROC__MAX_FRAMES ? MPROC__MAX_FRAMES
-	                                             : st->nframes;
-	d->report[0] = '\0';
-	for (uint32_t i = 0; i < n && off < cap; i++) {
-		void *addr = (void *)(uintptr_t)st->frames[i];
-		Dl_info info;
-		int len;
-		if (dladdr(addr, &info) && info.dli_fname) {
-			const char *obj = strrchr(info.dli_fname, '/');
-			obj = obj ? obj + 1 : info.dli_fname;
-			if (info.dli_sname)
-				len = snprintf(d->report + off, cap - off,
-				               "#%u %p %s+0x%zx (%s)\n", i, addr,
-				               info.dli_sname,
-				               (size_t)((char *)addr - (char *)info.dli_saddr),
-				               obj);
-			else
-				len = snprintf(d->report + off, cap - off,
-				               "#%u %p (%s+0x%zx)\n", i, addr, obj,
-				               (size_t)((char *)addr - (char *)info.dli_fbase));
-		} else {
-			len = snprintf(d->report + off, cap - off, "#%u %p\n", i, addr);
-		}
-		if (len < 0)
-			break;
-		off += (size_t)len;
-	}
-	if (off >= cap)
-		d->report[cap - 1] = '\0';
+	mproc__crash_format(st, d->report, sizeof d->report);
 }
 
 static void death_describe(struct death *d)
