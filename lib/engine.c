@@ -230,7 +230,7 @@ static size_t window_of(const struct mproc_pool *pool,
  * descheduled or slow on that one would stop every other worker once a
  * small window is full; an unordered one gets its results in fewer,
  * larger batches. */
-#define SMALL_RESULTS_WINDOW 16384u
+#define SMALL_RESULTS_WINDOW 16383u /* a ring of 16384 slots */
 
 static int set_window(const struct mproc_pool *pool, struct mproc__job *job)
 {
@@ -421,6 +421,11 @@ int mproc__engine_join(struct mproc_pool *pool)
 		return MPROC_ERUNNING;
 	if (in_worker(pool))
 		return -EDEADLK;
+	/* An iterator whose consumer stopped reading stalls at its soft
+	 * window, as it would have before the window stretched. */
+	struct mproc__call *call;
+	TAILQ_FOREACH(call, &pool->calls.pending, link)
+		mproc__job_unstretch(mproc__call_job(call));
 	int rc = mproc__engine_wait(pool, pool_idle, pool, UINT64_MAX);
 	if (rc == 0 && mproc__engine_in_callback(pool))
 		rc = -EDEADLK;

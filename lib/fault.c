@@ -33,6 +33,10 @@
 #include "engine.h"
 #include "wire.h"
 
+/* How long a worker with no initializer may take to become ready, with
+ * tasks waiting and a task timeout set, before it is taken to hang. */
+#define SLOW_START_NS 10000000000ull
+
 /* How a worker ended, from waitid and its status record. */
 struct death {
 	int signal;      /* 0 when it exited */
@@ -434,10 +438,11 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 		                   "the pool");
 	} else if (d.running && r >= 0) {
 		target = d.running;
-		if (w->f.term_at && (d.signal == SIGTERM || d.signal == SIGKILL) &&
+		if (w->f.term_at &&
 		    !atomic_load_explicit(&st->crash_signal, memory_order_acquire)) {
-			/* Timed out: ended by our signal, not by a crash or an
-			 * exit of its own that came first. */
+			/* Timed out, unless it crashed by itself first: the
+			 * signal or exit status says how it then ended (a task
+			 * may catch SIGTERM and exit). */
 			d.status = MPROC_TIMEOUT;
 			snprintf(d.msg, sizeof d.msg,
 			         "ran past its timeout of %.3g s; worker stopped with %s",
@@ -468,7 +473,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 	 * SIGKILL from outside (the OOM killer, an operator) says nothing
 	 * about the initializer and is not counted; ours, for an initializer
 	 * that outlived the task timeout, is. */
-	bool start_failed = !was_ready && !clean_exit &&
+	bool start_failed = !was_ready && !clean_exit && !w->f.slow_start &&
 	                    (d.signal != SIGKILL || w->f.killed || broken);
 	if (start_failed) {
 		if (++pool->start_failures >= 3 && !pool->broken) {
@@ -486,6 +491,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 	w->f.term_at = 0;
 	w->f.timeout_task = 0;
 	w->f.killed = false;
+	w->f.slow_start = false;
 	w->f.proto_stall = false;
 	mproc__status_reset(st);
 	w->f.respawn_backoff = 0;
@@ -650,18 +656,24 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		uint64_t look = watch_every(shortest);
 		if (!atomic_load_explicit(&st->ready_ns, memory_order_acquire)) {
 			/* Not ready yet with tasks waiting: its initializer gets
-			 * the task timeout to finish, then SIGKILL (a worker with
-			 * none is only slow to start, on a loaded machine: its
-			 * tasks are taken back if it stands still). Look again
-			 * soon, to see its first task start. */
-			uint64_t limit = w->f.spawned_ns + limit_ns;
+			 * the task timeout to finish, then SIGKILL. A worker with
+			 * none is only slow to start (a loaded machine; its tasks
+			 * are taken back if another moves), or hung before its
+			 * first task (a fork handler): it gets SLOW_START_NS, and
+			 * its kill is no start failure. Look again soon, to see
+			 * its first task start. */
+			bool init = pool->opts.initializer != NULL;
+			uint64_t grant = init || limit_ns > SLOW_START_NS
+			                         ? limit_ns
+			                         : SLOW_START_NS;
+			uint64_t limit = w->f.spawned_ns + grant;
 			if (!mproc__chunkq_len(&w->q))
 				continue;
-			bool init = pool->opts.initializer != NULL;
-			if (init && limit_ns && now >= limit && !w->f.killed) {
+			if (limit_ns && now >= limit && !w->f.killed) {
 				mproc__worker_signal(&pool->be, w, SIGKILL);
 				w->f.killed = true;
-			} else if (init && limit_ns && limit < next) {
+				w->f.slow_start = !init;
+			} else if (limit_ns && limit < next) {
 				next = limit;
 			}
 			if (shortest && now + look < next)
@@ -707,11 +719,18 @@ uint64_t mproc__fault_watch(struct mproc_pool *pool)
 		if (now >= start + limit_ns) {
 			/* A task that crashed, or a worker already gone, while
 			 * the driver was away is no timeout: its death, waiting
-			 * in the poll, says what ended it. */
-			if (atomic_load_explicit(&st->crash_signal,
-			                         memory_order_acquire) ||
-			    (w->proc.exit_fd >= 0 && mproc__worker_ends(w, 0)))
+			 * in the poll, says what ended it. A crashed worker that
+			 * still has not ended a grace period later (stopped in
+			 * its crash handler) is stopped all the same, and its
+			 * task still ends CRASHED. */
+			bool gone = atomic_load_explicit(&st->crash_signal,
+			                                 memory_order_acquire) ||
+			            (w->proc.exit_fd >= 0 && mproc__worker_ends(w, 0));
+			if (gone && now < start + limit_ns + pool->grace_ns) {
+				if (start + limit_ns + pool->grace_ns < next)
+					next = start + limit_ns + pool->grace_ns;
 				continue;
+			}
 			mproc__worker_signal(&pool->be, w, SIGTERM);
 			w->f.term_at = now;
 			w->f.timeout_task = id;

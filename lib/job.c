@@ -231,13 +231,13 @@ void mproc__job_set_chunksize(struct mproc__job *job, size_t chunksize)
 
 int mproc__job_set_window(struct mproc__job *job, size_t window, size_t soft)
 {
-	/* At least window + 2 slots (the result handed out last stays valid
+	/* At least window + 1 slots (the result handed out last stays valid
 	 * while a full window arrives), a power of two so that a slot is found
 	 * with a mask, not a division, once per result. */
 	if (window > (SIZE_MAX >> 2) || soft > window)
 		return -ENOMEM;
 	size_t n = 1;
-	while (n < window + 2)
+	while (n < window + 1)
 		n <<= 1;
 	struct slot *s = calloc(n, sizeof *s);
 	/* Buffers outlive their results only up to the soft window's count:
@@ -665,6 +665,12 @@ void mproc__job_set_unread(struct mproc__job *job)
 bool mproc__job_settled(const struct mproc__job *job)
 {
 	return job->input_done && job->completed >= job->pulled;
+}
+
+void mproc__job_unstretch(struct mproc__job *job)
+{
+	if (job->kind != MPROC__JOB_ALL)
+		job->window = job->soft;
 }
 
 bool mproc__job_stalled(const struct mproc__job *job)

@@ -119,6 +119,9 @@ int mproc__job_finish(struct mproc__job *job);
 /* ---- reading results (the public calls) ---------------------------------- */
 
 struct mproc_results *mproc__job_results(struct mproc__job *job);
+/* Iterators: no more than the soft window ahead from now on (join: an
+ * iterator nobody reads is not run on for 16384 results). */
+void mproc__job_unstretch(struct mproc__job *job);
 /* Iterators: a result can be handed out now, or every one was. */
 bool mproc__job_has_next(const struct mproc__job *job);
 /* The next result into *out (valid until the next call): 1, or 0 when

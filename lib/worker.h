@@ -51,6 +51,7 @@ struct mproc__worker {
 		uint64_t timeout_task; /* the task that ran past its timeout */
 		uint64_t timeout_ns;  /* the timeout it ran past */
 		bool killed;          /* SIGKILL sent after the grace period */
+		bool slow_start;      /* killed for not starting, no initializer */
 		bool proto_stall;     /* a frame cut short: killed for it */
 		uint64_t death_ns;    /* last death seen, until the replacement is ready */
 		uint64_t spawned_ns;  /* coarse clock at its start */

@@ -370,10 +370,10 @@ static enum verdict judge(const struct mproc_result *r, uint64_t i,
 	bool blamed = blamed_for_pipes(r) || blamed_for_protocol(r);
 	bool killed = r->status == MPROC_CRASHED && c && c->signal == SIGKILL &&
 	              !blamed;
-	/* Past its timeout, a task's worker is ended by the pool's SIGTERM
-	 * or SIGKILL; one that died otherwise did not run past it. */
-	bool timed_out = r->status == MPROC_TIMEOUT && c &&
-	                 (c->signal == SIGTERM || c->signal == SIGKILL);
+	/* Past its timeout, a task's worker is sent SIGTERM, then SIGKILL;
+	 * what ended it is in the report (an exit of its own may come
+	 * first, when a stop from outside held it past the timeout). */
+	bool timed_out = r->status == MPROC_TIMEOUT && c;
 	int64_t v;
 	enum kind k = kind_of(i);
 	bool own = false;
