@@ -404,7 +404,7 @@ struct mproc_pool_opts {
 	/**
 	 * Most results an iterator keeps waiting for the consumer (its window of
 	 * input pulled ahead). 0 means max(256, 8 * processes * chunksize),
-	 * which may stretch to 16384 while what waits is under 8 MiB: so that
+	 * which may stretch to 16383 while what waits is under 8 MiB: so that
 	 * imap's workers run on past a result that is slow to come (a worker
 	 * descheduled, a long task), and imap_unordered's come in bigger
 	 * batches. A value set here is kept exactly.
