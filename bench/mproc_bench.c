@@ -133,6 +133,19 @@
 #define MPROC_BENCH_PY "bench/mproc_bench.py"
 #endif
 
+/* Where an installed mproc-bench finds its Python half (the tools
+ * package); the source tree's copy wins when it is there, so a build
+ * tree's mproc-bench runs the script beside its own source. */
+#ifndef MPROC_BENCH_PY_INSTALLED
+#define MPROC_BENCH_PY_INSTALLED MPROC_BENCH_PY
+#endif
+
+static const char *bench_py(void)
+{
+	return access(MPROC_BENCH_PY, R_OK) == 0 ? MPROC_BENCH_PY
+	                                         : MPROC_BENCH_PY_INSTALLED;
+}
+
 extern char **environ;
 
 #define MAX_REPEAT 101
@@ -1072,7 +1085,7 @@ static int py_start(const char *python)
 	if (!*backends)
 		return 0;
 	snprintf(rep, sizeof rep, "%d", repeat);
-	char *argv[] = {(char *)python, (char *)MPROC_BENCH_PY, "--repeat",
+	char *argv[] = {(char *)python, (char *)bench_py(), "--repeat",
 	                rep,            "--backends",           backends,
 	                NULL};
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
@@ -1132,7 +1145,7 @@ static int py_stop(void)
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 3) {
 		py_fail("this python has no usable multiprocessing");
 	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		notice("%s failed", MPROC_BENCH_PY);
+		notice("%s failed", bench_py());
 		rc = -1;
 	}
 	return rc;

@@ -1357,8 +1357,8 @@ static inline int dec_place(struct mproc_decoder *d, struct mproc_value *c,
 		if (item->height >= c->height) {
 			if (item->height >= d->lim.max_depth)
 				return dec_fail(d, MPROC_EPICKLE_DEPTH, off,
-				                "nesting deeper than the limit "
-				                "max_depth = %u at offset %zu",
+				                "nesting deeper than %u (the "
+				                "limit max_depth) at offset %zu",
 				                d->lim.max_depth, off);
 			c->height = item->height + 1;
 		}
@@ -1825,9 +1825,8 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 		case OP_MARK:
 			if (d->nmarks >= d->lim.max_depth)
 				return dec_fail(d, MPROC_EPICKLE_DEPTH, off,
-				                "nesting deeper than the limit "
-				                "max_depth = %u (more open MARKs) "
-				                "at offset %zu",
+				                "more than %u open MARKs (the "
+				                "limit max_depth) at offset %zu",
 				                d->lim.max_depth, off);
 			if (d->nmarks == d->mcap) {
 				size_t ncap = d->mcap ? d->mcap * 2 : 64;
