@@ -210,7 +210,7 @@ static int write_vbuild(struct mproc_writer *w, const char *fmt, va_list ap)
 	if (!w || !fmt)
 		return mproc__detail_text(-EINVAL, "%s is NULL",
 		                          w ? "the format" : "the writer");
-	size_t top;
+	size_t top = 0;
 	int rc = build_check(fmt, &top);
 	if (rc < 0)
 		return rc;

@@ -404,8 +404,8 @@ static int value_vparse(const struct mproc_value *v, const char *fmt,
 {
 	if (!fmt)
 		return mproc__detail_text(-EINVAL, "the format is NULL");
-	size_t top;
-	bool top_bar;
+	size_t top = 0;
+	bool top_bar = false;
 	int rc = parse_check(fmt, &top, &top_bar);
 	if (rc < 0)
 		return rc;
