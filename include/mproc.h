@@ -854,8 +854,11 @@ MPROC_EXPORT void mproc_iter_free(struct mproc_iter *it);
  * \"(sid)\", at [1]: expected int, got str"; "expected int, got str" from
  * an accessor; "input item 3: invalid UTF-8 in a str" from an input
  * helper). Set by the accessors (MPROC_ETYPE, MPROC_EINDEX), the helpers
- * below, and an input helper's item that cannot be written (the thread
- * that pulled the input, which for mproc_map() is the caller). Meaningful
+ * below, and an input whose item cannot be written, with MPROC_EINPUT: a
+ * helper's item says why, a generator's names the code it answered ("input
+ * item 7: the generator answered EIO ..."), in the thread that pulled the
+ * input (for mproc_map(), the caller; for imap, the thread that called
+ * mproc_iter_next()). Meaningful
  * right after a call failed; "" when there was none. Owned by the thread,
  * valid until its next failing call. Thread-safe (one record per thread).
  */

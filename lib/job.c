@@ -20,6 +20,7 @@
 
 #include "input.h"
 #include "job.h"
+#include "detail.h"
 #include "pickle.h"
 #include "wire.h"
 
@@ -167,10 +168,23 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 	out->len += MPROC__TASK_REC;
 	mproc__writer_attach(w, out);
 	rc = mproc_input_write(&job->in, job->pulled, w);
-	if (rc > 0)
-		rc = mproc__writer_end(w) < 0 ? MPROC_EINPUT : 1;
-	else if (rc < 0)
+	if (rc > 0) {
+		int end = mproc__writer_end(w);
+		rc = end < 0 ? mproc__detail_text(MPROC_EINPUT,
+		                       "input item %zu: what the generator "
+		                       "wrote is not one value: %s",
+		                       job->pulled, mproc_strerror(end))
+		             : 1;
+	} else if (rc < 0) {
+		/* The helpers name the item and why themselves (input.c); a
+		 * generator's own code is named here. */
+		if (job->in.fn)
+			mproc__detail_text(MPROC_EINPUT,
+			                   "input item %zu: the generator "
+			                   "answered %s (%s)", job->pulled,
+			                   mproc_err_name(rc), mproc_strerror(rc));
 		rc = MPROC_EINPUT;
+	}
 	mproc__writer_attach(w, NULL);
 	if (rc <= 0) {
 		out->len = rec;

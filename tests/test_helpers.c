@@ -675,6 +675,20 @@ START_TEST(test_input_helper_failure_names_the_item)
 }
 END_TEST
 
+START_TEST(test_generator_failure_names_the_item)
+{
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_fn_init(&in, gen_fail_at_7, NULL), 0);
+	struct mproc_pool *pool = open_pool(1);
+	struct mproc_results *res = NULL;
+	ck_assert_int_eq(mproc_map(pool, t_identity, &in, 1, &res),
+	                 MPROC_EINPUT);
+	assert_detail_has("input item 7: the generator answered EIO");
+	mproc_results_free(res);
+	finish_pool(pool);
+}
+END_TEST
+
 START_TEST(test_results_write_loads_as_a_list)
 {
 	struct mproc_pool *pool = open_pool(2);
@@ -759,6 +773,7 @@ int main(void)
 	tcase_add_test(tp, test_starmap_takes_lists_and_tuples);
 	tcase_add_test(tp, test_set_len_bounds_an_endless_generator);
 	tcase_add_test(tp, test_input_helper_failure_names_the_item);
+	tcase_add_test(tp, test_generator_failure_names_the_item);
 	tcase_add_test(tp, test_results_write_loads_as_a_list);
 	suite_add_tcase(s, tp);
 	return run_suite(s);
