@@ -692,8 +692,9 @@ MPROC_EXPORT int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
                            const struct mproc_input *in, size_t chunksize,
                            struct mproc_results **out);
 
-/* Pool.starmap: like mproc_map, but every item must be a tuple (the task's
- * arguments); an item that is not ends RAISED with TypeError. */
+/* Pool.starmap: like mproc_map, but every item must be a tuple or a list
+ * (the task's arguments, as Python unpacks either); another item ends
+ * RAISED with TypeError. */
 MPROC_EXPORT int mproc_starmap(struct mproc_pool *pool, mproc_task_fn fn,
                                const struct mproc_input *in, size_t chunksize,
                                struct mproc_results **out);
@@ -744,7 +745,7 @@ struct mproc_call_opts {
 	 * call. What happens past it is as for task_timeout (docs/faults.md).
 	 */
 	double timeout;
-	/** Every item is a tuple of arguments, as for starmap. */
+	/** Every item is a tuple (or list) of arguments, as for starmap. */
 	bool star;
 };
 
