@@ -1001,6 +1001,17 @@ MPROC_EXPORT int mproc_results_write(struct mproc_writer *w,
                                      const struct mproc_results *res,
                                      unsigned flags);
 
+/*
+ * Why the input of an imap iterator or an async map failed, once
+ * mproc_iter_next() or mproc_async_get() answered MPROC_EINPUT: the item
+ * and the reason ("input item 3: invalid UTF-8 in a str", "input item 7:
+ * the generator answered EIO ..."), whichever thread pulled the input. ""
+ * before a failure, and for NULL. Owned by the handle; valid until it is
+ * freed.
+ */
+MPROC_EXPORT const char *mproc_iter_input_error(const struct mproc_iter *it);
+MPROC_EXPORT const char *mproc_async_input_error(const struct mproc_async *a);
+
 #ifdef __cplusplus
 }
 #endif

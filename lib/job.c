@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "input.h"
@@ -51,6 +52,9 @@ struct mproc__job {
 	size_t pulled;          /* items taken from the input so far */
 	bool input_done;
 	int input_err;
+	/* Why the input failed (mproc_error_detail() at the failure), for
+	 * the call's handle: "" until then. */
+	char input_detail[192];
 
 	/* Results. */
 	bool unread;            /* nobody will read them */
@@ -185,6 +189,9 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 			                   mproc_err_name(rc), mproc_strerror(rc));
 		rc = MPROC_EINPUT;
 	}
+	if (rc == MPROC_EINPUT)
+		snprintf(job->input_detail, sizeof job->input_detail, "%s",
+		         mproc_error_detail());
 	mproc__writer_attach(w, NULL);
 	if (rc <= 0) {
 		out->len = rec;
@@ -193,6 +200,11 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 	uint32_t len = (uint32_t)(out->len - rec - MPROC__TASK_REC);
 	memcpy(out->data + rec, &len, sizeof len);
 	return 1;
+}
+
+const char *mproc__job_input_detail(const struct mproc__job *job)
+{
+	return job->input_detail;
 }
 
 int mproc__job_read_all(struct mproc__job *job)

@@ -689,6 +689,42 @@ START_TEST(test_generator_failure_names_the_item)
 }
 END_TEST
 
+START_TEST(test_iter_and_async_name_their_input_failure)
+{
+	static const char *const names[] = {"a", "b", "c\xff", "d"};
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_cstrs(&in, names, 4), 0);
+	struct mproc_pool *pool = open_pool(2);
+	struct mproc_iter *it;
+	ck_assert_int_eq(mproc_imap(pool, t_identity, &in, 1, &it), 0);
+	const struct mproc_result *r;
+	int rc, n = 0;
+	while ((rc = mproc_iter_next(it, 10, &r)) == 1)
+		n++;
+	ck_assert_int_eq(rc, MPROC_EINPUT);
+	ck_assert_int_eq(n, 2);
+	if (!strstr(mproc_iter_input_error(it), "input item 2: invalid UTF-8"))
+		ck_abort_msg("%s", mproc_iter_input_error(it));
+	mproc_iter_free(it);
+
+	struct mproc_input gen;
+	ck_assert_int_eq(mproc_input_fn_init(&gen, gen_fail_at_7, NULL), 0);
+	ck_assert_int_eq(mproc_input_set_len(&gen, 20), 0);
+	struct mproc_async *a;
+	ck_assert_int_eq(mproc_map_async(pool, t_identity, &gen, 1, NULL, &a),
+	                 0);
+	const struct mproc_results *res;
+	ck_assert_int_eq(mproc_async_get(a, 10, &res), MPROC_EINPUT);
+	if (!strstr(mproc_async_input_error(a), "input item 7: the generator "
+	                                         "answered EIO"))
+		ck_abort_msg("%s", mproc_async_input_error(a));
+	mproc_async_free(a);
+	ck_assert_str_eq(mproc_iter_input_error(NULL), "");
+	ck_assert_str_eq(mproc_async_input_error(NULL), "");
+	finish_pool(pool);
+}
+END_TEST
+
 START_TEST(test_results_write_loads_as_a_list)
 {
 	struct mproc_pool *pool = open_pool(2);
@@ -774,6 +810,7 @@ int main(void)
 	tcase_add_test(tp, test_set_len_bounds_an_endless_generator);
 	tcase_add_test(tp, test_input_helper_failure_names_the_item);
 	tcase_add_test(tp, test_generator_failure_names_the_item);
+	tcase_add_test(tp, test_iter_and_async_name_their_input_failure);
 	tcase_add_test(tp, test_results_write_loads_as_a_list);
 	suite_add_tcase(s, tp);
 	return run_suite(s);
