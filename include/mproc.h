@@ -93,7 +93,8 @@ enum mproc_errno {
 
 /*
  * A static English description of `code` (an MPROC_E* code or a negated
- * errno value). Never NULL; unknown codes get "unknown error". Thread-safe.
+ * errno value; a positive errno value, as errno holds it, is described as
+ * its negation). Never NULL; unknown codes get "unknown error". Thread-safe.
  */
 MPROC_EXPORT const char *mproc_strerror(int code);
 
@@ -705,8 +706,9 @@ MPROC_EXPORT int mproc_map(struct mproc_pool *pool, mproc_task_fn fn,
                            const struct mproc_input *in, size_t chunksize,
                            struct mproc_results **out);
 
-/* Pool.starmap: like mproc_map, but every item must be a tuple (the task's
- * arguments); an item that is not ends RAISED with TypeError. */
+/* Pool.starmap: like mproc_map, but every item must be a tuple or a list
+ * (the task's arguments, as Python unpacks either); another item ends
+ * RAISED with TypeError. */
 MPROC_EXPORT int mproc_starmap(struct mproc_pool *pool, mproc_task_fn fn,
                                const struct mproc_input *in, size_t chunksize,
                                struct mproc_results **out);
@@ -757,7 +759,7 @@ struct mproc_call_opts {
 	 * call. What happens past it is as for task_timeout (docs/faults.md).
 	 */
 	double timeout;
-	/** Every item is a tuple of arguments, as for starmap. */
+	/** Every item is a tuple (or list) of arguments, as for starmap. */
 	bool star;
 };
 
@@ -1426,6 +1428,172 @@ MPROC_EXPORT void mproc_shared_free(struct mproc_shared *s);
  */
 MPROC_EXPORT int mproc_value_repr(const struct mproc_value *v, char *buf,
                                   size_t size, size_t *len);
+/* ------------------------------------------------------------------------ */
+/* Helpers: format strings, inputs from values, results out, details        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The words behind the last error code a value call of this thread
+ * answered: which item, what was expected and what was found ("format
+ * \"(sid)\", at [1]: expected int, got str"; "expected int, got str" from
+ * an accessor; "input item 3: invalid UTF-8 in a str" from an input
+ * helper). Set by the accessors (MPROC_ETYPE, MPROC_EINDEX), the helpers
+ * below, and an input whose item cannot be written, with MPROC_EINPUT: a
+ * helper's item says why, a generator's names the code it answered ("input
+ * item 7: the generator answered EIO ..."), in the thread that pulled the
+ * input (for mproc_map(), the caller; for imap, the thread that called
+ * mproc_iter_next()). Meaningful
+ * right after a call failed; "" when there was none. Owned by the thread,
+ * valid until its next failing call. Thread-safe (one record per thread).
+ */
+MPROC_EXPORT const char *mproc_error_detail(void);
+
+/*
+ * Write one value described by a format string, from C arguments
+ * (Py_BuildValue). Spaces, tabs, ',' and ':' are ignored; no item writes
+ * None, one item writes that item, several write a tuple of them.
+ *
+ *   (...)  tuple     [...]  list     {...}  dict (key, value, key, value)
+ *   b h i B H  int, from an int (char and short are promoted to int)
+ *   I  int, from unsigned int      l  int, from long
+ *   k  int, from unsigned long     L  int, from long long (int64_t)
+ *   K  int, from unsigned long long (uint64_t)     n  int, from ssize_t
+ *   p  bool, from an int (non-zero is True)
+ *   d f  float, from a double (a float is promoted to double)
+ *   s z  str, from a NUL-terminated UTF-8 const char * (NULL: None)
+ *   s# z#  str, from const char * and a size_t length (NULL: None)
+ *   y  bytes, from a NUL-terminated const char *
+ *   y#  bytes, from const void * and a size_t length
+ *   O  a decoded const struct mproc_value *, written again
+ *
+ * Returns 0; -EINVAL for a NULL writer or format, a bad format (unknown
+ * letter, unbalanced brackets, a dict with an odd number of items: the
+ * writer is then untouched) or a NULL pointer for y or O; -ERANGE for a k
+ * or K past INT64_MAX; the writer's own errors (MPROC_EPICKLE_UTF8,
+ * MPROC_EWRITER for an unhashable dict key, ...). After an error past the
+ * format check the writer holds an incomplete value: a task returns the
+ * code (the pool raises), other callers mproc_writer_reset() it.
+ * mproc_error_detail() names the position in the format. E.g.
+ *   mproc_write_build(w, "(sid)", "a", 1, 2.5)    ->  ('a', 1, 2.5)
+ *   mproc_write_build(w, "{s:[ii]}", "xy", 1, 2)  ->  {'xy': [1, 2]}
+ */
+MPROC_EXPORT int mproc_write_build(struct mproc_writer *w, const char *fmt,
+                                   ...);
+
+/*
+ * Read a decoded value into C variables as a format string says
+ * (PyArg_ParseTuple). The format describes `v` itself ("i": v is an int;
+ * "(sid)": v is a tuple or list of a str, an int and a float); several
+ * top-level items describe a tuple or list of them, as PyArg_ParseTuple's
+ * format does ("sid" is "(sid)"). Spaces, tabs, ',' and ':' are ignored.
+ *
+ *   (...) [...]  a tuple or a list (either, for both) of exactly these
+ *        items; after '|' the items are optional (variables of absent
+ *        items are left alone)
+ *   b B  unsigned char *     h  short *     H  unsigned short *
+ *   i  int *     I  unsigned int *     l  long *     k  unsigned long *
+ *   L  long long *     K  unsigned long long *     n  ssize_t *
+ *        all from an int (or a bool, which is an int in Python), checked
+ *        against the C type's range
+ *   p  bool *, from a bool or an int (non-zero is true)
+ *   d  double *     f  float *, from a float or an int
+ *   s  const char **, size_t *: a str's UTF-8 bytes (not NUL-terminated,
+ *        pointing into the value) and their count ('s#' is the same)
+ *   z  the same for a str or None (NULL and 0)
+ *   y  const void **, size_t *: a bytes value ('y#' is the same)
+ *   O  const struct mproc_value **: any value, as it is
+ *
+ * Everything is checked before anything is stored, so on an error no
+ * variable changed. Returns 0; MPROC_ETYPE when an item has another type;
+ * MPROC_EINDEX when a sequence has another length; -ERANGE when an int
+ * does not fit its C type; -EINVAL for a NULL format or variable pointer,
+ * or a bad format ('{' has no meaning here: read a dict with 'O' and
+ * mproc_value_dict_next()). mproc_error_detail() names the item's path,
+ * the type expected and the one found:
+ *   format "(sid)", at [1]: expected int, got str
+ * A task may raise with it:
+ *   if (mproc_value_parse(arg, "(sid)", &s, &n, &i, &d) < 0)
+ *           return mproc_raise(ret, "TypeError", "%s", mproc_error_detail());
+ */
+MPROC_EXPORT int mproc_value_parse(const struct mproc_value *v,
+                                   const char *fmt, ...);
+
+/*
+ * A dict's entries in insertion order (PyDict_Next): start with *pos = 0;
+ * returns 1 and sets *key and *val (either may be NULL) and advances *pos,
+ * 0 after the last entry, MPROC_ETYPE when v is not a dict, -EINVAL for a
+ * NULL pos.
+ *   size_t pos = 0; const struct mproc_value *k, *val;
+ *   while (mproc_value_dict_next(d, &pos, &k, &val) > 0) ...
+ */
+MPROC_EXPORT int mproc_value_dict_next(const struct mproc_value *v,
+                                       size_t *pos,
+                                       const struct mproc_value **key,
+                                       const struct mproc_value **val);
+
+/*
+ * A NUL-terminated copy of a str value in *out, which the caller frees
+ * with free(). Returns 0; MPROC_ETYPE when v is not a str; -EINVAL for a
+ * NULL out or a str with a NUL character inside (a C string would end
+ * there; the detail says where); -ENOMEM.
+ */
+MPROC_EXPORT int mproc_value_strdup(const struct mproc_value *v, char **out);
+
+/*
+ * A decoded tuple, list, set or frozenset as an input: its items, in
+ * order, each written again as the task's argument (a dict gives its keys,
+ * as iterating one does in Python). So a list that Python pickled is the
+ * input of map, imap or starmap as it is. The value (and the decoder and
+ * message it belongs to) must stay valid and unchanged until the call
+ * that reads the input has read it all: for map, until it returns; for
+ * imap, map_async and starmap_async, until the iterator or async result
+ * is done. Returns 0; MPROC_ETYPE for a scalar; -EINVAL for NULL.
+ */
+MPROC_EXPORT int mproc_input_value(struct mproc_input *in,
+                                   const struct mproc_value *v);
+
+/*
+ * Give a generator input (from mproc_input_fn_init, or filled by hand)
+ * its exact item count: map then computes Python's chunksize without
+ * reading the input first, and the generator is not asked past `len`
+ * (Python's map with an input that has __len__). Returns 0, or -EINVAL for
+ * NULL or an input made by the helpers, which know their own length.
+ */
+MPROC_EXPORT int mproc_input_set_len(struct mproc_input *in, size_t len);
+
+/* Flags of mproc_results_write(). */
+enum {
+	/** A failed item is None instead of a (type, message) tuple. */
+	MPROC_RESULTS_NONE = 1 << 0,
+	/** Every item is a (status, value) tuple: ("OK", value), or the
+	 *  status name ("RAISED", "CRASHED", ...) and (type, message). */
+	MPROC_RESULTS_STATUS = 1 << 1,
+};
+
+/*
+ * Write every result of a call as one list, in input order, that Python's
+ * pickle.loads() reads: the value of each task that returned, and for each
+ * that did not, by default a tuple (type, message) of its error
+ * (("ValueError", "bad input"), ("WorkerCrashed", "SIGSEGV ..."),
+ * ("Cancelled", ...)); `flags` choose another form (above). Finish the
+ * writer with mproc_writer_finish() to get the pickle. Returns 0; -EINVAL
+ * for NULL or unknown flags; the writer's errors.
+ * Python side:  results = pickle.loads(data)
+ */
+MPROC_EXPORT int mproc_results_write(struct mproc_writer *w,
+                                     const struct mproc_results *res,
+                                     unsigned flags);
+
+/*
+ * Why the input of an imap iterator or an async map failed, once
+ * mproc_iter_next() or mproc_async_get() answered MPROC_EINPUT: the item
+ * and the reason ("input item 3: invalid UTF-8 in a str", "input item 7:
+ * the generator answered EIO ..."), whichever thread pulled the input. ""
+ * before a failure, and for NULL. Owned by the handle; valid until it is
+ * freed.
+ */
+MPROC_EXPORT const char *mproc_iter_input_error(const struct mproc_iter *it);
+MPROC_EXPORT const char *mproc_async_input_error(const struct mproc_async *a);
 
 #ifdef __cplusplus
 }

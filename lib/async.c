@@ -271,3 +271,11 @@ int mproc_starmap(struct mproc_pool *pool, mproc_task_fn fn,
 {
 	return map_wait(pool, fn, in, chunksize, MPROC__TF_STAR, out);
 }
+
+const char *mproc_async_input_error(const struct mproc_async *a)
+{
+	if (!a)
+		return "";
+	return mproc__job_input_detail(
+	        mproc__call_job((const struct mproc__call *)a));
+}

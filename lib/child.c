@@ -422,6 +422,12 @@ static void worker_raise_code(struct mproc_writer *w, int rc)
 	    rc == MPROC_EPICKLE_DEPTH)
 		mproc_raise(w, "ValueError", "task return value: %s",
 		            mproc_strerror(rc));
+	else if (rc == MPROC_ETYPE || rc == MPROC_EINDEX)
+		/* An accessor's mismatch, with what it expected and found
+		 * (mproc_error_detail). */
+		mproc_raise(w, "OSError", "[%s] %s", mproc_err_name(rc),
+		            *mproc_error_detail() ? mproc_error_detail()
+		                                  : mproc_strerror(rc));
 	else
 		mproc_raise(w, "OSError", "[%s] %s", mproc_err_name(rc),
 		            mproc_strerror(rc));
@@ -473,9 +479,11 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 		mproc_raise(wk->w, "UnpicklingError", "task argument: %s",
 		            mproc_decoder_error(wk->dec));
 	} else if ((flags & MPROC__TF_STAR) &&
-	           mproc_value_type(v) != MPROC_TUPLE) {
+	           mproc_value_type(v) != MPROC_TUPLE &&
+	           mproc_value_type(v) != MPROC_LIST) {
+		/* Python's starmap unpacks any sequence: a list too. */
 		mproc_raise(wk->w, "TypeError",
-		            "starmap item must be a tuple, not %s",
+		            "starmap item must be a tuple or list, not %s",
 		            mproc_type_name(mproc_value_type(v)));
 	} else {
 		rc = fn(v, wk->w);

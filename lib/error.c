@@ -22,6 +22,10 @@ const char *mproc_strerror(int code)
 	default:
 		break;
 	}
+	/* A positive errno value, as errno itself holds it, is described
+	 * as its negation is. */
+	if (code > 0 && code < 4000)
+		code = -code;
 	if (code < 0 && code > -4000) {
 		/* strerrordesc_np is static text and thread-safe (glibc 2.32). */
 		const char *s = strerrordesc_np(-code);
@@ -44,6 +48,8 @@ const char *mproc_err_name(int code)
 	default:
 		break;
 	}
+	if (code > 0 && code < 4000)
+		code = -code;
 	if (code < 0 && code > -4000) {
 		const char *s = strerrorname_np(-code);
 		if (s)

@@ -15,6 +15,7 @@
 
 #include "input.h"
 #include "wire.h"
+#include "detail.h"
 
 enum input_kind {
 	INPUT_FN = 0,   /* a generator (all zero: a struct filled by hand) */
@@ -22,6 +23,7 @@ enum input_kind {
 	INPUT_INT64S,
 	INPUT_DOUBLES,
 	INPUT_ARRAY,    /* elements written by the caller's function */
+	INPUT_VALUE,    /* the items (a dict's keys) of a decoded value */
 };
 
 /* The reserved block, as the helpers fill it. */
@@ -109,6 +111,40 @@ int mproc_input_cstrs(struct mproc_input *in, const char *const *a, size_t n)
 	return mproc_input_array(in, a, n, sizeof *a, input_write_cstr);
 }
 
+/* The error of an input helper's item, named for mproc_error_detail(). */
+static int input_item_fail(int rc, size_t index)
+{
+	return mproc__detail_text(rc, "input item %zu: %s", index,
+	                          mproc_strerror(rc));
+}
+
+int mproc_input_value(struct mproc_input *in, const struct mproc_value *v)
+{
+	size_t n;
+	if (!in || !v)
+		return mproc__detail_text(-EINVAL, "%s is NULL",
+		                          in ? "the value" : "the input");
+	enum mproc_type t = mproc_value_type(v);
+	if (t < MPROC_TUPLE || mproc_value_len(v, &n) < 0)
+		return mproc__detail_type("tuple, list, dict, set or frozenset",
+		                          v);
+	struct input_state st = {.kind = INPUT_VALUE, .base = v};
+	input_init(in, &st, n);
+	return 0;
+}
+
+int mproc_input_set_len(struct mproc_input *in, size_t len)
+{
+	if (!in || !in->fn)
+		return mproc__detail_text(-EINVAL, "%s",
+		        in ? "only a generator's length can be set (a "
+		             "helper's input knows its own)"
+		           : "the input is NULL");
+	in->has_len = true;
+	in->len = len;
+	return 0;
+}
+
 int mproc_input_fn_init(struct mproc_input *in, mproc_input_fn fn,
                         void *cookie)
 {
@@ -141,6 +177,8 @@ bool mproc__input_valid(const struct mproc_input *in)
 	case INPUT_ARRAY:
 		return in->has_len && st->elsize && st->write &&
 		       (st->base || !in->len);
+	case INPUT_VALUE:
+		return in->has_len && st->base;
 	default:
 		return false; /* a block no helper wrote */
 	}
@@ -179,11 +217,21 @@ int mproc_input_write(const struct mproc_input *in, size_t index,
 		rc = mproc_write_float(w, d);
 		break;
 	}
+	case INPUT_VALUE: {
+		const struct mproc_value *v = st->base, *item = NULL;
+		/* Iterating a dict yields its keys, as in Python. */
+		rc = mproc_value_type(v) == MPROC_DICT
+		             ? mproc_value_dict_entry(v, index, &item, NULL)
+		             : mproc_value_item(v, index, &item);
+		if (rc >= 0)
+			rc = mproc_write_value(w, item);
+		break;
+	}
 	default:
 		rc = st->write(w, el);
 		break;
 	}
-	return rc < 0 ? rc : 1;
+	return rc < 0 ? input_item_fail(rc, index) : 1;
 }
 
 uint8_t mproc__input_pack(const struct mproc_input *in)

@@ -110,3 +110,11 @@ void mproc_iter_free(struct mproc_iter *it)
 		return;
 	mproc__engine_release(CALL(it));
 }
+
+const char *mproc_iter_input_error(const struct mproc_iter *it)
+{
+	if (!it)
+		return "";
+	return mproc__job_input_detail(
+	        mproc__call_job((const struct mproc__call *)it));
+}

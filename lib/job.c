@@ -16,10 +16,12 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "input.h"
 #include "job.h"
+#include "detail.h"
 #include "pickle.h"
 #include "wire.h"
 
@@ -50,6 +52,9 @@ struct mproc__job {
 	size_t pulled;          /* items taken from the input so far */
 	bool input_done;
 	int input_err;
+	/* Why the input failed (mproc_error_detail() at the failure), for
+	 * the call's handle: "" until then. */
+	char input_detail[192];
 
 	/* Results. */
 	bool unread;            /* nobody will read them */
@@ -177,10 +182,26 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 	out->len += MPROC__TASK_REC;
 	mproc__writer_attach(w, out);
 	rc = mproc_input_write(&job->in, job->pulled, w);
-	if (rc > 0)
-		rc = mproc__writer_end(w) < 0 ? MPROC_EINPUT : 1;
-	else if (rc < 0)
+	if (rc > 0) {
+		int end = mproc__writer_end(w);
+		rc = end < 0 ? mproc__detail_text(MPROC_EINPUT,
+		                       "input item %zu: what the generator "
+		                       "wrote is not one value: %s",
+		                       job->pulled, mproc_strerror(end))
+		             : 1;
+	} else if (rc < 0) {
+		/* The helpers name the item and why themselves (input.c); a
+		 * generator's own code is named here. */
+		if (job->in.fn)
+			mproc__detail_text(MPROC_EINPUT,
+			                   "input item %zu: the generator "
+			                   "answered %s (%s)", job->pulled,
+			                   mproc_err_name(rc), mproc_strerror(rc));
 		rc = MPROC_EINPUT;
+	}
+	if (rc == MPROC_EINPUT)
+		snprintf(job->input_detail, sizeof job->input_detail, "%s",
+		         mproc_error_detail());
 	mproc__writer_attach(w, NULL);
 	if (rc <= 0) {
 		out->len = rec;
@@ -189,6 +210,11 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 	uint32_t len = (uint32_t)(out->len - rec - MPROC__TASK_REC);
 	memcpy(out->data + rec, &len, sizeof len);
 	return 1;
+}
+
+const char *mproc__job_input_detail(const struct mproc__job *job)
+{
+	return job->input_detail;
 }
 
 int mproc__job_read_all(struct mproc__job *job)

@@ -49,6 +49,10 @@ int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len);
 /* map over an input of unknown length reads it whole first, as Python's
  * map() does list(iterable), in the caller's thread without the lock. */
 int mproc__job_read_all(struct mproc__job *job);
+
+/* Why the job's input failed, as mproc_error_detail() said when it did;
+ * "" while it has not. */
+const char *mproc__job_input_detail(const struct mproc__job *job);
 /* The input's length, when known (after read_all, always for map). */
 size_t mproc__job_len(const struct mproc__job *job);
 void mproc__job_set_chunksize(struct mproc__job *job, size_t chunksize);

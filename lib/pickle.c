@@ -39,6 +39,7 @@
 #include "mproc.h"
 #include "buf.h"
 #include "pickle.h"
+#include "detail.h"
 
 /* ------------------------------------------------------------------------ */
 /* Opcodes                                                                  */
@@ -1356,8 +1357,8 @@ static inline int dec_place(struct mproc_decoder *d, struct mproc_value *c,
 		if (item->height >= c->height) {
 			if (item->height >= d->lim.max_depth)
 				return dec_fail(d, MPROC_EPICKLE_DEPTH, off,
-				                "nesting deeper than %u at "
-				                "offset %zu",
+				                "nesting deeper than %u (the "
+				                "limit max_depth) at offset %zu",
 				                d->lim.max_depth, off);
 			c->height = item->height + 1;
 		}
@@ -1824,8 +1825,8 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 		case OP_MARK:
 			if (d->nmarks >= d->lim.max_depth)
 				return dec_fail(d, MPROC_EPICKLE_DEPTH, off,
-				                "more than %u open MARKs at "
-				                "offset %zu",
+				                "more than %u open MARKs (the "
+				                "limit max_depth) at offset %zu",
 				                d->lim.max_depth, off);
 			if (d->nmarks == d->mcap) {
 				size_t ncap = d->mcap ? d->mcap * 2 : 64;
@@ -2246,7 +2247,7 @@ bool mproc_value_is_none(const struct mproc_value *v)
 int mproc_value_bool(const struct mproc_value *v, bool *out)
 {
 	if (!v || v->type != MPROC_BOOL)
-		return MPROC_ETYPE;
+		return mproc__detail_type("bool", v);
 	*out = v->u.b;
 	return 0;
 }
@@ -2254,7 +2255,7 @@ int mproc_value_bool(const struct mproc_value *v, bool *out)
 int mproc_value_int(const struct mproc_value *v, int64_t *out)
 {
 	if (!v || v->type != MPROC_INT)
-		return MPROC_ETYPE;
+		return mproc__detail_type("int", v);
 	*out = v->u.i;
 	return 0;
 }
@@ -2262,20 +2263,20 @@ int mproc_value_int(const struct mproc_value *v, int64_t *out)
 int mproc_value_float(const struct mproc_value *v, double *out)
 {
 	if (!v)
-		return MPROC_ETYPE;
+		return mproc__detail_type("float", v);
 	if (v->type == MPROC_FLOAT)
 		*out = v->u.f;
 	else if (v->type == MPROC_INT)
 		*out = (double)v->u.i;
 	else
-		return MPROC_ETYPE;
+		return mproc__detail_type("float", v);
 	return 0;
 }
 
 int mproc_value_str(const struct mproc_value *v, const char **s, size_t *len)
 {
 	if (!v || v->type != MPROC_STR)
-		return MPROC_ETYPE;
+		return mproc__detail_type("str", v);
 	*s = v->u.s.p;
 	*len = v->u.s.len;
 	return 0;
@@ -2285,7 +2286,7 @@ int mproc_value_bytes(const struct mproc_value *v, const void **p,
                       size_t *len)
 {
 	if (!v || v->type != MPROC_BYTES)
-		return MPROC_ETYPE;
+		return mproc__detail_type("bytes", v);
 	*p = v->u.s.p;
 	*len = v->u.s.len;
 	return 0;
@@ -2294,7 +2295,8 @@ int mproc_value_bytes(const struct mproc_value *v, const void **p,
 int mproc_value_len(const struct mproc_value *v, size_t *out)
 {
 	if (!v || !pickle_is_container(v))
-		return MPROC_ETYPE;
+		return mproc__detail_type("tuple, list, dict, set or frozenset",
+		                          v);
 	*out = v->u.c.n;
 	return 0;
 }
@@ -2303,9 +2305,9 @@ int mproc_value_item(const struct mproc_value *v, size_t i,
                      const struct mproc_value **out)
 {
 	if (!v || !pickle_is_container(v) || v->type == MPROC_DICT)
-		return MPROC_ETYPE;
+		return mproc__detail_type("tuple, list, set or frozenset", v);
 	if (i >= v->u.c.n)
-		return MPROC_EINDEX;
+		return mproc__detail_index(i, v->u.c.n);
 	*out = v->u.c.items[i];
 	return 0;
 }
@@ -2315,9 +2317,9 @@ int mproc_value_dict_entry(const struct mproc_value *v, size_t i,
                            const struct mproc_value **val)
 {
 	if (!v || v->type != MPROC_DICT)
-		return MPROC_ETYPE;
+		return mproc__detail_type("dict", v);
 	if (i >= v->u.c.n)
-		return MPROC_EINDEX;
+		return mproc__detail_index(i, v->u.c.n);
 	if (key)
 		*key = v->u.c.items[2 * i];
 	if (val)
@@ -2329,7 +2331,7 @@ int mproc_value_dict_get(const struct mproc_value *v, const char *key,
                          const struct mproc_value **out)
 {
 	if (!v || v->type != MPROC_DICT)
-		return MPROC_ETYPE;
+		return mproc__detail_type("dict", v);
 	if (!key)
 		return -EINVAL;
 	size_t kl = strlen(key);
