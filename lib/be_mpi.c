@@ -17,9 +17,10 @@
  * Taking work back (status.h) stays exact: the relay claims a frame's
  * tasks in rank 0's record when it sends the frame on, as a worker claims
  * them when it starts them, and skips a frame the engine took back first.
- * It sends a worker only what keeps it busy for about 2 ms (at least two
- * frames); the rest waits in rank 0, where the engine can still take it
- * back for an idle worker on another node.
+ * It sends a worker only what keeps it busy for about 2 ms by the time
+ * its tasks took so far (one frame while that is unknown); the rest waits
+ * in rank 0, where the engine can still take it back for an idle worker
+ * on another node.
  *
  * MPI is called only with the relay's lock held (MPI_THREAD_SERIALIZED):
  * by the relay, and by the calls of the ops below, which send one message.
@@ -274,15 +275,16 @@ static void proxy_count_results(struct mpi_proxy *px, const char *p, size_t n)
 }
 
 /* Enough sent to keep the worker busy for a while: the rest waits here,
- * where the engine may still take it back. */
+ * where the engine may still take it back. Until a result says how long
+ * its tasks take, one frame at a time: a long task first must not hold
+ * quick ones sent behind it. */
 static bool proxy_full(const struct mpi_proxy *px)
 {
-	if (px->fn < 2)
+	if (px->fn == 0)
 		return false;
-	if (px->fn >= 64)
+	if (px->fn >= 64 || px->ns_per_task <= 0)
 		return true;
-	double per = px->ns_per_task > 0 ? px->ns_per_task : 100000;
-	return (double)px->tasks_out * per > 2e6;
+	return (double)px->tasks_out * px->ns_per_task > 2e6;
 }
 
 /* Send the complete frames read, as far as the worker needs them. */
