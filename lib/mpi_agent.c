@@ -16,6 +16,7 @@
  * The agent is single-threaded and never runs a task itself: every worker
  * starts from the same state, the agent's, as with a fork server.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -117,6 +118,43 @@ static void send0(const struct aworker *w, uint32_t type, int32_t a,
 
 /* ---- workers ---------------------------------------------------------------- */
 
+/*
+ * Every descriptor of the agent but the worker's own two (0, 1 and 2
+ * stay): MPI's sockets and shared memory among them, so that a task
+ * scribbling over descriptors cannot reach the agent's link to rank 0.
+ * *n set; NULL without memory.
+ */
+static int *agent_fds(int keep0, int keep1, size_t *n)
+{
+	*n = 0;
+	size_t cap = 64;
+	int *fds = malloc(cap * sizeof *fds);
+	DIR *d = opendir("/proc/self/fd");
+	if (!fds || !d) {
+		if (d)
+			closedir(d);
+		return fds;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+		if (*end || e->d_name[0] == '.' || fd < 3 || fd == dirfd(d) ||
+		    fd == keep0 || fd == keep1)
+			continue;
+		if (*n == cap) {
+			int *f = reallocarray(fds, cap * 2, sizeof *f);
+			if (!f)
+				break;
+			fds = f;
+			cap *= 2;
+		}
+		fds[(*n)++] = (int)fd;
+	}
+	closedir(d);
+	return fds;
+}
+
 static int worker_spawn(struct apool *pl, uint32_t number, pid_t *pid_out)
 {
 	int task[2], result[2];
@@ -134,8 +172,11 @@ static int worker_spawn(struct apool *pl, uint32_t number, pid_t *pid_out)
 	plan.result_fd = result[1];
 	plan.manager = getpid();
 	plan.pdeathsig = true; /* the agent's one thread is its main one */
-	int mine[2] = {task[1], result[0]};
-	closelist = mproc__fdreg_list_locked(mine, 2, &plan.nclose);
+	size_t nfds;
+	int *fds = agent_fds(task[0], result[1], &nfds);
+	if (fds)
+		closelist = mproc__fdreg_list_locked(fds, nfds, &plan.nclose);
+	free(fds);
 	if (!closelist || mproc__fdreg_reserve_locked(4) < 0) {
 		rc = -ENOMEM;
 		goto fail;
