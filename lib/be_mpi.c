@@ -315,8 +315,19 @@ static void proxy_forward(struct mpi_proxy *px, struct mproc__status *st)
 		        &st->claim, &c, last, memory_order_acq_rel,
 		        memory_order_relaxed));
 		px->seq = last;
-		if (taken || f.type != MPROC__F_TASK)
+		if (f.type != MPROC__F_TASK)
 			continue;
+		if (taken) {
+			/* The worker still counts it as a chunk read, as a local
+			 * one would (maxtasksperchild: the engine counts it so):
+			 * an empty frame takes its place, which runs nothing and
+			 * answers nothing. */
+			struct mproc__frame e = {.type = MPROC__F_TASK, .id = f.id,
+			                         .ref = (uint64_t)(int64_t)-1};
+			send_to(px->rank, MPROC__M_TASK, px->pool, px->number, 0, 0,
+			        &e, sizeof e);
+			continue;
+		}
 		int32_t id = fn_id((const void *)(uintptr_t)f.ref);
 		f.ref = (uint64_t)(int64_t)id;
 		memcpy(p, &f, sizeof f);
