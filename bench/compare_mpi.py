@@ -7,7 +7,8 @@ printed.
 
 Usage: python3 bench/compare_mpi.py BUILD_DIR [ROUNDS]
   mproc-mpi    MPROC_BACKEND=mpi mpirun -np 3 BUILD/bench/bench_mpi --workers 2
-  mpi4py       mpirun -np 3 python3 -m mpi4py.futures bench/bench_mpi.py
+  mpi4py       mpirun -np 3 /usr/bin/python3 -m mpi4py.futures bench/bench_mpi.py
+               ($MPROC_PYTHON: another Python with mpi4py)
   mproc-local  BUILD/bench/bench_mpi --workers 2
 Both MPI jobs have 2 workers on ranks 1 and 2, rank 0 submitting.
 """
@@ -17,6 +18,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Debian's python3-mpi4py is in the system's Python ($MPROC_PYTHON: another)
+PY = os.environ.get("MPROC_PYTHON") or (
+    "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3")
 
 
 def run(cmd, env):
@@ -42,7 +46,7 @@ def main():
     who = {
         "mproc-mpi": (mpirun + [exe, "--workers", "2"],
                       dict(env, MPROC_BACKEND="mpi")),
-        "mpi4py": (mpirun + ["python3", "-m", "mpi4py.futures",
+        "mpi4py": (mpirun + [PY, "-m", "mpi4py.futures",
                              os.path.join(HERE, "bench_mpi.py")], env),
         "mproc-local": ([exe, "--workers", "2"], env),
     }

@@ -481,7 +481,7 @@ static void *relay_main(void *arg)
 	struct pollfd *pfd = NULL;
 	struct mpi_proxy **who = NULL;
 	size_t cap = 0;
-	unsigned idle = 0;
+	uint64_t last_busy = mproc__now_ns();
 	pthread_mutex_lock(&W.mu);
 	while (!W.stop) {
 		size_t need = 1;
@@ -518,7 +518,7 @@ static void *relay_main(void *arg)
 			}
 		uint64_t epoch = W.epoch;
 		struct timespec ts;
-		mproc__mpi_backoff(&idle, &ts);
+		mproc__mpi_backoff(mproc__now_ns() - last_busy, &ts);
 		pthread_mutex_unlock(&W.mu);
 		int r = ppoll(pfd, n, &ts, NULL);
 		pthread_mutex_lock(&W.mu);
@@ -564,7 +564,7 @@ static void *relay_main(void *arg)
 		if (W.lost)
 			lose_all();
 		if (busy)
-			idle = 0;
+			last_busy = mproc__now_ns();
 	}
 	pthread_mutex_unlock(&W.mu);
 	free(pfd);

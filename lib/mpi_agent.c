@@ -490,7 +490,7 @@ _Noreturn void mproc__mpi_agent(MPI_Comm comm)
 	struct pollfd *pfd = NULL;
 	struct aworker **who = NULL;
 	size_t cap = 0;
-	unsigned idle = 0;
+	uint64_t last_busy = mproc__now_ns();
 	while (!A.quit) {
 		size_t need = 0;
 		for (size_t i = 0; i < A.npools; i++)
@@ -528,7 +528,7 @@ _Noreturn void mproc__mpi_agent(MPI_Comm comm)
 				}
 			}
 		struct timespec ts;
-		mproc__mpi_backoff(&idle, &ts);
+		mproc__mpi_backoff(mproc__now_ns() - last_busy, &ts);
 		int r = ppoll(pfd, n, &ts, NULL);
 		bool busy = r > 0;
 		for (size_t k = 0; r > 0 && k < n; k++) {
@@ -575,7 +575,7 @@ _Noreturn void mproc__mpi_agent(MPI_Comm comm)
 		if (A.q.failed)
 			A.quit = true;
 		if (busy)
-			idle = 0;
+			last_busy = mproc__now_ns();
 	}
 	while (A.npools)
 		pool_close(A.pools[0]->id);

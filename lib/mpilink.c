@@ -204,17 +204,18 @@ void *mproc__mpi_resolve(const char *name, uint64_t offset)
 	return f.found ? (void *)(f.base + (uintptr_t)offset) : NULL;
 }
 
-void mproc__mpi_backoff(unsigned *idle, struct timespec *ts)
+void mproc__mpi_backoff(uint64_t quiet_ns, struct timespec *ts)
 {
-	/* A few rounds of yielding first: a reply often comes within tens
-	 * of microseconds, and a sleep costs a wakeup of its own. */
-	unsigned n = (*idle)++;
-	if (n < 64) {
-		*ts = (struct timespec){0, 0};
-		return;
-	}
-	long ns = 20000L << (n - 64 < 6 ? n - 64 : 6);
-	if (ns > 1000000)
-		ns = 1000000;
+	/* MPI has no descriptor to wait on: look again at once right after
+	 * something happened (a reply often comes within tens of
+	 * microseconds), every 20 us while work is likely to follow (a
+	 * stream of applies), then less and less often, at most 1 ms apart. */
+	long ns;
+	if (quiet_ns < 200000)
+		ns = 0;
+	else if (quiet_ns < 20000000)
+		ns = 20000;
+	else
+		ns = quiet_ns / 20 < 1000000 ? (long)(quiet_ns / 20) : 1000000;
 	*ts = (struct timespec){0, ns};
 }

@@ -122,8 +122,9 @@ int mproc__mpi_name(const void *addr, char *name, size_t cap,
  * name if it is not loaded yet); NULL when it cannot. */
 void *mproc__mpi_resolve(const char *name, uint64_t offset);
 
-/* Sleep before looking again at MPI and the pipes: none right after
- * something happened, then growing to 1 ms (*idle counts quiet rounds). */
-void mproc__mpi_backoff(unsigned *idle, struct timespec *ts);
+/* How long to wait on the descriptors before looking at MPI again, when
+ * nothing happened for quiet_ns: none at first, then 20 us, growing to
+ * 1 ms when nothing happened for a while. */
+void mproc__mpi_backoff(uint64_t quiet_ns, struct timespec *ts);
 
 #endif
