@@ -10,4 +10,6 @@ export MPROC_BACKEND=mpi CK_FORK=no
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Shared memory and loopback TCP only: no network interface is probed.
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo
+# Under LeakSanitizer, what MPI itself keeps until exit is not reported.
+export LSAN_OPTIONS="suppressions=$(dirname "$0")/lsan-mpi.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 exec "$mpirun" --oversubscribe -np 3 "$@"
