@@ -10,6 +10,8 @@ export MPROC_BACKEND=mpi CK_FORK=no
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Shared memory and loopback TCP only: no network interface is probed.
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo
-# Under LeakSanitizer, what MPI itself keeps until exit is not reported.
-export LSAN_OPTIONS="suppressions=$(dirname "$0")/lsan-mpi.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# Under AddressSanitizer, no leak check: MPI keeps memory until exit in
+# plugins it has unloaded by then, which no suppression can name (the
+# suites that run without MPI check mproc's own leaks).
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 exec "$mpirun" --oversubscribe -np 3 "$@"
