@@ -90,7 +90,8 @@ struct mpi_pool {
 
 /* The job as rank 0 sees it, and the relay. */
 static struct {
-	bool ready;          /* mproc_init started MPI here, as rank 0 */
+	bool started;        /* mproc_init started MPI here, as rank 0 */
+	bool ready;          /* and the job can run pools */
 	pid_t pid;           /* the process that did */
 	MPI_Comm comm;
 	int size;
@@ -875,7 +876,7 @@ const struct mproc__backend_ops mproc__backend_mpi = {
  * fork that exits). */
 static void mpi_atexit(void)
 {
-	if (!W.ready || getpid() != W.pid)
+	if (!W.started || getpid() != W.pid)
 		return;
 	pthread_mutex_lock(&W.mu);
 	W.stop = true;
@@ -901,7 +902,7 @@ static void mpi_atexit(void)
 int mproc__mpi_start(void)
 {
 	const char *e = getenv("MPROC_BACKEND");
-	if (!e || strcmp(e, "mpi") != 0 || W.ready)
+	if (!e || strcmp(e, "mpi") != 0 || W.started)
 		return 0;
 	int inited = 0, provided = 0;
 	MPI_Initialized(&inited);
@@ -919,34 +920,34 @@ int mproc__mpi_start(void)
 	if (MPI_Comm_split(MPI_COMM_WORLD, 0, rank, &comm) != MPI_SUCCESS)
 		return -ENOTSUP;
 	MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-	/* Each rank's CPUs and byte order, gathered at rank 0. */
+	/* Each agent says its CPUs and byte order to rank 0, then serves it.
+	 * Rank 0 hears every agent whatever happens here: from then on, only
+	 * its QUIT (at exit) ends them. */
 	int mine[2] = {mproc_process_cpu_count(), 0x01020304};
-	int *all = rank == 0 ? calloc(2 * (size_t)size, sizeof *all) : NULL;
-	if (rank == 0 && !all)
-		return -ENOMEM;
-	MPI_Gather(mine, 2, MPI_INT, all, 2, MPI_INT, 0, comm);
-	if (rank != 0)
+	if (rank != 0) {
+		MPI_Send(mine, 2, MPI_INT, 0, MPROC__MPI_TAG + 1, comm);
 		mproc__mpi_agent(comm); /* never returns */
-	W.cpus = calloc((size_t)size, sizeof *W.cpus);
-	if (!W.cpus) {
-		free(all);
-		return -ENOMEM;
 	}
-	for (int r = 1; r < size; r++) {
-		if (all[2 * r + 1] != mine[1]) {
-			free(all);
-			return -ENOTSUP;
-		}
-		W.cpus[r] = all[2 * r] > 0 ? all[2 * r] : 1;
-		W.total += (unsigned)W.cpus[r];
-	}
-	free(all);
 	W.comm = comm;
 	W.size = size;
 	W.pid = getpid();
-	W.ready = true;
+	W.cpus = calloc((size_t)size, sizeof *W.cpus);
+	int rc = W.cpus ? 0 : -ENOMEM;
+	for (int r = 1; r < size; r++) {
+		int got[2] = {1, 0};
+		MPI_Recv(got, 2, MPI_INT, r, MPROC__MPI_TAG + 1, comm,
+		         MPI_STATUS_IGNORE);
+		if (got[1] != mine[1])
+			rc = -ENOTSUP;
+		if (W.cpus) {
+			W.cpus[r] = got[0] > 0 ? got[0] : 1;
+			W.total += (unsigned)W.cpus[r];
+		}
+	}
+	W.started = true;
+	W.ready = rc == 0;
 	atexit(mpi_atexit);
-	return 0;
+	return rc;
 }
 
 int mproc__mpi_world(void)

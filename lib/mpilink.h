@@ -9,6 +9,9 @@
  * messages between two ranks, and the protocol relies on it: a worker's
  * RESULT bytes all come before its EXITED.
  *
+ * At the start (mproc__mpi_start), each agent first sends rank 0 its
+ * usable CPUs and a byte-order mark, two ints with tag MPROC__MPI_TAG + 1.
+ *
  * Rank 0 -> agent:
  *   OPEN   a pool's options for its workers there (struct mproc__mpi_open)
  *   SPAWN  start worker `worker` of pool `pool`
