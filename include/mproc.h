@@ -83,7 +83,8 @@ extern "C" {
 	XX(EEMPTY, -4022, "queue is empty")                                      \
 	XX(EABANDONED, -4023, "the holder died: acquired, but what it guarded may be half-changed") \
 	XX(ENOTHELD, -4024, "released more times than acquired, by a non-owner, or task_done() past the puts") \
-	XX(EBROKEN, -4025, "barrier is broken")
+	XX(EBROKEN, -4025, "barrier is broken")                                  \
+	XX(EUNNAMED, -4026, "function has no name another process can find (MPI backend)")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
@@ -313,6 +314,12 @@ MPROC_EXPORT int mproc_process_cpu_count(void);
  * without it workers fall back to
  * prctl(PR_SET_NAME), which ps shows as the command name. Optional;
  * idempotent; not thread-safe (call it before starting threads).
+ * With MPROC_BACKEND=mpi in the environment (and MPI in the build) it
+ * also starts the MPI job (MPROC_BACKEND_MPI): on rank 0 it returns, and
+ * registers with atexit() the end of the job (every node agent told to
+ * end, MPI_Finalize); on every other rank it never returns: the rank
+ * serves rank 0's pools as a node agent and ends with _exit(0) when rank 0
+ * ends. If MPI cannot be used, it returns and MPI pools answer -ENOTSUP.
  */
 MPROC_EXPORT void mproc_init(int argc, char *argv[], char *envp[]);
 
@@ -370,10 +377,27 @@ enum mproc_start_method {
  *   Python's ThreadPool: the thread ends and a new one takes its place.
  *   terminate cannot kill a running task: it cancels everything not yet
  *   started and waits for the tasks that run (docs/threads.md).
+ * MPROC_BACKEND_MPI: forked worker processes on the other ranks of an MPI
+ *   job (docs/mpi.md), with the same fault isolation; built when meson
+ *   finds an MPI library. Every rank runs the same program, which calls
+ *   mproc_init() with MPROC_BACKEND=mpi in its environment: rank 0 goes on
+ *   and opens pools, every other rank becomes a node agent inside
+ *   mproc_init(). The variable also makes MPROC_BACKEND_PROCESSES pools
+ *   use MPI, so a program runs across ranks unchanged. `processes` counts
+ *   workers across the job; 0 means the CPUs of every agent together. A
+ *   task function (and the initializer, and initarg when not NULL) must
+ *   lie in a loaded object, the program or a shared library: it crosses as
+ *   its object's name and offset, and a call given one that does not
+ *   answers MPROC_EUNNAMED (mproc_pool_open for the initializer). initarg
+ *   then points to that object's data as loaded on each rank, not to what
+ *   rank 0 wrote there. mproc_pool_open() answers -ENOTSUP when mproc_init
+ *   did not start MPI or the build has none. In a job of one rank the
+ *   workers are forked here, as with MPROC_BACKEND_PROCESSES.
  */
 enum mproc_backend {
 	MPROC_BACKEND_PROCESSES = 0,
 	MPROC_BACKEND_THREADS,
+	MPROC_BACKEND_MPI,
 };
 
 /*

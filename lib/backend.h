@@ -65,6 +65,13 @@ struct mproc__backend_ops {
 	const char *lost;
 	/** No worker will start again (optional). */
 	void (*close)(struct mproc__backend *be);
+	/** Workers of a pool whose `processes` is 0 (optional: the CPUs this
+	 *  process may use). */
+	unsigned (*cpus)(void);
+	/** Whether a task function can run on this backend's workers, asked
+	 *  at submission (optional: every one can): 0, or a negative code the
+	 *  submitting call answers. */
+	int (*task_ok)(struct mproc__backend *be, mproc_task_fn fn);
 };
 
 /* A pool's backend: its operations, what they start workers from. */
@@ -79,10 +86,15 @@ struct mproc__backend {
 extern const struct mproc__backend_ops mproc__backend_fork;
 extern const struct mproc__backend_ops mproc__backend_forkserver;
 extern const struct mproc__backend_ops mproc__backend_threads;
+/* Only in a build with MPI (config.h: HAVE_MPI). */
+extern const struct mproc__backend_ops mproc__backend_mpi;
 
 /* The backend the options ask for (backend.c's table): 0 and *ops;
  * -EINVAL for a backend or start method no entry has; -ENOTSUP for a
- * start method the backend does not have. */
+ * start method the backend does not have, or for MPI when it cannot be
+ * used (not built, or not started by mproc_init). The processes backend
+ * is MPI's when MPROC_BACKEND=mpi and mproc_init started MPI; in a job of
+ * one rank MPI's is the processes backend (workers run here). */
 int mproc__backend_pick(const struct mproc_pool_opts *opts,
                         const struct mproc__backend_ops **ops);
 

@@ -52,7 +52,7 @@
 
 static bool title_ready;
 
-void mproc_init(int argc, char *argv[], char *envp[])
+void mproc__child_title_init(int argc, char *argv[], char *envp[])
 {
 #if HAVE_SETPROCTITLE
 	if (!title_ready && argc > 0 && argv && argv[0]) {

@@ -68,6 +68,10 @@ void *mproc__child_thread(void *arg);
 int mproc__child_fork_run(void (*body)(const void *), const void *arg,
                           pid_t *pid);
 
+/* Workers' titles: setproctitle_init once, with main's arguments (the
+ * first half of mproc_init, init.c). */
+void mproc__child_title_init(int argc, char *argv[], char *envp[]);
+
 /* Default dispositions for every signal, SIGINT ignored: what a child of
  * the pool sets first (async-signal-safe). */
 void mproc__child_reset_signals(void);

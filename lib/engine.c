@@ -261,6 +261,9 @@ int mproc__engine_submit(struct mproc_pool *pool, struct mproc__call *call)
 		rc = MPROC_EHALTED;
 	else if (mproc__job_kind(job) != MPROC__JOB_ALL)
 		rc = set_window(pool, job);
+	/* The backend's word on the function (MPI: it must have a name). */
+	if (rc == 0 && pool->be.ops->task_ok)
+		rc = pool->be.ops->task_ok(&pool->be, mproc__job_fn(job));
 	if (rc == 0) {
 		mproc__call_enqueue(&pool->calls, call);
 		mproc__engine_kick(pool);

@@ -166,6 +166,7 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	pool->opts = o;
 	pool->wakefd = -1;
 	pool->nworkers = o.processes ? o.processes
+	                 : ops->cpus ? ops->cpus()
 	                             : (unsigned)mproc_process_cpu_count();
 	size_t max_size = o.limits.max_size ? o.limits.max_size : (1u << 30);
 	pool->max_frame = max_size + (64u << 20);

@@ -1,9 +1,10 @@
 """Run docs/examples/crash and check one line per index with the status its
-input calls for, then the statistics. Usage: check_crash.py path/to/crash"""
+input calls for, then the statistics. Usage: check_crash.py path/to/crash
+(or a launcher and its arguments before it: tests/mpi-run.sh mpirun crash)"""
 import subprocess
 import sys
 
-out = subprocess.run([sys.argv[1]], check=True, capture_output=True, text=True,
+out = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True,
                      timeout=60).stdout.splitlines()
 expect = {i: "OK" for i in range(20)}
 expect.update({3: "CRASHED", 11: "CRASHED", 17: "CRASHED", 7: "CRASHED",

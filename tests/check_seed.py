@@ -1,11 +1,12 @@
 """Run docs/examples/seed and check what it prints: the CPU count, then
 0..9 in order from imap, then 0..9 in any order from imap_unordered.
-Usage: python3 tests/check_seed.py path/to/seed   (prints TAP)"""
+Usage: python3 tests/check_seed.py path/to/seed   (prints TAP)
+(or a launcher and its arguments before it: tests/mpi-run.sh mpirun seed)"""
 import os
 import subprocess
 import sys
 
-out = subprocess.run([sys.argv[1]], check=True, capture_output=True, text=True,
+out = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True,
                      timeout=60).stdout.splitlines()
 checks = []
 checks.append(("header cpu_count", out[0] == "cpu_count"))

@@ -1582,6 +1582,12 @@ int main(void)
 	tcase_add_test(tc, test_fault_stdout_noise_does_not_disturb_results);
 	tcase_add_test(tc, test_fault_task_closing_pool_fds_is_blamed_exactly);
 	tcase_add_test(tc, test_fault_task_writing_into_pool_fds_is_blamed_exactly);
+	suite_add_tcase(s, tc);
+	/* The rest share memory between the test and its workers (task
+	 * logs, counters) or fork a manager: under MPI (tests/mpi-run.sh)
+	 * only the case above runs (CK_RUN_CASE=faults). */
+	tc = tcase_create("faults-local");
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_fault_chunk_blames_only_the_running_task);
 	tcase_add_test(tc, test_fault_packed_chunks_requeue_their_own_arguments);
 	tcase_add_test(tc, test_fault_imap_tiny_result_keeps_its_attempts);

@@ -206,9 +206,13 @@ static inline const void *pickle_int(int64_t x, size_t *len)
 }
 
 /* Check's main: runs suite s in the mode CK_FORK asks for (fork by
- * default), frees it, and answers the program's exit status. */
+ * default), frees it, and answers the program's exit status. Under
+ * MPROC_BACKEND=mpi and mpirun (tests/mpi-run.sh, CK_FORK=no) rank 0 runs
+ * the suite and the other ranks serve it as node agents from
+ * mproc_init, which they never leave. */
 static inline int run_suite(Suite *s)
 {
+	mproc_init(0, NULL, NULL);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
 	int failed = srunner_ntests_failed(sr);
