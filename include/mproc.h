@@ -75,7 +75,10 @@ extern "C" {
 	XX(ENOTREADY, -4014, "result is not ready")                              \
 	XX(EPROTO, -4015, "broken channel between manager and worker")          \
 	XX(EINPUT, -4017, "an input generator failed")                         \
-	XX(EHALTED, -4018, "the pool halted: too many failures, or no worker can start")
+	XX(EHALTED, -4018, "the pool halted: too many failures, or no worker can start") \
+	XX(EJOURNAL, -4019, "journal unusable: not an mproc journal, damaged, or unwritable") \
+	XX(EJOURNAL_LOCKED, -4020, "journal in use by another running manager") \
+	XX(EJOURNAL_MISMATCH, -4021, "journal holds another call: different function or input")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
@@ -448,7 +451,39 @@ struct mproc_pool_opts {
 	unsigned halt_min_tasks;
 	/** Processes (the default) or threads (ThreadPool). */
 	enum mproc_backend backend;
+
+	/* Added in 0.4 (set `size`): batch runs (docs/batch.md). */
+
+	/**
+	 * Path of an SQLite journal (created if missing) that makes every final
+	 * result of map, map_async, starmap, imap and imap_unordered durable,
+	 * so that the same calls made again after the manager died run only
+	 * the items without a final result and hand out the stored results for
+	 * the rest (apply is not journaled). The pool's journaled calls are
+	 * numbered in the order they start; each stores a fingerprint (the
+	 * function's symbol, or its object and offset; starmap or not; the
+	 * input's length when known) and each result the hash of its input,
+	 * and a call made with another function or input answers
+	 * MPROC_EJOURNAL_MISMATCH. mproc_pool_open() holds the journal until
+	 * mproc_pool_free() and answers MPROC_EJOURNAL_LOCKED while another
+	 * process holds it, MPROC_EJOURNAL for a file that is not an mproc
+	 * journal or is damaged. Copied at open. NULL: no journal.
+	 * Durability: a result is committed before it is handed out (imap) or
+	 * before the call returns (map); in between results are written in
+	 * transactions of up to 1024 results or 0.2 s, and a SIGKILL of the
+	 * manager loses at most the open one (those tasks run again). Against
+	 * power loss see MPROC_JOURNAL_SYNC.
+	 */
+	const char *journal;
+	/** MPROC_JOURNAL_* flags. */
+	unsigned journal_flags;
 };
+
+/* journal_flags: commit every result in its own transaction, with
+ * synchronous=FULL (an fsync per result): a result is on disk before the
+ * next one is stored. Without it a power loss may also lose the last
+ * transactions committed (SQLite's WAL with synchronous=NORMAL). */
+#define MPROC_JOURNAL_SYNC 1u
 
 /* An initializer that sets `size`: struct mproc_pool_opts o =
  * MPROC_POOL_OPTS_INIT; then the fields wanted. */
