@@ -774,6 +774,39 @@ struct mproc_callbacks {
 };
 
 /*
+ * Where a call stands, for its progress callback (struct mproc_call_opts).
+ */
+struct mproc_progress {
+	/** Items with a final result so far, those read from the journal
+	 *  included. */
+	size_t done;
+	/** Of them, how many did not end OK. */
+	size_t failed;
+	/** Of them, how many were read from the pool's journal (not run). */
+	size_t restored;
+	/** The input's length; SIZE_MAX when it is not known (a generator). */
+	size_t total;
+	/** Seconds since the call was submitted. */
+	double elapsed;
+	/** Results per second made by tasks of this call (restored ones not
+	 *  counted); 0 before the first. */
+	double rate;
+	/** Seconds left at that rate; negative when not known. */
+	double eta;
+	/** The last call: every item has its result. */
+	bool final;
+};
+
+/*
+ * A call's progress, made in the thread that drives the pool, at most once
+ * per `progress_interval` and once more at the end (`final`). It runs with
+ * the pool's lock held: it must not call the pool (or any handle of it),
+ * and should return quickly (draw a bar, write a line). Added in 0.4.
+ */
+typedef void (*mproc_progress_fn)(void *cookie,
+                                  const struct mproc_progress *p);
+
+/*
  * Options of one call, for the _opts variants below. All zero means the
  * pool's settings.
  */
@@ -786,6 +819,15 @@ struct mproc_call_opts {
 	double timeout;
 	/** Every item is a tuple of arguments, as for starmap. */
 	bool star;
+
+	/* Added in 0.4: progress (docs/batch.md). */
+
+	/** Called as results come in (NULL: never), with `progress_cookie`. */
+	mproc_progress_fn progress;
+	void *progress_cookie;
+	/** Least seconds between two calls of `progress`; 0 means 0.1.
+	 *  -EINVAL when negative, NaN or 1e9 or more. */
+	double progress_interval;
 };
 
 /* Pool.apply_async. `cb` may be NULL. Free *out with mproc_async_free(). */

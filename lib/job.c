@@ -21,6 +21,7 @@
 #include "input.h"
 #include "job.h"
 #include "journal.h"
+#include "clock.h"
 #include "pickle.h"
 #include "wire.h"
 
@@ -85,7 +86,47 @@ struct mproc__job {
 	struct mproc__buf ahead; /* an item pulled but not in a chunk: the
 	                          * chunk ended before it (it has a result) */
 	bool have_ahead;
+
+	/* Progress (struct mproc_call_opts): NULL `progress` without. */
+	mproc_progress_fn progress;
+	void *progress_cookie;
+	uint64_t progress_every;   /* ns between two calls */
+	uint64_t progress_start;   /* when the job was made */
+	uint64_t progress_next;    /* the next call is due */
+	size_t nfailed;            /* results stored not OK */
+	size_t restored;           /* results read from the journal */
+	bool progress_final;       /* the last call was made */
 };
+
+static void job_progress(struct mproc__job *job, bool final)
+{
+	uint64_t now = mproc__coarse_ns();
+	if (!final && now < job->progress_next)
+		return;
+	if (job->progress_final)
+		return;
+	job->progress_final = final;
+	job->progress_next = now + job->progress_every;
+	double elapsed = (double)(now - job->progress_start) / 1e9;
+	struct mproc_progress p = {
+		.done = job->completed,
+		.failed = job->nfailed,
+		.restored = job->restored,
+		.total = job->in.has_len ? job->in.len : SIZE_MAX,
+		.elapsed = elapsed,
+		.eta = -1,
+		.final = final,
+	};
+	size_t ran = p.done - p.restored;
+	if (ran && elapsed > 0) {
+		p.rate = (double)ran / elapsed;
+		if (p.total != SIZE_MAX)
+			p.eta = (double)(p.total - p.done) / p.rate;
+	}
+	if (final)
+		p.eta = 0;
+	job->progress(job->progress_cookie, &p);
+}
 
 static void job_count(struct mproc__job *job, enum mproc_status status)
 {
@@ -146,6 +187,17 @@ int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co
 	                                    : 0;
 	if (co->star)
 		job->flags |= MPROC__TF_STAR;
+	if (co->progress) {
+		if (!(co->progress_interval >= 0 && co->progress_interval < 1e9))
+			return -EINVAL;
+		job->progress = co->progress;
+		job->progress_cookie = co->progress_cookie;
+		job->progress_every = (uint64_t)((co->progress_interval > 0
+		                                          ? co->progress_interval
+		                                          : 0.1) * 1e9);
+		job->progress_start = mproc__coarse_ns();
+		job->progress_next = job->progress_start + job->progress_every;
+	}
 	return 0;
 }
 
@@ -540,12 +592,15 @@ static void job_jnl_skip(struct mproc__job *job)
 		/* Stored as it was, neither counted nor journaled again: it did
 		 * not run in this pool. */
 		size_t index = job->pulled++;
+		job->restored++;
 		job_store(job, index, status, attempts, p, len);
 	}
 	if (!job->have_ahead &&
 	    ((job->use_pre && job->pre_off >= job->pre.len) ||
 	     (job->in.has_len && job->pulled >= job->in.len)))
 		job->input_done = true;
+	if (job->progress)
+		job_progress(job, false);
 }
 
 void mproc__job_skip(struct mproc__job *job)
@@ -646,6 +701,8 @@ static int job_store(struct mproc__job *job, size_t index,
 {
 	struct slot *s;
 	int rc = 0;
+	if (status != MPROC_OK)
+		job->nfailed++;
 	if (job->kind == MPROC__JOB_ALL)
 		return job_store_all(job, index, status, attempts, payload, len);
 	if (job->kind == MPROC__JOB_ORDERED) {
@@ -685,7 +742,10 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	if (job->jc && status != MPROC_CANCELLED)
 		mproc__jcall_put(job->jc, index, job->ihash[index & job->jmask],
 		                 status, attempts, payload, len);
-	return job_store(job, index, status, attempts, payload, len);
+	int rc = job_store(job, index, status, attempts, payload, len);
+	if (job->progress)
+		job_progress(job, false);
+	return rc;
 }
 
 /* n results stored OK in the table. */
@@ -789,6 +849,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 	if (ok)
 		job_count_ok(job, ok);
 	*stored = k;
+	if (job->progress)
+		job_progress(job, false);
 	return rc;
 }
 
@@ -843,6 +905,8 @@ int mproc__job_finish(struct mproc__job *job)
 		if (!job->input_err && jrc < 0)
 			job->input_err = jrc;
 	}
+	if (job->progress)
+		job_progress(job, true);
 	if (job->kind != MPROC__JOB_ALL || job->unread)
 		return job->input_err;
 	/* Every result was decoded as it arrived: only the totals are left. */

@@ -599,6 +599,71 @@ START_TEST(test_journal_sync_and_generator_input)
 }
 END_TEST
 
+/* ---- progress ---------------------------------------------------------- */
+
+struct seen_progress {
+	int calls, finals;
+	struct mproc_progress last;
+	bool monotonic;
+};
+
+static void on_progress(void *cookie, const struct mproc_progress *p)
+{
+	struct seen_progress *s = cookie;
+	if (s->calls && p->done < s->last.done)
+		s->monotonic = false;
+	s->calls++;
+	s->finals += p->final;
+	s->last = *p;
+}
+
+START_TEST(test_journal_progress_counts_done_failed_and_restored)
+{
+	struct paths ps;
+	paths_init(&ps);
+	log_open(&ps);
+	enum { N = 2000 };
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_range(&in, 0, N, 1), 0);
+	for (int run = 0; run < 2; run++) {
+		struct mproc_pool *p = open_journaled(ps.db, 2);
+		struct seen_progress seen = {.monotonic = true};
+		struct mproc_call_opts co = {.progress = on_progress,
+		                             .progress_cookie = &seen,
+		                             .progress_interval = 1e-6};
+		struct mproc_async *a;
+		ck_assert_int_eq(mproc_map_async_opts(p, t_logged_slow, &in, 8,
+		                                      NULL, &co, &a), 0);
+		const struct mproc_results *r;
+		ck_assert_int_eq(mproc_async_get(a, -1, &r), MPROC_ERAISED);
+		check_logged(r, N);
+		mproc_async_free(a);
+		finish_pool(p);
+		ck_assert_int_ge(seen.calls, run == 0 ? 2 : 1);
+		ck_assert_int_eq(seen.finals, 1);
+		ck_assert(seen.monotonic);
+		ck_assert(seen.last.final);
+		ck_assert_uint_eq(seen.last.done, N);
+		ck_assert_uint_eq(seen.last.total, N);
+		ck_assert_uint_eq(seen.last.failed, (N + 96 - 13) / 97);
+		ck_assert_uint_eq(seen.last.restored, run == 0 ? 0 : N);
+		ck_assert(seen.last.eta == 0);
+		if (run == 0)
+			ck_assert(seen.last.rate > 0);
+	}
+	/* A bad interval. */
+	struct mproc_pool *p = open_pool(1);
+	struct mproc_call_opts co = {.progress = on_progress,
+	                             .progress_interval = -1};
+	struct mproc_async *a = NULL;
+	ck_assert_int_eq(mproc_map_async_opts(p, t_other, &in, 8, NULL, &co, &a),
+	                 -EINVAL);
+	ck_assert_ptr_null(a);
+	finish_pool(p);
+	paths_free(&ps);
+}
+END_TEST
+
 static Suite *journal_suite(void)
 {
 	Suite *s = suite_create("journal");
@@ -613,6 +678,7 @@ static Suite *journal_suite(void)
 	tcase_add_test(tc, test_journal_damaged_or_foreign_file_is_refused);
 	tcase_add_test(tc, test_journal_held_by_another_manager_is_refused);
 	tcase_add_test(tc, test_journal_sync_and_generator_input);
+	tcase_add_test(tc, test_journal_progress_counts_done_failed_and_restored);
 	suite_add_tcase(s, tc);
 	return s;
 }
