@@ -51,12 +51,18 @@ struct run {
 	unsigned char *done; /* per input: its line is kept in the joblog */
 	/* output */
 	FILE *jl, *res;
+	size_t unflushed;  /* bytes of inputs recorded since the last flush */
+	char *jlbuf, *resbuf; /* their buffers (glibc ignores a size alone) */
 	size_t failed, ok;
 	struct mproc_writer *w;
 	struct mproc_decoder *dec;
 };
 
 static mproc_task_fn user_fn;
+
+/* The joblog's and results' buffers; flush_all runs before a quarter of
+ * one is used. */
+#define OUT_BUF ((size_t)4 << 20)
 
 static void die(const char *fmt, ...)
 {
@@ -520,6 +526,12 @@ static void open_outputs(struct run *r)
 			fclose(f);
 		if (!(r->jl = fopen(r->joblog, fresh ? "w" : "a")))
 			die("%s: %s", r->joblog, strerror(errno));
+		/* Only flush_all writes it out (a full buffer would write the
+		 * joblog ahead of the results): a buffer larger than what is
+		 * written between two flushes, set before the first write. */
+		if (!(r->jlbuf = malloc(OUT_BUF)) ||
+		    setvbuf(r->jl, r->jlbuf, _IOFBF, OUT_BUF) != 0)
+			die("out of memory");
 		if (fresh)
 			fputs(joblog_header, r->jl);
 	}
@@ -530,6 +542,9 @@ static void open_outputs(struct run *r)
 			fclose(f);
 		if (!(r->res = fopen(r->results, fresh ? "w" : "a")))
 			die("%s: %s", r->results, strerror(errno));
+		if (!(r->resbuf = malloc(OUT_BUF)) ||
+		    setvbuf(r->res, r->resbuf, _IOFBF, OUT_BUF) != 0)
+			die("out of memory");
 		if (fresh && r->results_csv)
 			fputs("seq,input,status,value,error,signal,attempts\n", r->res);
 	}
@@ -661,6 +676,7 @@ static void flush_all(struct run *r)
 		fflush(r->res);
 	if (r->jl)
 		fflush(r->jl);
+	r->unflushed = 0;
 }
 
 /* ---- progress ---------------------------------------------------------- */
@@ -862,7 +878,12 @@ int main(int argc, char *argv[])
 	size_t since = 0;
 	bool halted = false;
 	while ((rc = mproc_iter_next(it, -1, &res)) == 1) {
+		/* Terminated (--halt now) before it ended: not recorded, so
+		 * that --resume runs it. */
+		if (res->status == MPROC_CANCELLED)
+			continue;
 		record(&r, r.todo[res->index] + 1, res);
+		r.unflushed += strlen(r.lines[r.todo[res->index]]) + 256;
 		if (r.halt_now && !halted && res->status != MPROC_OK &&
 		    ((r.halt_count && r.failed >= r.halt_count) ||
 		     (r.halt_fraction && r.failed + r.ok >= 10 &&
@@ -870,7 +891,8 @@ int main(int argc, char *argv[])
 			halted = true;
 			mproc_pool_terminate(pool);
 		}
-		if (++since >= 256 || mono() - last_flush > 0.1) {
+		if (++since >= 256 || r.unflushed > OUT_BUF / 4 ||
+		    mono() - last_flush > 0.1) {
 			flush_all(&r);
 			since = 0;
 			last_flush = mono();
@@ -893,6 +915,8 @@ int main(int argc, char *argv[])
 		status = 255;
 	if (r.res && fclose(r.res) != 0)
 		status = 255;
+	free(r.jlbuf);
+	free(r.resbuf);
 	for (size_t i = 0; i < r.n; i++)
 		free(r.lines[i]);
 	free(r.lines);
