@@ -27,6 +27,7 @@
 
 #define JOURNAL_FORMAT "1"
 #define JOURNAL_BATCH 1024
+#define JOURNAL_ROWS 64
 #define JOURNAL_BATCH_NS (200 * 1000000ull)
 
 struct mproc__journal {
@@ -39,6 +40,18 @@ struct mproc__journal {
 	uint64_t tx_start;    /* when the open transaction began */
 	unsigned next_call;   /* number of the next call to begin */
 	struct mproc_decoder *dec; /* reads error tuples into columns */
+	int err;              /* the first error of a write (sticky) */
+
+	/* OK results wait here, JOURNAL_ROWS at a time, to go in with one
+	 * statement: SQLite's cost is mostly per statement, not per row. */
+	sqlite3_stmt *put_rows;
+	size_t nrows;
+	struct staged {
+		int64_t call, idx, attempts, hash;
+		size_t off, len;
+	} rows[JOURNAL_ROWS];
+	char *stage;
+	size_t stage_len, stage_cap;
 };
 
 struct mproc__jcall {
@@ -203,6 +216,18 @@ int mproc__journal_open(struct mproc__journal **out, const char *path,
 		goto fail;
 	if ((rc = mproc_decoder_new(&j->dec, NULL)) < 0)
 		goto fail;
+	char sql[JOURNAL_ROWS * 48 + 128];
+	size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO results"
+	                            " (call, idx, status, attempts, input_hash,"
+	                            " value, finished) VALUES");
+	for (int i = 0; i < JOURNAL_ROWS; i++)
+		n += (size_t)snprintf(sql + n, sizeof sql - n,
+		                      "%s(?%d, ?%d, 'OK', ?%d, ?%d, ?%d, ?%d)",
+		                      i ? "," : "", 5 * i + 1, 5 * i + 2,
+		                      5 * i + 3, 5 * i + 4, 5 * i + 5,
+		                      JOURNAL_ROWS * 5 + 1);
+	if ((rc = prep(j, &j->put_rows, sql)) < 0)
+		goto fail;
 	*out = j;
 	return 0;
 fail:
@@ -220,16 +245,69 @@ static int step_reset(sqlite3_stmt *st)
 	return journal_code(src);
 }
 
+/* The staged rows into the open transaction: one statement for a full
+ * stage, the one-row statement for a part. */
+static int journal_flush(struct mproc__journal *j)
+{
+	if (!j->nrows)
+		return 0;
+	int rc = 0;
+	double fin = wall_now();
+	if (j->nrows == JOURNAL_ROWS) {
+		sqlite3_stmt *st = j->put_rows;
+		for (size_t i = 0; i < JOURNAL_ROWS; i++) {
+			const struct staged *r = &j->rows[i];
+			int b = (int)i * 5;
+			sqlite3_bind_int64(st, b + 1, r->call);
+			sqlite3_bind_int64(st, b + 2, r->idx);
+			sqlite3_bind_int64(st, b + 3, r->attempts);
+			sqlite3_bind_int64(st, b + 4, r->hash);
+			sqlite3_bind_blob(st, b + 5, j->stage + r->off, (int)r->len,
+			                  SQLITE_STATIC);
+		}
+		sqlite3_bind_double(st, JOURNAL_ROWS * 5 + 1, fin);
+		rc = step_reset(st);
+	} else {
+		sqlite3_stmt *st = j->put;
+		for (size_t i = 0; i < j->nrows && rc == 0; i++) {
+			const struct staged *r = &j->rows[i];
+			sqlite3_bind_int64(st, 1, r->call);
+			sqlite3_bind_int64(st, 2, r->idx);
+			sqlite3_bind_text(st, 3, "OK", -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 4, r->attempts);
+			sqlite3_bind_int64(st, 5, r->hash);
+			sqlite3_bind_blob(st, 6, j->stage + r->off, (int)r->len,
+			                  SQLITE_STATIC);
+			sqlite3_bind_double(st, 13, fin);
+			rc = step_reset(st);
+		}
+	}
+	j->nrows = 0;
+	j->stage_len = 0;
+	return rc;
+}
+
 int mproc__journal_commit(struct mproc__journal *j)
 {
 	if (!j || !j->in_tx)
 		return 0;
-	int rc = step_reset(j->commit);
+	int rc = journal_flush(j);
+	if (rc < 0) {
+		if (!j->err)
+			j->err = rc;
+		(void)exec(j, "ROLLBACK");
+		j->in_tx = false;
+		j->pending = 0;
+		return rc;
+	}
+	rc = step_reset(j->commit);
 	if (rc < 0) {
 		/* A failed COMMIT may leave the transaction open: end it, so
 		 * that the next result starts a fresh one. */
 		if (!sqlite3_get_autocommit(j->db))
 			(void)exec(j, "ROLLBACK");
+		if (!j->err)
+			j->err = rc;
 	}
 	j->in_tx = false;
 	j->pending = 0;
@@ -247,12 +325,13 @@ int mproc__journal_close(struct mproc__journal *j)
 		return 0;
 	int rc = mproc__journal_commit(j);
 	sqlite3_stmt *sts[] = {j->put, j->get, j->list, j->call_get,
-	                       j->call_put, j->begin, j->commit};
+	                       j->call_put, j->begin, j->commit, j->put_rows};
 	for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
 		sqlite3_finalize(sts[i]);
 	if (j->db && sqlite3_close(j->db) != SQLITE_OK && rc == 0)
 		rc = MPROC_EJOURNAL;
 	mproc_decoder_free(j->dec);
+	free(j->stage);
 	free(j);
 	return rc;
 }
@@ -370,7 +449,7 @@ struct mproc__journal *mproc__jcall_journal(struct mproc__jcall *c)
 
 int mproc__jcall_error(const struct mproc__jcall *c)
 {
-	return c->err;
+	return c->err ? c->err : c->j->err;
 }
 
 int mproc__jcall_done(struct mproc__jcall *c, size_t index, uint64_t ihash)
@@ -466,17 +545,43 @@ void mproc__jcall_put(struct mproc__jcall *c, size_t index, uint64_t ihash,
 		j->in_tx = true;
 		j->tx_start = mproc__coarse_ns();
 	}
+	if (len > INT32_MAX) {
+		rc = -E2BIG;
+		goto out;
+	}
+	if (status == MPROC_OK && !(j->flags & MPROC_JOURNAL_SYNC)) {
+		if (j->stage_len + len > j->stage_cap) {
+			size_t cap = j->stage_cap ? 2 * j->stage_cap : 4096;
+			while (cap < j->stage_len + len)
+				cap *= 2;
+			char *nb = realloc(j->stage, cap);
+			if (!nb) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			j->stage = nb;
+			j->stage_cap = cap;
+		}
+		memcpy(j->stage + j->stage_len, p, len);
+		j->rows[j->nrows++] = (struct staged){
+			.call = c->call, .idx = (int64_t)index,
+			.attempts = attempts, .hash = (int64_t)ihash,
+			.off = j->stage_len, .len = len};
+		j->stage_len += len;
+		if (j->nrows == JOURNAL_ROWS && (rc = journal_flush(j)) < 0)
+			goto out;
+		goto counted;
+	}
+	/* A failure (or every result, synced): its own statement, after
+	 * the rows staged before it. */
+	if ((rc = journal_flush(j)) < 0)
+		goto out;
 	sqlite3_stmt *st = j->put;
 	sqlite3_bind_int64(st, 1, c->call);
 	sqlite3_bind_int64(st, 2, (int64_t)index);
 	sqlite3_bind_text(st, 3, mproc_status_name(status), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, attempts);
 	sqlite3_bind_int64(st, 5, (int64_t)ihash);
-	if (len > INT32_MAX) {
-		rc = -E2BIG;
-		sqlite3_clear_bindings(st);
-		goto out;
-	}
 	if (status == MPROC_OK) {
 		sqlite3_bind_blob(st, 6, p, (int)len, SQLITE_STATIC);
 	} else {
@@ -487,6 +592,7 @@ void mproc__jcall_put(struct mproc__jcall *c, size_t index, uint64_t ihash,
 	sqlite3_bind_double(st, 13, wall_now());
 	if ((rc = step_reset(st)) < 0)
 		goto out;
+counted:
 	j->pending++;
 	if (j->flags & MPROC_JOURNAL_SYNC || j->pending >= JOURNAL_BATCH ||
 	    mproc__coarse_ns() - j->tx_start >= JOURNAL_BATCH_NS)
