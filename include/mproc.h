@@ -470,7 +470,8 @@ struct mproc_pool_opts {
 	 * journal or is damaged. Copied at open. NULL: no journal.
 	 * Durability: a result is committed before it is handed out (imap) or
 	 * before the call returns (map); in between results are written in
-	 * transactions of up to 1024 results or 0.2 s, and a SIGKILL of the
+	 * transactions committed after 1024 results, or at the first result
+	 * stored 0.2 s after the transaction began, and a SIGKILL of the
 	 * manager loses at most the open one (those tasks run again). Against
 	 * power loss see MPROC_JOURNAL_SYNC.
 	 */

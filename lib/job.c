@@ -174,6 +174,10 @@ void mproc__job_free(struct mproc__job *job)
 void mproc__job_detach(struct mproc__job *job)
 {
 	job->env = NULL;
+	/* The journal closes with the pool. */
+	mproc__jcall_free(job->jc);
+	job->jc = NULL;
+	job->jwant = false;
 }
 
 int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co)
