@@ -151,6 +151,32 @@ r2 = subprocess.run([run, "-k", "--journal", jn, f"{so}:parse", small],
 check("--journal: the rerun gives the same output",
       r1.stdout == r2.stdout and r1.returncode == r2.returncode == 2)
 
+# --timeout N%: of the median runtime of the inputs that ended OK (1 ms
+# here); three inputs hang for a minute and end TIMEOUT. 3000 inputs: the
+# first two calls of 1024 set the median (the second is submitted before
+# the first is read, so it runs without a timeout).
+stuck = os.path.join(tmp, "stuck.txt")
+slines = [f"stuck{i},1" if i in (2100, 2500, 2900) else f"q{i},{i % 90}"
+          for i in range(3000)]
+with open(stuck, "w") as f:
+    f.write("\n".join(slines) + "\n")
+jl = os.path.join(tmp, "stuck.log")
+r = subprocess.run([run, "-k", "-j", "2", "--timeout", "2000%", "--joblog", jl,
+                    "--results", os.path.join(tmp, "stuck.csv"),
+                    f"{so}:parse_stuck", stuck],
+                   capture_output=True, text=True, timeout=300)
+rows = [l.rstrip("\n").split("\t") for l in open(jl)][1:]
+timed = sorted(int(x[0]) for x in rows if x[7] != "0")
+check("--timeout 2000% ends the three stuck inputs TIMEOUT",
+      r.returncode == 3 and timed == [2101, 2501, 2901] and
+      r.stderr.count("TIMEOUT") == 3)
+check("-k with calls of 1024: the joblog in input order",
+      [int(x[0]) for x in rows] == list(range(1, 3001)))
+csv_lines = open(os.path.join(tmp, "stuck.csv")).read().splitlines()
+check("--results .csv: a header and a line per input",
+      csv_lines[0] == "seq,input,status,value,error,signal,attempts" and
+      len(csv_lines) == 3001 and csv_lines[1].startswith('1,"q0,0",OK,'))
+
 subprocess.run(["rm", "-rf", tmp])
 print(f"1..{len(checks)}")
 for n, (name, ok) in enumerate(checks, 1):

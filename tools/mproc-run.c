@@ -30,6 +30,15 @@
 
 #include "mproc.h"
 
+/* The joblog's and results' buffers; flush_all runs before a quarter of
+ * one is used. */
+#define OUT_BUF ((size_t)4 << 20)
+
+/* --timeout N%: the median of this many last runtimes; the inputs go in
+ * calls of BATCH, each with the timeout known when it is submitted. */
+#define RUNTIMES 1001
+#define BATCH 1024
+
 enum argtype { ARG_STR, ARG_INT, ARG_FLOAT, ARG_JSON };
 
 struct run {
@@ -37,6 +46,7 @@ struct run {
 	unsigned jobs, retries, chunksize;
 	bool keep_order, resume, resume_failed, bar, eta;
 	double timeout;
+	double timeout_pct;   /* --timeout N%: N, else 0 */
 	enum argtype type;
 	const char *joblog, *results, *journal, *input;
 	bool results_csv;
@@ -53,16 +63,15 @@ struct run {
 	FILE *jl, *res;
 	size_t unflushed;  /* bytes of inputs recorded since the last flush */
 	char *jlbuf, *resbuf; /* their buffers (glibc ignores a size alone) */
+	/* Runtimes of the last RUNTIMES inputs that ended OK (--timeout N%). */
+	double rt[RUNTIMES];
+	size_t nrt, rtpos;
 	size_t failed, ok;
 	struct mproc_writer *w;
 	struct mproc_decoder *dec;
 };
 
 static mproc_task_fn user_fn;
-
-/* The joblog's and results' buffers; flush_all runs before a quarter of
- * one is used. */
-#define OUT_BUF ((size_t)4 << 20)
 
 static void die(const char *fmt, ...)
 {
@@ -364,12 +373,19 @@ static const char *json_value(struct mproc_writer *w, const char *p, int depth)
 	return mproc_write_float(w, d) < 0 ? NULL : end;
 }
 
+/* One call's part of the inputs: todo[base .. base + n). */
+struct feed {
+	struct run *r;
+	size_t base, n;
+};
+
 static int gen_item(void *cookie, size_t index, struct mproc_writer *w)
 {
-	struct run *r = cookie;
-	if (index >= r->ntodo)
+	const struct feed *fd = cookie;
+	struct run *r = fd->r;
+	if (index >= fd->n)
 		return 0;
-	const char *line = r->lines[r->todo[index]];
+	const char *line = r->lines[r->todo[fd->base + index]];
 	char *end;
 	switch (r->type) {
 	case ARG_STR:
@@ -589,6 +605,10 @@ static void record(struct run *r, size_t seq, const struct mproc_result *res)
 	                  : 1;
 	if (res->status == MPROC_OK) {
 		r->ok++;
+		r->rt[r->rtpos] = runtime;
+		r->rtpos = (r->rtpos + 1) % RUNTIMES;
+		if (r->nrt < RUNTIMES)
+			r->nrt++;
 		if (value)
 			put_value(stdout, value, false);
 		else
@@ -679,12 +699,26 @@ static void flush_all(struct run *r)
 	r->unflushed = 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
 /* ---- progress ---------------------------------------------------------- */
 
-static void on_progress(void *cookie, const struct mproc_progress *p)
+static void on_progress(void *cookie, const struct mproc_progress *pp)
 {
-	struct run *r = cookie;
-	size_t total = p->total == SIZE_MAX ? 0 : p->total;
+	const struct feed *fd = cookie;
+	struct run *r = fd->r;
+	struct mproc_progress q = *pp, *p = &q;
+	/* Calls of a part of the inputs: counted from the part's start. */
+	q.done += fd->base;
+	q.total = r->ntodo;
+	if (q.rate > 0)
+		q.eta = (double)(q.total - q.done) / q.rate;
+	q.final = pp->final && fd->base + fd->n >= r->ntodo;
+	size_t total = p->total;
 	if (r->bar && total) {
 		int width = 30, fill = (int)(width * p->done / total);
 		fprintf(stderr, "\r%3d%% [%.*s%*s] %zu/%zu", (int)(100 * p->done / total),
@@ -803,9 +837,12 @@ int main(int argc, char *argv[])
 		case O_RESUME_FAILED: r.resume_failed = true; break;
 		case O_RETRIES: r.retries = parse_uint(optarg, "--retries"); break;
 		case O_TIMEOUT:
-			if (strchr(optarg, '%'))
-				die("--timeout N%% is not supported yet: give seconds");
 			r.timeout = strtod(optarg, &end);
+			if (*end == '%' && !end[1] && r.timeout > 0 && r.timeout < 1e9) {
+				r.timeout_pct = r.timeout;
+				r.timeout = 0;
+				break;
+			}
 			if (*end || !(r.timeout > 0 && r.timeout < 1e9))
 				die("bad --timeout: %s", optarg);
 			break;
@@ -858,46 +895,85 @@ int main(int argc, char *argv[])
 	int rc = mproc_pool_open(&pool, &o);
 	if (rc < 0)
 		die("cannot start the pool: %s", mproc_strerror(rc));
-	struct mproc_input in;
-	mproc_input_fn_init(&in, gen_item, &r);
-	in.has_len = true;
-	in.len = r.ntodo;
-	struct mproc_call_opts co = {0};
-	if ((r.bar || r.eta) && isatty(2)) {
-		co.progress = on_progress;
-		co.progress_cookie = &r;
-		co.progress_interval = 0.2;
-	}
-	struct mproc_iter *it;
-	rc = mproc_imap_opts(pool, run_task, &in, r.chunksize, r.keep_order, &co,
-	                     &it);
-	if (rc < 0)
-		die("cannot start: %s", mproc_strerror(rc));
+	/* One call over every input; with --timeout N%, calls of BATCH inputs,
+	 * the next submitted as the one before starts to be read, each with
+	 * the timeout the runtimes so far give. */
+	size_t batch = r.timeout_pct ? BATCH : (r.ntodo ? r.ntodo : 1);
+	size_t nbatch = r.ntodo ? (r.ntodo + batch - 1) / batch : 1;
+	struct feed feeds[2];
+	struct mproc_iter *its[2] = {NULL, NULL};
 	const struct mproc_result *res;
 	double last_flush = mono();
 	size_t since = 0;
 	bool halted = false;
-	while ((rc = mproc_iter_next(it, -1, &res)) == 1) {
-		/* Terminated (--halt now) before it ended: not recorded, so
-		 * that --resume runs it. */
-		if (res->status == MPROC_CANCELLED)
+	for (size_t b = 0; b <= nbatch && rc >= 0; b++) {
+		/* Submit batch b (if any), then read batch b - 1. */
+		if (b < nbatch) {
+			struct feed *fd = &feeds[b % 2];
+			*fd = (struct feed){&r, b * batch,
+			                    r.ntodo - b * batch < batch ? r.ntodo - b * batch
+			                                                : batch};
+			struct mproc_input in;
+			mproc_input_fn_init(&in, gen_item, fd);
+			in.has_len = true;
+			in.len = fd->n;
+			struct mproc_call_opts co = {0};
+			if ((r.bar || r.eta) && isatty(2)) {
+				co.progress = on_progress;
+				co.progress_cookie = fd;
+				co.progress_interval = 0.2;
+			}
+			if (r.timeout_pct) {
+				/* GNU parallel's N%: of the median runtime of the
+				 * inputs that ended OK; none before three did. */
+				co.timeout = -1;
+				if (r.nrt >= 3) {
+					double v[RUNTIMES];
+					memcpy(v, r.rt, r.nrt * sizeof *v);
+					qsort(v, r.nrt, sizeof *v, cmp_double);
+					co.timeout = v[r.nrt / 2] * r.timeout_pct / 100;
+					if (co.timeout < 0.001)
+						co.timeout = 0.001;
+				}
+			}
+			rc = mproc_imap_opts(pool, run_task, &in, r.chunksize,
+			                     r.keep_order, &co, &its[b % 2]);
+			if (rc == MPROC_EHALTED)
+				break;
+			if (rc < 0)
+				die("cannot start: %s", mproc_strerror(rc));
+		}
+		if (b == 0)
 			continue;
-		record(&r, r.todo[res->index] + 1, res);
-		r.unflushed += strlen(r.lines[r.todo[res->index]]) + 256;
-		if (r.halt_now && !halted && res->status != MPROC_OK &&
-		    ((r.halt_count && r.failed >= r.halt_count) ||
-		     (r.halt_fraction && r.failed + r.ok >= 10 &&
-		      r.failed >= r.halt_fraction * (double)(r.failed + r.ok)))) {
-			halted = true;
-			mproc_pool_terminate(pool);
+		struct mproc_iter *it = its[(b - 1) % 2];
+		const struct feed *fd = &feeds[(b - 1) % 2];
+		while ((rc = mproc_iter_next(it, -1, &res)) == 1) {
+			/* Terminated (--halt now) before it ended: not recorded,
+			 * so that --resume runs it. */
+			if (res->status == MPROC_CANCELLED)
+				continue;
+			size_t i = r.todo[fd->base + res->index];
+			record(&r, i + 1, res);
+			r.unflushed += strlen(r.lines[i]) + 256;
+			if (r.halt_now && !halted && res->status != MPROC_OK &&
+			    ((r.halt_count && r.failed >= r.halt_count) ||
+			     (r.halt_fraction && r.failed + r.ok >= 10 &&
+			      r.failed >= r.halt_fraction * (double)(r.failed + r.ok)))) {
+				halted = true;
+				mproc_pool_terminate(pool);
+			}
+			if (++since >= 256 || r.unflushed > OUT_BUF / 4 ||
+			    mono() - last_flush > 0.1) {
+				flush_all(&r);
+				since = 0;
+				last_flush = mono();
+			}
 		}
-		if (++since >= 256 || r.unflushed > OUT_BUF / 4 ||
-		    mono() - last_flush > 0.1) {
-			flush_all(&r);
-			since = 0;
-			last_flush = mono();
-		}
+		mproc_iter_free(it);
+		its[(b - 1) % 2] = NULL;
 	}
+	for (int k = 0; k < 2; k++)
+		mproc_iter_free(its[k]);
 	flush_all(&r);
 	int status = 0;
 	if (rc < 0 && rc != MPROC_EHALTED && rc != MPROC_ECLOSED) {
@@ -906,7 +982,6 @@ int main(int argc, char *argv[])
 	}
 	if (rc == MPROC_EHALTED || rc == MPROC_ECLOSED || halted)
 		fprintf(stderr, "mproc-run: halted after %zu failures\n", r.failed);
-	mproc_iter_free(it);
 	if (!halted)
 		mproc_pool_close(pool);
 	mproc_pool_join(pool);

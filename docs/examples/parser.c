@@ -5,7 +5,8 @@
  * parse("NAME,AGE") returns {'name': NAME, 'age': AGE}. An AGE that is not
  * a number raises ValueError. Its bug: a line without a comma makes it read
  * through a NULL pointer, and the worker dies of SIGSEGV; mproc-run reports
- * that input as crashed and goes on. parse_slow does the same after 1 ms.
+ * that input as crashed and goes on. parse_slow does the same after 1 ms;
+ * parse_stuck too, but a NAME that begins with "stuck" hangs for a minute.
  *
  *   cc -shared -fPIC -o parser.so parser.c $(pkg-config --cflags mproc)
  *   printf 'ann,31\nbob\ncid,x\n' | mproc-run ./parser.so:parse
@@ -20,6 +21,7 @@
 
 int parse(const struct mproc_value *arg, struct mproc_writer *ret);
 int parse_slow(const struct mproc_value *arg, struct mproc_writer *ret);
+int parse_stuck(const struct mproc_value *arg, struct mproc_writer *ret);
 
 int parse(const struct mproc_value *arg, struct mproc_writer *ret)
 {
@@ -52,4 +54,14 @@ int parse_slow(const struct mproc_value *arg, struct mproc_writer *ret)
 {
 	usleep(1000);
 	return parse(arg, ret);
+}
+
+int parse_stuck(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	const char *s;
+	size_t n;
+	if (mproc_value_str(arg, &s, &n) == 0 && n >= 5 &&
+	    memcmp(s, "stuck", 5) == 0)
+		sleep(60);
+	return parse_slow(arg, ret);
 }
