@@ -599,6 +599,69 @@ START_TEST(test_journal_sync_and_generator_input)
 }
 END_TEST
 
+static int t_add_logged(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	const struct mproc_value *a, *b;
+	int64_t x, y;
+	if (mproc_value_item(arg, 0, &a) < 0 || mproc_value_item(arg, 1, &b) < 0 ||
+	    mproc_value_int(a, &x) < 0 || mproc_value_int(b, &y) < 0)
+		return mproc_raise(ret, "TypeError", "expected (int, int)");
+	if (write(logfd, "x\n", 2) != 2)
+		return -EIO;
+	return mproc_write_int(ret, x + y);
+}
+
+static int gen_pairs(void *cookie, size_t index, struct mproc_writer *w)
+{
+	(void)cookie;
+	if (index >= 300)
+		return 0;
+	if (mproc_write_tuple_begin(w) < 0 || mproc_write_int(w, (int64_t)index) < 0 ||
+	    mproc_write_int(w, 1000) < 0 || mproc_write_tuple_end(w) < 0)
+		return -1;
+	return 1;
+}
+
+START_TEST(test_journal_starmap_resumes_and_apply_is_not_journaled)
+{
+	struct paths ps;
+	paths_init(&ps);
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_fn_init(&in, gen_pairs, NULL), 0);
+	for (int run = 0; run < 2; run++) {
+		log_open(&ps);
+		struct mproc_pool *p = open_journaled(ps.db, 2);
+		struct mproc_results *r;
+		ck_assert_int_eq(mproc_starmap(p, t_add_logged, &in, 7, &r), 0);
+		ck_assert_uint_eq(mproc_results_count(r), 300);
+		for (size_t i = 0; i < 300; i++)
+			ck_assert_int_eq(int_of(mproc_results_value(r, i)),
+			                 (int64_t)i + 1000);
+		mproc_results_free(r);
+		size_t n;
+		const void *arg = pickle_int(5, &n);
+		ck_assert_int_eq(mproc_apply(p, t_logged, arg, n, &r), 0);
+		ck_assert_int_eq(int_of(mproc_results_value(r, 0)), 25);
+		mproc_results_free(r);
+		finish_pool(p);
+		/* The apply runs each time; the starmap once. */
+		ck_assert_uint_eq(log_lines(&ps), run == 0 ? 301 : 1);
+	}
+	ck_assert_int_eq(sql_int(ps.db, "SELECT count(*) FROM results"), 300);
+	ck_assert_int_eq(sql_int(ps.db, "SELECT star FROM calls"), 1);
+	/* The same pairs as a plain map: another call. */
+	log_open(&ps);
+	struct mproc_pool *p = open_journaled(ps.db, 2);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_add_logged, &in, 7, &r),
+	                 MPROC_EJOURNAL_MISMATCH);
+	mproc_results_free(r);
+	finish_pool(p);
+	ck_assert_uint_eq(log_lines(&ps), 0);
+	paths_free(&ps);
+}
+END_TEST
+
 /* ---- progress ---------------------------------------------------------- */
 
 struct seen_progress {
@@ -679,6 +742,7 @@ static Suite *journal_suite(void)
 	tcase_add_test(tc, test_journal_held_by_another_manager_is_refused);
 	tcase_add_test(tc, test_journal_sync_and_generator_input);
 	tcase_add_test(tc, test_journal_progress_counts_done_failed_and_restored);
+	tcase_add_test(tc, test_journal_starmap_resumes_and_apply_is_not_journaled);
 	suite_add_tcase(s, tc);
 	return s;
 }
