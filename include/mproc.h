@@ -84,7 +84,10 @@ extern "C" {
 	XX(EABANDONED, -4023, "the holder died: acquired, but what it guarded may be half-changed") \
 	XX(ENOTHELD, -4024, "released more times than acquired, by a non-owner, or task_done() past the puts") \
 	XX(EBROKEN, -4025, "barrier is broken")                                  \
-	XX(EUNNAMED, -4026, "function has no name another process can find (MPI backend)")
+	XX(EUNNAMED, -4026, "function has no name another process can find (MPI backend)") \
+	XX(EJOURNAL, -4027, "journal unusable: not an mproc journal, damaged, or unwritable") \
+	XX(EJOURNAL_LOCKED, -4028, "journal in use by another running manager") \
+	XX(EJOURNAL_MISMATCH, -4029, "journal holds another call: different function or input")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
@@ -481,7 +484,40 @@ struct mproc_pool_opts {
 	unsigned halt_min_tasks;
 	/** Processes (the default) or threads (ThreadPool). */
 	enum mproc_backend backend;
+
+	/* Added in 0.4 (set `size`): batch runs (docs/batch.md). */
+
+	/**
+	 * Path of an SQLite journal (created if missing) that makes every final
+	 * result of map, map_async, starmap, imap and imap_unordered durable,
+	 * so that the same calls made again after the manager died run only
+	 * the items without a final result and hand out the stored results for
+	 * the rest (apply is not journaled). The pool's journaled calls are
+	 * numbered in the order they start; each stores a fingerprint (the
+	 * function's symbol, or its object and offset; starmap or not; the
+	 * input's length when known) and each result the hash of its input,
+	 * and a call made with another function or input answers
+	 * MPROC_EJOURNAL_MISMATCH. mproc_pool_open() holds the journal until
+	 * mproc_pool_free() and answers MPROC_EJOURNAL_LOCKED while another
+	 * process holds it, MPROC_EJOURNAL for a file that is not an mproc
+	 * journal or is damaged. Copied at open. NULL: no journal.
+	 * Durability: a result is committed before it is handed out (imap) or
+	 * before the call returns (map); in between results are written in
+	 * transactions committed after 1024 results, or at the first result
+	 * stored 0.2 s after the transaction began, and a SIGKILL of the
+	 * manager loses at most the open one (those tasks run again). Against
+	 * power loss see MPROC_JOURNAL_SYNC.
+	 */
+	const char *journal;
+	/** MPROC_JOURNAL_* flags. */
+	unsigned journal_flags;
 };
+
+/* journal_flags: commit every result in its own transaction, with
+ * synchronous=FULL (an fsync per result): a result is on disk before the
+ * next one is stored. Without it a power loss may also lose the last
+ * transactions committed (SQLite's WAL with synchronous=NORMAL). */
+#define MPROC_JOURNAL_SYNC 1u
 
 /* An initializer that sets `size`: struct mproc_pool_opts o =
  * MPROC_POOL_OPTS_INIT; then the fields wanted. */
@@ -773,6 +809,39 @@ struct mproc_callbacks {
 };
 
 /*
+ * Where a call stands, for its progress callback (struct mproc_call_opts).
+ */
+struct mproc_progress {
+	/** Items with a final result so far, those read from the journal
+	 *  included. */
+	size_t done;
+	/** Of them, how many did not end OK. */
+	size_t failed;
+	/** Of them, how many were read from the pool's journal (not run). */
+	size_t restored;
+	/** The input's length; SIZE_MAX when it is not known (a generator). */
+	size_t total;
+	/** Seconds since the call was submitted. */
+	double elapsed;
+	/** Results per second made by tasks of this call (restored ones not
+	 *  counted); 0 before the first. */
+	double rate;
+	/** Seconds left at that rate; negative when not known. */
+	double eta;
+	/** The last call: every item has its result. */
+	bool final;
+};
+
+/*
+ * A call's progress, made in the thread that drives the pool, at most once
+ * per `progress_interval` and once more at the end (`final`). It runs with
+ * the pool's lock held: it must not call the pool (or any handle of it),
+ * and should return quickly (draw a bar, write a line). Added in 0.4.
+ */
+typedef void (*mproc_progress_fn)(void *cookie,
+                                  const struct mproc_progress *p);
+
+/*
  * Options of one call, for the _opts variants below. All zero means the
  * pool's settings.
  */
@@ -785,6 +854,15 @@ struct mproc_call_opts {
 	double timeout;
 	/** Every item is a tuple (or list) of arguments, as for starmap. */
 	bool star;
+
+	/* Added in 0.4: progress (docs/batch.md). */
+
+	/** Called as results come in (NULL: never), with `progress_cookie`. */
+	mproc_progress_fn progress;
+	void *progress_cookie;
+	/** Least seconds between two calls of `progress`; 0 means 0.1.
+	 *  -EINVAL when negative, NaN or 1e9 or more. */
+	double progress_interval;
 };
 
 /* Pool.apply_async. `cb` may be NULL. Free *out with mproc_async_free(). */

@@ -187,6 +187,9 @@ static int dispatch_chunk(struct mproc_pool *pool, struct mproc__worker *w,
                           struct mproc__call *call)
 {
 	struct mproc__job *job = mproc__call_job(call);
+	/* A journal's stored results first: a chunk starts at an item that
+	 * must run (nothing without a journal). */
+	mproc__job_skip(job);
 	size_t hdr;
 	int rc = mproc__wire_begin(&w->out, &hdr);
 	if (rc < 0)

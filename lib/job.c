@@ -21,7 +21,9 @@
 
 #include "input.h"
 #include "job.h"
+#include "clock.h"
 #include "detail.h"
+#include "journal.h"
 #include "pickle.h"
 #include "wire.h"
 
@@ -77,7 +79,62 @@ struct mproc__job {
 	struct mproc__rstore rs;
 	struct mproc_result cur;   /* iterators: the result handed out */
 	struct mproc_results results; /* ALL: filled when done */
+
+	/* The journal (journal.c), when the pool has one: `jwant` is the one
+	 * test on the paths of a pool without. */
+	bool jwant;             /* journaled: opened at the first pull */
+	bool jtried;
+	struct mproc__jcall *jc;
+	uint64_t *ihash;        /* input hash of each pulled item, by index
+	                         * & jmask, until its result is stored */
+	size_t jmask;
+	struct mproc__buf ahead; /* an item pulled but not in a chunk: the
+	                          * chunk ended before it (it has a result) */
+	bool have_ahead;
+
+	/* Progress (struct mproc_call_opts): NULL `progress` without. */
+	mproc_progress_fn progress;
+	void *progress_cookie;
+	uint64_t progress_every;   /* ns between two calls */
+	uint64_t progress_start;   /* when the job was made */
+	uint64_t progress_next;    /* the next call is due */
+	size_t nfailed;            /* results stored not OK */
+	size_t restored;           /* results read from the journal */
+	bool progress_final;       /* the last call was made */
+	/* A journal or a progress callback: the one test on the paths of a
+	 * job without either. */
+	bool hooks;
 };
+
+static void job_progress(struct mproc__job *job, bool final)
+{
+	uint64_t now = mproc__coarse_ns();
+	if (!final && now < job->progress_next)
+		return;
+	if (job->progress_final)
+		return;
+	job->progress_final = final;
+	job->progress_next = now + job->progress_every;
+	double elapsed = (double)(now - job->progress_start) / 1e9;
+	struct mproc_progress p = {
+		.done = job->completed,
+		.failed = job->nfailed,
+		.restored = job->restored,
+		.total = job->in.has_len ? job->in.len : SIZE_MAX,
+		.elapsed = elapsed,
+		.eta = -1,
+		.final = final,
+	};
+	size_t ran = p.done - p.restored;
+	if (ran && elapsed > 0) {
+		p.rate = (double)ran / elapsed;
+		if (p.total != SIZE_MAX)
+			p.eta = (double)(p.total - p.done) / p.rate;
+	}
+	if (final)
+		p.eta = 0;
+	job->progress(job->progress_cookie, &p);
+}
 
 static void job_count(struct mproc__job *job, enum mproc_status status)
 {
@@ -114,6 +171,9 @@ void mproc__job_free(struct mproc__job *job)
 		mproc__buf_free(&job->spare[i]);
 	free(job->spare);
 	mproc__table_free(job->table, job->ntable);
+	mproc__jcall_free(job->jc);
+	free(job->ihash);
+	mproc__buf_free(&job->ahead);
 	mproc__rstore_free(&job->rs, job->env ? &job->env->dec : NULL,
 	                   job->pulled <= 1024);
 	free(job);
@@ -122,6 +182,10 @@ void mproc__job_free(struct mproc__job *job)
 void mproc__job_detach(struct mproc__job *job)
 {
 	job->env = NULL;
+	/* The journal closes with the pool. */
+	mproc__jcall_free(job->jc);
+	job->jc = NULL;
+	job->jwant = false;
 }
 
 int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co)
@@ -135,6 +199,18 @@ int mproc__job_set_opts(struct mproc__job *job, const struct mproc_call_opts *co
 	                                    : 0;
 	if (co->star)
 		job->flags |= MPROC__TF_STAR;
+	if (co->progress) {
+		if (!(co->progress_interval >= 0 && co->progress_interval < 1e9))
+			return -EINVAL;
+		job->progress = co->progress;
+		job->progress_cookie = co->progress_cookie;
+		job->progress_every = (uint64_t)((co->progress_interval > 0
+		                                          ? co->progress_interval
+		                                          : 0.1) * 1e9);
+		job->progress_start = mproc__coarse_ns();
+		job->progress_next = job->progress_start + job->progress_every;
+		job->hooks = true;
+	}
 	return 0;
 }
 
@@ -145,6 +221,12 @@ int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in)
 	/* Our own copy: the caller's may be gone when an async job pulls. */
 	job->in = *in;
 	job->pack = mproc__input_pack(&job->in);
+	if (job->env && job->env->jnl) {
+		/* Every item is hashed as a pickle: no packed chunks. */
+		job->jwant = true;
+		job->hooks = true;
+		job->pack = 0;
+	}
 	return 0;
 }
 
@@ -428,6 +510,14 @@ static size_t job_pull_packed(struct mproc__job *job, struct mproc__buf *out,
  * negative code. */
 static int job_pull_one(struct mproc__job *job, struct mproc__buf *out)
 {
+	if (job->have_ahead) {
+		int rc = mproc__buf_append(out, job->ahead.data, job->ahead.len);
+		if (rc < 0)
+			return rc;
+		job->have_ahead = false;
+		job->ahead.len = 0;
+		return 1;
+	}
 	if (!job->use_pre) {
 		if (job->in.has_len && job->pulled >= job->in.len)
 			return 0;
@@ -445,6 +535,116 @@ static int job_pull_one(struct mproc__job *job, struct mproc__buf *out)
 	return 1;
 }
 
+/* ---- the journal ----------------------------------------------------------- */
+
+static inline int job_store(struct mproc__job *job, size_t index,
+                            enum mproc_status status, unsigned attempts,
+                            const void *payload, size_t len);
+
+/* The call's part of the journal, at its first pull, when its length and
+ * options are final; an error ends the input (the call answers it). */
+static void job_jnl_begin(struct mproc__job *job)
+{
+	if (job->jtried)
+		return;
+	job->jtried = true;
+	size_t len = job->in.has_len ? job->in.len : SIZE_MAX;
+	size_t cap = job->kind == MPROC__JOB_ALL ? (len ? len : 1) : job->nslots;
+	int rc = mproc__jcall_open(job->env->jnl, (const void *)(uintptr_t)job->fn,
+	                           job->flags & MPROC__TF_STAR, len, &job->jc);
+	if (rc == 0 && !(job->ihash = malloc(cap * sizeof *job->ihash)))
+		rc = -ENOMEM;
+	if (rc < 0) {
+		mproc__jcall_free(job->jc);
+		job->jc = NULL;
+		mproc__job_end_input(job, rc);
+		return;
+	}
+	job->jmask = job->kind == MPROC__JOB_ALL ? SIZE_MAX : job->nslots - 1;
+}
+
+/*
+ * The record just pulled at out[rec..] is item `pulled`: 0 when it must
+ * run (its hash kept for its result), else it goes back to `ahead` for
+ * mproc__job_skip (it has a result, or a result of another input: the
+ * skip ends the call with MPROC_EJOURNAL_MISMATCH).
+ */
+static int job_jnl_check(struct mproc__job *job, struct mproc__buf *out,
+                         size_t rec)
+{
+	const char *body = out->data + rec + MPROC__TASK_REC;
+	uint64_t h = mproc__journal_hash(body, out->len - rec - MPROC__TASK_REC);
+	int d = mproc__jcall_done(job->jc, job->pulled, h);
+	if (d == 0) {
+		job->ihash[job->pulled & job->jmask] = h;
+		return 0;
+	}
+	job->ahead.len = 0;
+	if (mproc__buf_append(&job->ahead, out->data + rec, out->len - rec) < 0) {
+		mproc__job_end_input(job, -ENOMEM);
+		out->len = rec;
+		return -ENOMEM;
+	}
+	job->have_ahead = true;
+	out->len = rec;
+	return 1;
+}
+
+static void job_jnl_skip(struct mproc__job *job)
+{
+	job_jnl_begin(job);
+	if (!job->jc || (job->kind == MPROC__JOB_ALL && job->in.has_len &&
+	                 job_grow_items(job, job->in.len) < 0))
+		return;
+	while (!job->input_done && mproc__job_room(job) > 0) {
+		if (!job->have_ahead) {
+			int rc = job_pull_one(job, &job->ahead);
+			if (rc <= 0) {
+				mproc__job_end_input(job, rc);
+				break;
+			}
+			job->have_ahead = true;
+		}
+		const char *body = job->ahead.data + MPROC__TASK_REC;
+		uint64_t h = mproc__journal_hash(body, job->ahead.len -
+		                                              MPROC__TASK_REC);
+		int d = mproc__jcall_done(job->jc, job->pulled, h);
+		if (d == 0)
+			break;
+		enum mproc_status status;
+		unsigned attempts;
+		const void *p = NULL;
+		size_t len = 0;
+		if (d < 0 || (d = mproc__jcall_get(job->jc, job->pulled, &status,
+		                                   &attempts, &p, &len)) < 0 ||
+		    (job->kind == MPROC__JOB_ALL &&
+		     (d = job_grow_items(job, job->pulled + 1)) < 0)) {
+			mproc__job_end_input(job, d);
+			break;
+		}
+		job->have_ahead = false;
+		job->ahead.len = 0;
+		/* Stored as it was, neither counted nor journaled again: it did
+		 * not run in this pool. */
+		size_t index = job->pulled++;
+		job->restored++;
+		job->nfailed += status != MPROC_OK;
+		job_store(job, index, status, attempts, p, len);
+	}
+	if (!job->have_ahead &&
+	    ((job->use_pre && job->pre_off >= job->pre.len) ||
+	     (job->in.has_len && job->pulled >= job->in.len)))
+		job->input_done = true;
+	if (job->progress)
+		job_progress(job, false);
+}
+
+void mproc__job_skip(struct mproc__job *job)
+{
+	if (job->jwant)
+		job_jnl_skip(job);
+}
+
 size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
                        size_t n, size_t limit)
 {
@@ -456,12 +656,20 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 	}
 	if (job->pack)
 		return job->input_done ? 0 : job_pull_packed(job, out, n, limit);
+	if (job->jwant && !job->jc) {
+		job_jnl_begin(job);
+		if (!job->jc)
+			return 0;
+	}
 	while (got < n && !job->input_done && out->len < limit) {
+		size_t rec = out->len;
 		int rc = job_pull_one(job, out);
 		if (rc <= 0) {
 			mproc__job_end_input(job, rc);
 			break;
 		}
+		if (job->jc && job_jnl_check(job, out, rec) != 0)
+			break; /* the chunk ends before an item with a result */
 		if (job->kind == MPROC__JOB_ALL &&
 		    job_grow_items(job, job->pulled + 1) < 0) {
 			mproc__job_end_input(job, -ENOMEM);
@@ -470,7 +678,7 @@ size_t mproc__job_pull(struct mproc__job *job, struct mproc__buf *out,
 		job->pulled++;
 		got++;
 	}
-	if (job->use_pre && job->pre_off >= job->pre.len)
+	if (job->use_pre && job->pre_off >= job->pre.len && !job->have_ahead)
 		job->input_done = true;
 	return got;
 }
@@ -523,13 +731,15 @@ static int job_store_all(struct mproc__job *job, size_t index,
 	return rc;
 }
 
-int mproc__job_store(struct mproc__job *job, size_t index,
-                     enum mproc_status status, unsigned attempts,
-                     const void *payload, size_t len)
+/* Inlined in both callers: mproc__job_store is on the hot path of every
+ * result that is not a map's tiny first-attempt value, and a call more
+ * there cost 39 instructions a result (callgrind, bench_overhead 0). */
+__attribute__((always_inline)) static inline int
+job_store(struct mproc__job *job, size_t index, enum mproc_status status,
+          unsigned attempts, const void *payload, size_t len)
 {
 	struct slot *s;
 	int rc = 0;
-	job_count(job, status);
 	if (job->kind == MPROC__JOB_ALL)
 		return job_store_all(job, index, status, attempts, payload, len);
 	if (job->kind == MPROC__JOB_ORDERED) {
@@ -557,6 +767,24 @@ int mproc__job_store(struct mproc__job *job, size_t index,
 	s->ready = true;
 	job->held += s->data.len;
 	job->completed++;
+	return rc;
+}
+
+int mproc__job_store(struct mproc__job *job, size_t index,
+                     enum mproc_status status, unsigned attempts,
+                     const void *payload, size_t len)
+{
+	job_count(job, status);
+	if (!job->hooks)
+		return job_store(job, index, status, attempts, payload, len);
+	/* A cancelled task is not final: it runs again on resume. */
+	if (job->jc && status != MPROC_CANCELLED)
+		mproc__jcall_put(job->jc, index, job->ihash[index & job->jmask],
+		                 status, attempts, payload, len);
+	job->nfailed += status != MPROC_OK;
+	int rc = job_store(job, index, status, attempts, payload, len);
+	if (job->progress)
+		job_progress(job, false);
 	return rc;
 }
 
@@ -592,6 +820,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 	size_t ok = 0;
 	uint32_t k = 0;
 	int rc = 0;
+	if (job->hooks && job->jc)
+		fast = false; /* each result goes through mproc__job_store */
 	while (k < count) {
 		if (last_v) {
 			uint64_t mask = (UINT64_C(1) << (8 * (last_len - 8))) - 1;
@@ -626,6 +856,10 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 		const struct mproc_value *v = NULL;
 		if (fast && rec[1] == MPROC_OK)
 			v = mproc__decode_tiny(body, rec[0]);
+		else if (job->jc && job->unread && job->kind != MPROC__JOB_ALL)
+			mproc__jcall_put(job->jc, index + k,
+			                 job->ihash[(index + k) & job->jmask],
+			                 rec[1], attempts, body, rec[0]);
 		if (v) {
 			/* Kept as the record to match: 12 or 13 bytes. */
 			last_len = MPROC__RESULT_REC + rec[0];
@@ -655,6 +889,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 	if (ok)
 		job_count_ok(job, ok);
 	*stored = k;
+	if (job->hooks && job->progress)
+		job_progress(job, false);
 	return rc;
 }
 
@@ -707,6 +943,16 @@ bool mproc__job_stalled(const struct mproc__job *job)
 
 int mproc__job_finish(struct mproc__job *job)
 {
+	if (job->jc) {
+		/* Durable before the call returns. */
+		int jrc = mproc__journal_commit(mproc__jcall_journal(job->jc));
+		if (jrc == 0)
+			jrc = mproc__jcall_error(job->jc);
+		if (!job->input_err && jrc < 0)
+			job->input_err = jrc;
+	}
+	if (job->progress)
+		job_progress(job, true);
 	if (job->kind != MPROC__JOB_ALL || job->unread)
 		return job->input_err;
 	/* Every result was decoded as it arrived: only the totals are left. */
@@ -763,6 +1009,10 @@ int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
 {
 	if (job->spare && job->last)
 		recycle(job, job->last);
+	/* Durable before it is handed out: a rerun does not hand it out
+	 * again. */
+	if (job->hooks && job->jc)
+		(void)mproc__journal_commit(mproc__jcall_journal(job->jc));
 	struct slot *s = job_next_slot(job);
 	if (!s) {
 		*err = job->input_err; /* 0, MPROC_EINPUT, _ECLOSED or _EHALTED */

@@ -17,6 +17,8 @@
 #include "result.h"
 #include "stats.h"
 
+struct mproc__journal;
+
 enum mproc__job_kind {
 	MPROC__JOB_ALL,       /* map, apply: every result kept, in order */
 	MPROC__JOB_ORDERED,   /* imap */
@@ -28,6 +30,7 @@ struct mproc__jobenv {
 	struct mproc_writer *w;     /* encodes generator items into frames */
 	struct mproc__decsrc dec;   /* the spare decoder, the limits */
 	struct mproc__stats *stats; /* every stored result is counted */
+	struct mproc__journal *jnl; /* journal.c: NULL without a journal */
 };
 
 struct mproc__job;
@@ -81,6 +84,11 @@ bool mproc__job_input_done(const struct mproc__job *job);
 /* End the input (terminate, halt, join): err is what the call answers
  * once its results are out, unless the input had ended already. */
 void mproc__job_end_input(struct mproc__job *job, int err);
+/* With a journal: store the stored results of the items next in the
+ * input, so that the next chunk starts at an item that must run. Call it
+ * before reading mproc__job_pulled for a new chunk. Without a journal it
+ * does nothing. */
+void mproc__job_skip(struct mproc__job *job);
 /* Index of the next task to be pulled. */
 size_t mproc__job_pulled(const struct mproc__job *job);
 /* The function and the TASK frame flags of its chunks. */

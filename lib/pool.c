@@ -15,6 +15,7 @@
 
 #include "engine.h"
 #include "fdreg.h"
+#include "journal.h"
 
 /*
  * The caller's options into *o, by their `size` (0: 0.3's layout): what a
@@ -55,7 +56,8 @@ static int opts_check(const struct mproc_pool_opts *o,
 	    !(o->task_timeout >= 0 && o->task_timeout < 1e9) ||
 	    !(o->kill_grace >= 0 && o->kill_grace < 1e9) ||
 	    !(o->halt_fraction >= 0 && o->halt_fraction <= 1) ||
-	    o->retries > 1000)
+	    o->retries > 1000 || (o->journal && !o->journal[0]) ||
+	    (o->journal_flags & ~MPROC_JOURNAL_SYNC))
 		return -EINVAL;
 	int rc = mproc__backend_pick(o, ops);
 	if (rc < 0)
@@ -82,6 +84,7 @@ static void pool_release(struct mproc_pool *pool)
 	if (pool->status)
 		munmap(pool->status, pool->status_len);
 	mproc__fdreg_close(&pool->wakefd);
+	(void)mproc__journal_close(pool->env.jnl);
 	mproc_writer_free(pool->env.w);
 	mproc_decoder_free(pool->env.dec.spare);
 	mproc__requeue_free(&pool->rq);
@@ -188,6 +191,12 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 
 	if ((rc = pool_alloc(pool)) < 0)
 		goto fail;
+	/* The journal is the pool's from here to pool_release; the caller's
+	 * path is not kept. */
+	if (o.journal && (rc = mproc__journal_open(&pool->env.jnl, o.journal,
+	                                           o.journal_flags)) < 0)
+		goto fail;
+	pool->opts.journal = NULL;
 	/* Load the unwinder here, once: a worker's crash handler uses it, and
 	 * each worker would otherwise load it after fork. */
 	void *warm[2];
