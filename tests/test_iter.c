@@ -282,7 +282,8 @@ START_TEST(test_iter_join_ends_iterator_waiting_for_its_consumer)
 	mproc_input_range(&in, 0, 100000, 1);
 	struct mproc_iter *it;
 	const struct mproc_result *r;
-	ck_assert_int_eq(mproc_imap(p, t_identity, &in, 1, &it), 0);
+	/* Tasks of a few ms, so that little runs before the join begins. */
+	ck_assert_int_eq(mproc_imap(p, t_jitter, &in, 1, &it), 0);
 	ck_assert_int_eq(mproc_iter_next(it, -1, &r), 1);
 	mproc_pool_close(p);
 	ck_assert_int_eq(mproc_pool_join(p), 0);
