@@ -45,10 +45,7 @@ static int fork_start(struct mproc__backend *be, struct mproc__proc *p)
 	pid_t pid;
 	if ((rc = mproc__child_fork(&plan, &pid)) < 0)
 		goto fail;
-	(void)mproc__fdreg_add_locked(task[0]);
-	(void)mproc__fdreg_add_locked(task[1]);
-	(void)mproc__fdreg_add_locked(result[0]);
-	close(result[1]);
+	mproc__chan_forked_locked(task, result);
 	mproc__fdreg_unlock();
 	free(closelist);
 	mproc__proc_started(p, pid, mproc__proc_pidfd(pid), task[1], task[0],

@@ -158,10 +158,7 @@ static int fs_start(struct mproc__backend *be, struct mproc__proc *p)
 	if ((rc = mproc__fdreg_reserve_locked(3)) < 0 ||
 	    (rc = fs_request(fs, p->number, task[0], result[1], &pid)) < 0)
 		goto fail;
-	(void)mproc__fdreg_add_locked(task[0]);
-	(void)mproc__fdreg_add_locked(task[1]);
-	(void)mproc__fdreg_add_locked(result[0]);
-	close(result[1]);
+	mproc__chan_forked_locked(task, result);
 	mproc__fdreg_unlock();
 	mproc__proc_started(p, pid, mproc__proc_pidfd(pid), task[1], task[0],
 	                    result[0]);

@@ -30,6 +30,14 @@ void mproc__chan_close(int task[2], int result[2])
 	}
 }
 
+void mproc__chan_forked_locked(int task[2], int result[2])
+{
+	(void)mproc__fdreg_add_locked(task[0]);
+	(void)mproc__fdreg_add_locked(task[1]);
+	(void)mproc__fdreg_add_locked(result[0]);
+	close(result[1]);
+}
+
 /*
  * The engine keeps the task pipe's read end open too, so that a write to a
  * dead worker's pipe never raises SIGPIPE in the host program: there is

@@ -15,6 +15,10 @@
 int mproc__chan_pipes(int task[2], int result[2]);
 /* Close what chan_pipes made (ends < 0 skipped). */
 void mproc__chan_close(int task[2], int result[2]);
+/* A worker process was forked with the pipes, registry still locked:
+ * register the three ends later children must close, and close
+ * result[1], which only the worker writes. */
+void mproc__chan_forked_locked(int task[2], int result[2]);
 
 /* Fill p with a started worker's identity and the engine's ends. */
 void mproc__proc_started(struct mproc__proc *p, pid_t pid, int exit_fd,

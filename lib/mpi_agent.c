@@ -185,10 +185,7 @@ static int worker_spawn(struct apool *pl, uint32_t number, pid_t *pid_out)
 	pid_t pid;
 	if ((rc = mproc__child_fork(&plan, &pid)) < 0)
 		goto fail;
-	(void)mproc__fdreg_add_locked(task[0]);
-	(void)mproc__fdreg_add_locked(task[1]);
-	(void)mproc__fdreg_add_locked(result[0]);
-	close(result[1]);
+	mproc__chan_forked_locked(task, result);
 	mproc__fdreg_unlock();
 	free(closelist);
 	*w = (struct aworker){.pool = pl->id, .number = number, .pid = pid,
