@@ -511,6 +511,27 @@ struct mproc_pool_opts {
 	const char *journal;
 	/** MPROC_JOURNAL_* flags. */
 	unsigned journal_flags;
+
+	/* Added in 0.4 (set `size`): big payloads (docs/payloads.md). */
+
+	/**
+	 * Bytes from which a bytes value that the pool's writers write (an
+	 * input's items, a task's return value) travels out of band (pickle
+	 * protocol 5) instead of inside its pickle: in shared memory with
+	 * processes, by pointer with threads. 0 means the default, 64 KiB;
+	 * SIZE_MAX never. mproc_write_buffer() and mproc_write_reserve() are
+	 * out of band whatever this says.
+	 */
+	size_t buffer_threshold;
+	/**
+	 * Bytes of shared memory for out-of-band buffers in flight, with
+	 * processes: a quarter for arguments, the rest for results, split
+	 * among the workers (at least 1 MiB each). It is mapped when the pool
+	 * opens and filled as buffers come; a buffer that finds no room
+	 * travels in the pipe instead. 0 means 256 MiB plus 256 MiB per
+	 * worker. Not counted in max_vm.
+	 */
+	size_t buffer_memory;
 };
 
 /* journal_flags: commit every result in its own transaction, with

@@ -26,6 +26,7 @@
 /* One worker as its backend started it: its identity and its channel. */
 struct mproc__proc {
 	unsigned number;    /* its slot, and its status record's index */
+	int region;         /* its region of the buffer arena (oob.h), -1 */
 	pid_t pid;          /* 0 when there is none (a thread: a value no
 	                     * process has, MPROC__THREAD_PID) */
 	int exit_fd;        /* readable once it has ended (a pidfd), or -1 */
@@ -46,6 +47,8 @@ struct mproc__backend_ops {
 	 *  tasks, and its result pipe must be read to its end before it is
 	 *  reaped (a thread blocked on a full pipe would never end). */
 	bool processes;
+	/** Workers run on other machines: buffers travel inside records. */
+	bool remote;
 	/** Set up what the pool's workers need (optional); 0 or -errno. */
 	int (*open)(struct mproc__backend *be);
 	/** Start worker p->number with a new channel: fills *p. 0 or -errno;
@@ -81,6 +84,7 @@ struct mproc__backend {
 	struct mproc__status *status; /* shared records, one per worker */
 	unsigned nworkers;
 	void *state;                  /* the backend's own (fork server) */
+	struct mproc__oob *oob;       /* out-of-band buffers, or NULL */
 };
 
 extern const struct mproc__backend_ops mproc__backend_fork;

@@ -29,6 +29,8 @@ static int fork_start(struct mproc__backend *be, struct mproc__proc *p)
 	                       &be->status[p->number]);
 	plan.task_fd = task[0];
 	plan.result_fd = result[1];
+	plan.oob = be->oob;
+	plan.region = p->region;
 	plan.manager = getpid();
 	/* PR_SET_PDEATHSIG follows the thread that forks, not the process:
 	 * armed only when that is the main thread, which lives as long as the

@@ -71,6 +71,7 @@ static int fs_open(struct mproc__backend *be)
 		.nworkers = be->nworkers,
 		.status = be->status,
 		.opts = be->opts,
+		.oob = be->oob,
 	};
 	closelist = mproc__fdreg_list_locked(&sv[0], 1, &sp.nclose);
 	if (!closelist || mproc__fdreg_reserve_locked(1) < 0) {
@@ -117,10 +118,11 @@ static void fs_stash(struct fs_state *fs, const struct mproc__fs_msg *m)
 }
 
 /* Ask the server for worker `number` with these pipe ends; its pid. */
-static int fs_request(struct fs_state *fs, unsigned number, int task_rd,
-                      int result_wr, pid_t *pid)
+static int fs_request(struct fs_state *fs, unsigned number, int region,
+                      int task_rd, int result_wr, pid_t *pid)
 {
-	struct mproc__fs_msg m = {.type = MPROC__FS_SPAWN, .number = number};
+	struct mproc__fs_msg m = {.type = MPROC__FS_SPAWN, .number = number,
+	                          .region = region};
 	int fds[2] = {task_rd, result_wr};
 	if (mproc__fs_send(fs->fd, &m, fds, 2) < 0)
 		return -EPIPE;
@@ -156,7 +158,7 @@ static int fs_start(struct mproc__backend *be, struct mproc__proc *p)
 		goto fail;
 	pid_t pid;
 	if ((rc = mproc__fdreg_reserve_locked(3)) < 0 ||
-	    (rc = fs_request(fs, p->number, task[0], result[1], &pid)) < 0)
+	    (rc = fs_request(fs, p->number, p->region, task[0], result[1], &pid)) < 0)
 		goto fail;
 	mproc__chan_forked_locked(task, result);
 	mproc__fdreg_unlock();

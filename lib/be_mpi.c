@@ -858,6 +858,7 @@ static int mpi_task_ok(struct mproc__backend *be, mproc_task_fn fn)
 const struct mproc__backend_ops mproc__backend_mpi = {
 	.name = "mpi",
 	.processes = true,
+	.remote = true,
 	.open = mpi_open,
 	.start = mpi_start,
 	.signal = mpi_signal,

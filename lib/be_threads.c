@@ -62,6 +62,8 @@ static int threads_start(struct mproc__backend *be, struct mproc__proc *p)
 	                       &be->status[p->number]);
 	t->plan.task_fd = task[0];
 	t->plan.result_fd = result[1];
+	t->plan.oob = be->oob;
+	t->plan.region = -1;
 	t->plan.threaded = true;
 	t->plan.stop = &t->stop;
 	t->plan.max_rss = t->plan.max_vm = 0;

@@ -44,6 +44,7 @@
 #include "child.h"
 #include "clock.h"
 #include "fdreg.h"
+#include "oob.h"
 #include "pickle.h"
 #include "wire.h"
 
@@ -184,7 +185,13 @@ static void worker_setup(const struct mproc__child_plan *plan)
 	}
 
 	if (plan->max_vm) {
-		struct rlimit rl = {plan->max_vm, plan->max_vm};
+		/* The buffer arena is mapped already: it does not count
+		 * against the task's limit. */
+		size_t vm = plan->max_vm;
+		if (plan->oob && plan->oob->arena &&
+		    vm <= SIZE_MAX - plan->oob->arena_size)
+			vm += plan->oob->arena_size;
+		struct rlimit rl = {vm, vm};
 		setrlimit(RLIMIT_AS, &rl);
 	}
 	/* The fork that made this worker marked it (a thread pool of the
@@ -220,6 +227,10 @@ struct worker {
 	ino_t task_ino, result_ino; /* its own pipes, for suspect mode */
 	struct mproc_decoder *dec;
 	struct mproc_writer *w;
+	struct mproc__oob_side side;  /* where its results' buffers go */
+	struct mproc__oobdesc *args;  /* the running task's buffers */
+	struct mproc_buffer *bufs;
+	uint32_t nargs, argcap;
 	struct mproc__buf in, out;
 	size_t hdr_off;         /* open RESULT frame in out */
 	uint64_t frame_id;      /* id of its first record */
@@ -450,6 +461,39 @@ static void worker_check_channel(struct worker *wk, uint64_t id)
 	}
 }
 
+/* Decode a task's argument record, with its buffers when it has a
+ * trailer (oob.h): MPROC_EPROTO for a malformed one. */
+static int worker_decode(struct worker *wk, const char *arg, size_t len,
+                         const struct mproc_value **v)
+{
+	if (__builtin_expect(!mproc__oob_has_trailer(arg, len), 1))
+		return mproc_decode(wk->dec, arg, len, v);
+	size_t plen;
+	const struct mproc__oobdesc *d;
+	uint32_t n;
+	int rc = mproc__oob_split(arg, len, &plen, &d, &n);
+	if (rc < 0)
+		return rc;
+	if (n > wk->argcap) {
+		struct mproc__oobdesc *a = reallocarray(wk->args, n, sizeof *a);
+		struct mproc_buffer *b = a ? reallocarray(wk->bufs, n, sizeof *b)
+		                           : NULL;
+		if (a)
+			wk->args = a;
+		if (!b)
+			return -ENOMEM;
+		wk->bufs = b;
+		wk->argcap = n;
+	}
+	memcpy(wk->args, d, (size_t)n * sizeof *d);
+	rc = mproc__oob_buffers(wk->plan->oob, arg, len, plen, wk->args, n,
+	                        wk->bufs);
+	if (rc < 0)
+		return rc;
+	wk->nargs = n;
+	return mproc_decode_buffers(wk->dec, arg, plen, wk->bufs, n, v);
+}
+
 /* Run one task, its argument `packed` (a packed frame's) or the pickle
  * arg[0..arglen); append its result record to the open frame. */
 static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
@@ -474,8 +518,12 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	atomic_store_explicit(&wk->status->task_id, id, memory_order_release);
 
 	const struct mproc_value *v = packed;
-	int rc = packed ? 0 : mproc_decode(wk->dec, arg, arglen, &v);
-	if (rc < 0) {
+	wk->nargs = 0;
+	int rc = packed ? 0 : worker_decode(wk, arg, arglen, &v);
+	if (rc == MPROC_EPROTO) {
+		mproc_raise(wk->w, "UnpicklingError",
+		            "task argument: malformed buffer table");
+	} else if (rc < 0) {
 		mproc_raise(wk->w, "UnpicklingError", "task argument: %s",
 		            mproc_decoder_error(wk->dec));
 	} else if ((flags & MPROC__TF_STAR) &&
@@ -502,6 +550,18 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	if (rc < 0) {
 		/* What the task wrote is unusable: say so instead. */
 		worker_raise_code(wk->w, rc);
+		status = MPROC_RAISED;
+		if (mproc__writer_end(wk->w) < 0)
+			worker_exit(wk, 70);
+	}
+	/* Its buffers: named in a trailer after the pickle. */
+	if (__builtin_expect(mproc__writer_oob_count(wk->w) != 0, 0) &&
+	    mproc__oob_trailer(wk->plan->oob, wk->w, &wk->side.ring, out,
+	                       rec + MPROC__RESULT_REC, wk->args,
+	                       wk->nargs) < 0) {
+		out->len = rec + MPROC__RESULT_REC;
+		mproc__writer_attach(wk->w, out);
+		worker_raise_code(wk->w, -ENOMEM);
 		status = MPROC_RAISED;
 		if (mproc__writer_end(wk->w) < 0)
 			worker_exit(wk, 70);
@@ -672,6 +732,12 @@ static int worker_init(struct worker *wk, const struct mproc__child_plan *plan)
 	if (mproc_decoder_new(&wk->dec, &plan->limits) < 0 ||
 	    mproc_writer_new(&wk->w, 5) < 0)
 		return -ENOMEM;
+	if (plan->oob) {
+		mproc__oob_worker_setup(plan->oob, plan->region, &wk->side);
+		if (wk->side.ops.alloc)
+			mproc__writer_set_oob(wk->w, &wk->side.ops);
+		(void)mproc_writer_set_oob_threshold(wk->w, plan->oob->threshold);
+	}
 	struct stat st;
 	if (fstat(plan->task_fd, &st) == 0)
 		wk->task_ino = st.st_ino;
@@ -749,6 +815,8 @@ static void worker_free(void *arg)
 	if (!wk)
 		return;
 	mproc_decoder_free(wk->dec);
+	free(wk->args);
+	free(wk->bufs);
 	mproc_writer_free(wk->w);
 	mproc__buf_free(&wk->in);
 	mproc__buf_free(&wk->out);
@@ -806,6 +874,7 @@ void mproc__child_plan_init(struct mproc__child_plan *plan,
 		.initarg = opts->initarg,
 		.status = status,
 		.limits = opts->limits,
+		.region = -1,
 	};
 	mproc__status_reset(status);
 }

@@ -35,6 +35,8 @@ struct mproc__child_plan {
 	void *initarg;
 	struct mproc__status *status;
 	struct mproc_limits limits;
+	struct mproc__oob *oob;   /* out-of-band buffers, or NULL (oob.h) */
+	int region;               /* its region of the arena, or -1 */
 };
 
 /*

@@ -21,6 +21,7 @@ struct mproc__fs_msg {
 	int32_t pid;     /* SPAWNED, EXITED */
 	int32_t code;    /* FAILED: errno; EXITED: si_code */
 	int32_t status;  /* EXITED: si_status */
+	int32_t region;  /* SPAWN: its region of the buffer arena, or -1 */
 };
 
 /* Send m with nfds (at most 2) descriptors; 0 or -EPIPE. */

@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "detail.h"
 #include "journal.h"
+#include "oob.h"
 #include "pickle.h"
 #include "wire.h"
 
@@ -34,7 +35,15 @@ struct slot {
 	unsigned attempts;
 	bool ready;
 	const struct mproc_value *tiny; /* an OK None, bool or small int */
+	bool held;              /* data has buffers whose blocks it holds */
 	struct mproc__buf data; /* the result's pickle (empty when `tiny`) */
+};
+
+/* A pulled item's out-of-band buffers, held until its task is final. */
+struct argbufs {
+	size_t index;
+	uint32_t n;             /* 0: released */
+	struct mproc__oobdesc *d;
 };
 
 struct mproc__job {
@@ -91,6 +100,11 @@ struct mproc__job {
 	struct mproc__buf ahead; /* an item pulled but not in a chunk: the
 	                          * chunk ended before it (it has a result) */
 	bool have_ahead;
+
+	/* Items with out-of-band buffers, in pull order, from `ahead`. */
+	struct argbufs *abuf;
+	size_t nabuf, abuf_head, abuf_cap;
+	struct mproc__oob *oob;  /* the pool's (a reference, in rs) */
 
 	/* Progress (struct mproc_call_opts): NULL `progress` without. */
 	mproc_progress_fn progress;
@@ -156,7 +170,125 @@ struct mproc__job *mproc__job_new(struct mproc__jobenv *env,
 	job->chunksize = chunksize ? chunksize : 1;
 	job->rs.errors_in_recs = kind == MPROC__JOB_ALL;
 	job->results.owner = job;
+	if (env && env->oob) {
+		mproc__rstore_use_oob(&job->rs, env->oob);
+		job->oob = env->oob;
+	}
 	return job;
+}
+
+/* ---- out-of-band buffers (oob.h) ------------------------------------------- */
+
+/* A final result into the journal: with its buffers' bytes, which outlive
+ * this run, not where they are now. */
+static void job_jnl_put(struct mproc__job *job, size_t index,
+                        enum mproc_status status, unsigned attempts,
+                        const void *payload, size_t len)
+{
+	uint64_t h = job->ihash[index & job->jmask];
+	if (!len || !mproc__oob_has_trailer(payload, len)) {
+		mproc__jcall_put(job->jc, index, h, status, attempts, payload, len);
+		return;
+	}
+	struct mproc__buf flat = {0};
+	if (mproc__oob_flatten(job->oob, payload, len, &flat) == 0)
+		mproc__jcall_put(job->jc, index, h, status, attempts, flat.data,
+		                 flat.len);
+	mproc__buf_free(&flat);
+}
+
+static void job_args_release(struct mproc__job *job, struct argbufs *a)
+{
+	if (a->n)
+		mproc__oob_release(job->oob, a->d, a->n);
+	free(a->d);
+	a->d = NULL;
+	a->n = 0;
+}
+
+/* Item `index`'s record out[rec..] has a trailer: keep its descriptors
+ * until its task is final. */
+static int job_args_keep(struct mproc__job *job, size_t index,
+                         const struct mproc__buf *out, size_t rec)
+{
+	size_t plen;
+	const struct mproc__oobdesc *d;
+	uint32_t n;
+	const char *body = out->data + rec + MPROC__TASK_REC;
+	if (mproc__oob_split(body, out->len - rec - MPROC__TASK_REC, &plen, &d,
+	                     &n) < 0 || !n)
+		return 0;
+	if (job->abuf_head && job->abuf_head == job->nabuf)
+		job->abuf_head = job->nabuf = 0;
+	if (job->nabuf == job->abuf_cap) {
+		if (job->abuf_head > job->nabuf / 2) {
+			/* Most at the front are released: move the rest. */
+			memmove(job->abuf, job->abuf + job->abuf_head,
+			        (job->nabuf - job->abuf_head) * sizeof *job->abuf);
+			job->nabuf -= job->abuf_head;
+			job->abuf_head = 0;
+		} else {
+			size_t cap = job->abuf_cap ? 2 * job->abuf_cap : 16;
+			struct argbufs *a = reallocarray(job->abuf, cap, sizeof *a);
+			if (!a)
+				return -ENOMEM;
+			job->abuf = a;
+			job->abuf_cap = cap;
+		}
+	}
+	struct mproc__oobdesc *copy = malloc((size_t)n * sizeof *copy);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, d, (size_t)n * sizeof *copy);
+	job->abuf[job->nabuf++] = (struct argbufs){index, n, copy};
+	return 0;
+}
+
+/* Tasks index .. index+count-1 are final: their arguments' blocks go. */
+static void job_args_done(struct mproc__job *job, size_t index, size_t count)
+{
+	size_t lo = job->abuf_head, hi = job->nabuf;
+	while (lo < hi) { /* the first entry >= index */
+		size_t mid = lo + (hi - lo) / 2;
+		if (job->abuf[mid].index < index)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < job->nabuf && job->abuf[i].index < index + count;
+	     i++)
+		job_args_release(job, &job->abuf[i]);
+	while (job->abuf_head < job->nabuf && !job->abuf[job->abuf_head].n)
+		job->abuf_head++;
+}
+
+static void slot_release(struct mproc__job *job, struct slot *s)
+{
+	if (s->held) {
+		mproc__oob_release_body(job->oob, s->data.data, s->data.len);
+		s->held = false;
+	}
+}
+
+/* The input hash the journal keeps: a trailer's offsets change from run
+ * to run, its buffers' bytes do not. */
+static uint64_t job_input_hash(const struct mproc__job *job, const char *body,
+                               size_t len)
+{
+	size_t plen;
+	const struct mproc__oobdesc *d;
+	uint32_t n;
+	if (!mproc__oob_has_trailer(body, len) ||
+	    mproc__oob_split(body, len, &plen, &d, &n) < 0)
+		return mproc__journal_hash(body, len);
+	uint64_t h = mproc__journal_hash(body, plen);
+	struct mproc_buffer *b = calloc(n, sizeof *b);
+	if (b && mproc__oob_buffers(job->oob, body, len, plen, d, n, b) == 0)
+		for (uint32_t i = 0; i < n; i++)
+			h = (h ^ mproc__journal_hash(b[i].data, b[i].len)) *
+			    UINT64_C(0x100000001b3);
+	free(b);
+	return h;
 }
 
 void mproc__job_free(struct mproc__job *job)
@@ -164,8 +296,13 @@ void mproc__job_free(struct mproc__job *job)
 	if (!job)
 		return;
 	mproc__buf_free(&job->pre);
-	for (size_t i = 0; i < job->nslots; i++)
+	for (size_t i = job->abuf_head; i < job->nabuf; i++)
+		job_args_release(job, &job->abuf[i]);
+	free(job->abuf);
+	for (size_t i = 0; i < job->nslots; i++) {
+		slot_release(job, &job->slots[i]);
 		mproc__buf_free(&job->slots[i].data);
+	}
 	free(job->slots);
 	for (size_t i = 0; i < job->nspare; i++)
 		mproc__buf_free(&job->spare[i]);
@@ -266,6 +403,16 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 	rc = mproc_input_write(&job->in, job->pulled, w);
 	if (rc > 0) {
 		int end = mproc__writer_end(w);
+		if (end == 0 && mproc__writer_oob_count(w)) {
+			/* Its buffers: into the argument ring (a copy unless
+			 * the writer made them there), or inline when the
+			 * pool has none or this runs without the lock. */
+			struct mproc__oob *o = w == job->env->w ? job->oob : NULL;
+			end = mproc__oob_trailer(o, w, NULL, out,
+			                         rec + MPROC__TASK_REC, NULL, 0);
+			if (end == 0 && o)
+				end = job_args_keep(job, job->pulled, out, rec);
+		}
 		rc = end < 0 ? mproc__detail_text(MPROC_EINPUT,
 		                       "input item %zu: what the generator "
 		                       "wrote is not one value: %s",
@@ -288,6 +435,11 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 	if (rc <= 0) {
 		out->len = rec;
 		return rc;
+	}
+	if (out->len - rec - MPROC__TASK_REC > UINT32_MAX) {
+		out->len = rec;
+		return mproc__detail_text(MPROC_EINPUT, "input item %zu: "
+		                          "larger than 4 GiB", job->pulled);
 	}
 	uint32_t len = (uint32_t)(out->len - rec - MPROC__TASK_REC);
 	memcpy(out->data + rec, &len, sizeof len);
@@ -573,7 +725,7 @@ static int job_jnl_check(struct mproc__job *job, struct mproc__buf *out,
                          size_t rec)
 {
 	const char *body = out->data + rec + MPROC__TASK_REC;
-	uint64_t h = mproc__journal_hash(body, out->len - rec - MPROC__TASK_REC);
+	uint64_t h = job_input_hash(job, body, out->len - rec - MPROC__TASK_REC);
 	int d = mproc__jcall_done(job->jc, job->pulled, h);
 	if (d == 0) {
 		job->ihash[job->pulled & job->jmask] = h;
@@ -606,7 +758,7 @@ static void job_jnl_skip(struct mproc__job *job)
 			job->have_ahead = true;
 		}
 		const char *body = job->ahead.data + MPROC__TASK_REC;
-		uint64_t h = mproc__journal_hash(body, job->ahead.len -
+		uint64_t h = job_input_hash(job, body, job->ahead.len -
 		                                              MPROC__TASK_REC);
 		int d = mproc__jcall_done(job->jc, job->pulled, h);
 		if (d == 0)
@@ -695,6 +847,8 @@ static int job_store_all(struct mproc__job *job, size_t index,
 	if (job->unread) {
 		/* Nobody will read it: skip decoding. */
 		*slot = mproc__table_unread();
+		if (len && mproc__oob_has_trailer(payload, len))
+			mproc__oob_discard(job->oob, payload, len);
 		return 0;
 	}
 	struct mproc_result r;
@@ -707,6 +861,10 @@ static int job_store_all(struct mproc__job *job, size_t index,
 	} else {
 		const char *kept = len ? mproc__rstore_keep(&job->rs, payload, len)
 		                       : NULL;
+		if (kept && mproc__oob_has_trailer(kept, len))
+			(void)mproc__rstore_hold(&job->rs, (char *)kept, len);
+		else if (!kept && len && mproc__oob_has_trailer(payload, len))
+			mproc__oob_discard(job->oob, payload, len);
 		if (len && !kept) {
 			r = (struct mproc_result){.index = index,
 			                          .status = MPROC_RAISED,
@@ -750,6 +908,7 @@ job_store(struct mproc__job *job, size_t index, enum mproc_status status,
 	}
 	/* The commonest results need neither a copy nor, later, a decoder. */
 	s->tiny = status == MPROC_OK ? mproc__decode_tiny(payload, len) : NULL;
+	slot_release(job, s);
 	s->data.len = 0;
 	if (!s->tiny) {
 		if (!s->data.cap && job->nspare)
@@ -758,8 +917,13 @@ job_store(struct mproc__job *job, size_t index, enum mproc_status status,
 	}
 	if (rc < 0) {
 		/* Out of memory for this result: it still ends, as an error. */
+		if (len && mproc__oob_has_trailer(payload, len))
+			mproc__oob_discard(job->oob, payload, len);
 		s->data.len = 0;
 		status = MPROC_RAISED;
+	} else if (!s->tiny && len && mproc__oob_has_trailer(payload, len)) {
+		mproc__oob_hold_body(job->oob, s->data.data, len);
+		s->held = true;
 	}
 	s->index = index;
 	s->status = status;
@@ -775,16 +939,22 @@ int mproc__job_store(struct mproc__job *job, size_t index,
                      const void *payload, size_t len)
 {
 	job_count(job, status);
-	if (!job->hooks)
-		return job_store(job, index, status, attempts, payload, len);
-	/* A cancelled task is not final: it runs again on resume. */
-	if (job->jc && status != MPROC_CANCELLED)
-		mproc__jcall_put(job->jc, index, job->ihash[index & job->jmask],
-		                 status, attempts, payload, len);
-	job->nfailed += status != MPROC_OK;
-	int rc = job_store(job, index, status, attempts, payload, len);
-	if (job->progress)
-		job_progress(job, false);
+	int rc;
+	if (!job->hooks) {
+		rc = job_store(job, index, status, attempts, payload, len);
+	} else {
+		/* A cancelled task is not final: it runs again on resume. */
+		if (job->jc && status != MPROC_CANCELLED)
+			job_jnl_put(job, index, status, attempts, payload, len);
+		job->nfailed += status != MPROC_OK;
+		rc = job_store(job, index, status, attempts, payload, len);
+		if (job->progress)
+			job_progress(job, false);
+	}
+	/* Its argument's buffers go (a result that echoes them holds its
+	 * own reference). */
+	if (job->nabuf > job->abuf_head)
+		job_args_done(job, index, 1);
 	return rc;
 }
 
@@ -857,9 +1027,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 		if (fast && rec[1] == MPROC_OK)
 			v = mproc__decode_tiny(body, rec[0]);
 		else if (job->jc && job->unread && job->kind != MPROC__JOB_ALL)
-			mproc__jcall_put(job->jc, index + k,
-			                 job->ihash[(index + k) & job->jmask],
-			                 rec[1], attempts, body, rec[0]);
+			job_jnl_put(job, index + k, rec[1], attempts, body,
+			            rec[0]);
 		if (v) {
 			/* Kept as the record to match: 12 or 13 bytes. */
 			last_len = MPROC__RESULT_REC + rec[0];
@@ -878,6 +1047,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			if (job->unread && job->kind != MPROC__JOB_ALL) {
 				job->completed++;
 				job_count(job, rec[1]);
+				if (rec[0] && mproc__oob_has_trailer(body, rec[0]))
+					mproc__oob_discard(job->oob, body, rec[0]);
 			} else {
 				mproc__job_store(job, index + k, rec[1], attempts, body,
 				                 rec[0]);
@@ -889,6 +1060,8 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 	if (ok)
 		job_count_ok(job, ok);
 	*stored = k;
+	if (job->nabuf > job->abuf_head)
+		job_args_done(job, index, k);
 	if (job->hooks && job->progress)
 		job_progress(job, false);
 	return rc;
@@ -1007,6 +1180,8 @@ bool mproc__job_has_next(const struct mproc__job *job)
 int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
                     int *err)
 {
+	if (job->last)
+		slot_release(job, job->last);
 	if (job->spare && job->last)
 		recycle(job, job->last);
 	/* Durable before it is handed out: a rerun does not hand it out

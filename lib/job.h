@@ -31,6 +31,7 @@ struct mproc__jobenv {
 	struct mproc__decsrc dec;   /* the spare decoder, the limits */
 	struct mproc__stats *stats; /* every stored result is counted */
 	struct mproc__journal *jnl; /* journal.c: NULL without a journal */
+	struct mproc__oob *oob;     /* out-of-band buffers, or NULL (oob.h) */
 };
 
 struct mproc__job;

@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "fdreg.h"
 #include "journal.h"
+#include "oob.h"
 
 /*
  * The caller's options into *o, by their `size` (0: 0.3's layout): what a
@@ -86,6 +87,7 @@ static void pool_release(struct mproc_pool *pool)
 	mproc__fdreg_close(&pool->wakefd);
 	(void)mproc__journal_close(pool->env.jnl);
 	mproc_writer_free(pool->env.w);
+	mproc__oob_put(pool->env.oob);
 	mproc_decoder_free(pool->env.dec.spare);
 	mproc__requeue_free(&pool->rq);
 	pthread_cond_destroy(&pool->cv);
@@ -118,6 +120,26 @@ static int pool_alloc(struct mproc_pool *pool)
 	int rc = mproc_writer_new(&pool->env.w, 5);
 	if (rc < 0)
 		return rc;
+	/* Before anything forks: every worker maps the arena at the same
+	 * address. Workers on other machines get their buffers inline. */
+	if (!pool->be.ops->remote) {
+		size_t t = pool->opts.buffer_threshold;
+		size_t mem = pool->opts.buffer_memory;
+		if (!mem && pool->be.ops->processes)
+			mem = ((size_t)256 << 20) * (1 + (size_t)pool->nworkers);
+		rc = mproc__oob_new(&pool->env.oob, !pool->be.ops->processes,
+		                    pool->nworkers, mem,
+		                    t ? t : (size_t)64 << 10);
+		if (rc < 0)
+			return rc;
+		pool->be.oob = pool->env.oob;
+		pool->env.dec.oob = pool->env.oob;
+		mproc__writer_set_oob(pool->env.w,
+		                      mproc__oob_arg_ops(pool->env.oob));
+		if (pool->env.oob->threshold != SIZE_MAX)
+			(void)mproc_writer_set_oob_threshold(pool->env.w,
+			                                     pool->env.oob->threshold);
+	}
 	pool->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (pool->wakefd < 0)
 		return -errno;

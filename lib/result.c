@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "oob.h"
 #include "pickle.h"
 #include "result.h"
 
@@ -109,9 +110,42 @@ static void *rstore_record(struct mproc__rstore *rs, size_t size)
 	                    64u << 10);
 }
 
+void mproc__rstore_use_oob(struct mproc__rstore *rs, struct mproc__oob *o)
+{
+	if (!o || rs->oob)
+		return;
+	atomic_fetch_add(&o->users, 1);
+	rs->oob = o;
+}
+
+int mproc__rstore_hold(struct mproc__rstore *rs, char *body, size_t len)
+{
+	if (rs->nheld == rs->heldcap) {
+		size_t cap = rs->heldcap ? 2 * rs->heldcap : 16;
+		struct mproc__held *h = reallocarray(rs->held, cap, sizeof *h);
+		if (!h) {
+			mproc__oob_discard(rs->oob, body, len);
+			return -ENOMEM;
+		}
+		rs->held = h;
+		rs->heldcap = cap;
+	}
+	mproc__oob_hold_body(rs->oob, body, len);
+	rs->held[rs->nheld++] = (struct mproc__held){body, len};
+	return 0;
+}
+
 void mproc__rstore_free(struct mproc__rstore *rs, struct mproc__decsrc *src,
                         bool small)
 {
+	for (size_t i = 0; i < rs->nheld; i++)
+		mproc__oob_release_body(rs->oob, rs->held[i].body,
+		                        rs->held[i].len);
+	free(rs->held);
+	rs->held = NULL;
+	rs->nheld = rs->heldcap = 0;
+	mproc__oob_put(rs->oob);
+	rs->oob = NULL;
 	blocks_free(&rs->blocks);
 	blocks_free(&rs->recs);
 	/* Keep one small decoder for the next call; a big map's arena goes. */
@@ -258,6 +292,26 @@ static int rstore_decoder(struct mproc__rstore *rs, struct mproc__decsrc *src)
 	return mproc_decoder_new(&rs->dec, src ? &src->limits : NULL);
 }
 
+/* A body with a trailer: its pickle, with its buffers. */
+static int rstore_decode_oob(struct mproc__rstore *rs, const char *p,
+                             size_t len, const struct mproc_value **v)
+{
+	size_t plen;
+	const struct mproc__oobdesc *d;
+	uint32_t n;
+	int rc = mproc__oob_split(p, len, &plen, &d, &n);
+	struct mproc_buffer one, *bufs = &one;
+	if (rc == 0 && n > 1 && !(bufs = calloc(n, sizeof *bufs)))
+		return -ENOMEM;
+	if (rc == 0)
+		rc = mproc__oob_buffers(rs->oob, p, len, plen, d, n, bufs);
+	if (rc == 0)
+		rc = mproc__decode_keep_buffers(rs->dec, p, plen, bufs, n, v);
+	if (bufs != &one)
+		free(bufs);
+	return rc;
+}
+
 int mproc__rstore_result(struct mproc__rstore *rs, struct mproc__decsrc *src,
                          enum mproc_status status, unsigned attempts,
                          size_t index, const void *p, size_t len,
@@ -276,7 +330,11 @@ int mproc__rstore_result(struct mproc__rstore *rs, struct mproc__decsrc *src,
 	if (rc < 0)
 		return rc;
 	const struct mproc_value *v = NULL;
-	rc = len ? mproc__decode_keep(rs->dec, p, len, &v) : MPROC_EPICKLE_TRUNCATED;
+	if (len && mproc__oob_has_trailer(p, len))
+		rc = rstore_decode_oob(rs, p, len, &v);
+	else
+		rc = len ? mproc__decode_keep(rs->dec, p, len, &v)
+		         : MPROC_EPICKLE_TRUNCATED;
 	if (rc == -ENOMEM) {
 		out->status = MPROC_RAISED;
 		out->error = &mproc__err_nomem_decode;
@@ -285,7 +343,9 @@ int mproc__rstore_result(struct mproc__rstore *rs, struct mproc__decsrc *src,
 	if (rc < 0) {
 		out->status = MPROC_RAISED;
 		struct mproc__error *r = len ? rstore_error(rs) : NULL;
-		const char *why = mproc_decoder_error(rs->dec);
+		const char *why = rc == MPROC_EPROTO
+		                          ? "malformed out-of-band buffer table"
+		                          : mproc_decoder_error(rs->dec);
 		const char *msg = r ? mproc__decoder_strdup(rs->dec, why,
 		                                            strlen(why))
 		                    : NULL;

@@ -32,8 +32,17 @@ struct mproc__error {
 	struct mproc_crash c;
 };
 
+/* A stored result body with out-of-band buffers (oob.h). */
+struct mproc__held {
+	const char *body;
+	size_t len;
+};
+
 /* A call's stored results: what they point into. */
 struct mproc__rstore {
+	struct mproc__oob *oob;        /* the pool's buffers (a reference) */
+	struct mproc__held *held;      /* bodies whose blocks it holds */
+	size_t nheld, heldcap;
 	struct mproc__block *blocks;   /* kept result pickles */
 	struct mproc__block *recs;     /* records and errors (maps) */
 	struct mproc_decoder *dec;     /* every decoded tree */
@@ -43,13 +52,25 @@ struct mproc__rstore {
 
 /* Where a decoder comes from: the pool's spare, or a new one with these
  * limits. The spare goes back at mproc__rstore_free (small calls only). */
+struct mproc__oob;
 struct mproc__decsrc {
 	struct mproc_decoder *spare;
 	struct mproc_limits limits;
+	struct mproc__oob *oob;
 };
 
 void mproc__rstore_free(struct mproc__rstore *rs, struct mproc__decsrc *src,
                         bool small);
+
+/* Use the pool's buffers (a reference to o, let go at rstore_free). */
+void mproc__rstore_use_oob(struct mproc__rstore *rs, struct mproc__oob *o);
+
+/*
+ * A kept result body with a trailer: its blocks are held until
+ * rstore_free. 0, or -ENOMEM (then they are let go at once, and its
+ * value cannot be decoded).
+ */
+int mproc__rstore_hold(struct mproc__rstore *rs, char *body, size_t len);
 
 /* A stable copy of a result pickle; NULL without memory. */
 const char *mproc__rstore_keep(struct mproc__rstore *rs, const void *p,

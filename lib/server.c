@@ -47,6 +47,8 @@ static pid_t server_spawn(const struct mproc__server_plan *sp, int sfd,
 	                       &sp->status[m->number]);
 	plan.task_fd = fds[0];
 	plan.result_fd = fds[1];
+	plan.oob = sp->oob;
+	plan.region = m->region;
 	plan.close_fds = keep;
 	plan.nclose = sfd >= 0 ? 2 : 1;
 	plan.manager = getpid();

@@ -20,6 +20,7 @@ struct mproc__server_plan {
 	unsigned nworkers;
 	struct mproc__status *status; /* the pool's records, one per worker */
 	const struct mproc_pool_opts *opts;
+	struct mproc__oob *oob;   /* the pool's buffer arena, inherited */
 };
 
 /* Fork the fork server (it serves fsproto.h's messages until its control

@@ -20,6 +20,7 @@
 #include "call.h"
 #include "clock.h"
 #include "fdreg.h"
+#include "oob.h"
 #include "wire.h"
 #include "worker.h"
 
@@ -30,6 +31,7 @@ void mproc__worker_init(struct mproc__worker *w, unsigned number)
 	w->proc.number = number;
 	w->proc.task_fd = w->proc.task_guard_fd = w->proc.result_fd = -1;
 	w->proc.exit_fd = -1;
+	w->proc.region = -1;
 }
 
 void mproc__worker_free(struct mproc__backend *be, struct mproc__worker *w)
@@ -42,9 +44,13 @@ void mproc__worker_free(struct mproc__backend *be, struct mproc__worker *w)
 
 int mproc__worker_spawn(struct mproc__backend *be, struct mproc__worker *w)
 {
+	w->proc.region = mproc__oob_region_take(be->oob, w->proc.number);
 	int rc = be->ops->start(be, &w->proc);
-	if (rc < 0)
+	if (rc < 0) {
+		mproc__oob_region_done(be->oob, w->proc.region);
+		w->proc.region = -1;
 		return rc;
+	}
 	w->d.retiring = false;
 	w->d.chunks_sent = 0;
 	w->out.len = w->out_acked = w->out_sent = w->out_dead = 0;
@@ -102,6 +108,8 @@ void mproc__worker_close(struct mproc__backend *be, struct mproc__worker *w)
 	mproc__fdreg_close(&w->proc.result_fd);
 	mproc__fdreg_close(&w->proc.exit_fd);
 	w->proc.pid = 0;
+	mproc__oob_region_done(be->oob, w->proc.region);
+	w->proc.region = -1;
 }
 
 void mproc__worker_hangup(struct mproc__worker *w)
