@@ -36,6 +36,7 @@ struct slot {
 	bool ready;
 	const struct mproc_value *tiny; /* an OK None, bool or small int */
 	bool held;              /* data has buffers whose blocks it holds */
+	size_t bytes;           /* data's, and its buffers' (the budget) */
 	struct mproc__buf data; /* the result's pickle (empty when `tiny`) */
 };
 
@@ -404,13 +405,12 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 	if (rc > 0) {
 		int end = mproc__writer_end(w);
 		if (end == 0 && mproc__writer_oob_count(w)) {
-			/* Its buffers: into the argument ring (a copy unless
-			 * the writer made them there), or inline when the
-			 * pool has none or this runs without the lock. */
-			struct mproc__oob *o = w == job->env->w ? job->oob : NULL;
-			end = mproc__oob_trailer(o, w, NULL, out,
+			/* Its buffers: named in a trailer, in the argument
+			 * ring (a copy unless the writer made them there), by
+			 * pointer (threads), or inline (a pool without). */
+			end = mproc__oob_trailer(job->oob, w, NULL, out,
 			                         rec + MPROC__TASK_REC, NULL, 0);
-			if (end == 0 && o)
+			if (end == 0 && job->oob)
 				end = job_args_keep(job, job->pulled, out, rec);
 		}
 		rc = end < 0 ? mproc__detail_text(MPROC_EINPUT,
@@ -459,6 +459,10 @@ int mproc__job_read_all(struct mproc__job *job)
 	int wrc = mproc_writer_new(&w, 5);
 	if (wrc < 0)
 		return wrc;
+	if (job->oob) {
+		mproc__writer_set_oob(w, mproc__oob_arg_ops(job->oob));
+		(void)mproc_writer_set_oob_threshold(w, job->oob->threshold);
+	}
 	size_t n = 0;
 	int rc;
 	for (;;) {
@@ -921,15 +925,17 @@ job_store(struct mproc__job *job, size_t index, enum mproc_status status,
 			mproc__oob_discard(job->oob, payload, len);
 		s->data.len = 0;
 		status = MPROC_RAISED;
-	} else if (!s->tiny && len && mproc__oob_has_trailer(payload, len)) {
-		mproc__oob_hold_body(job->oob, s->data.data, len);
+	}
+	s->bytes = s->data.len;
+	if (s->data.len && mproc__oob_has_trailer(s->data.data, s->data.len)) {
+		s->bytes += mproc__oob_hold_body(job->oob, s->data.data, len);
 		s->held = true;
 	}
 	s->index = index;
 	s->status = status;
 	s->attempts = attempts;
 	s->ready = true;
-	job->held += s->data.len;
+	job->held += s->bytes;
 	job->completed++;
 	return rc;
 }
@@ -1193,7 +1199,7 @@ int mproc__job_next(struct mproc__job *job, const struct mproc_result **out,
 		*err = job->input_err; /* 0, MPROC_EINPUT, _ECLOSED or _EHALTED */
 		return 0;
 	}
-	job->held -= s->data.len;
+	job->held -= s->bytes;
 	job->last = s;
 	if (job->kind == MPROC__JOB_UNORDERED) {
 		job->uhead = (job->uhead + 1) & (job->nslots - 1);

@@ -104,6 +104,10 @@ void *mproc__ring_alloc(struct mproc__ring *r, char *arena, size_t len,
 
 /* ---- the transport ---------------------------------------------------------- */
 
+static void *heap_alloc(void *ctx, size_t len, uint64_t *tag);
+static void block_drop(void *ctx, void *p, size_t len, uint64_t tag);
+static void *args_alloc(void *ctx, size_t len, uint64_t *tag);
+
 int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
                    size_t memory, size_t threshold)
 {
@@ -113,6 +117,7 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 	o->threads = threads;
 	o->threshold = threshold;
 	atomic_init(&o->users, 1);
+	pthread_mutex_init(&o->mu, NULL);
 	if (!threads) {
 		size_t args = ARG_BYTES, region = REGION_BYTES;
 		if (memory) {
@@ -150,8 +155,12 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 			return -e;
 		}
 		o->arena = m;
-		o->args = (struct mproc__ring){.base = m, .size = args};
+		/* Offset 0 is no block's: a tag of 0 names none. */
+		o->args = (struct mproc__ring){.base = (char *)m + ALIGN,
+		                               .size = args - ALIGN};
 	}
+	o->arg_ops = threads ? (struct mproc__oob_ops){heap_alloc, block_drop, o}
+	                     : (struct mproc__oob_ops){args_alloc, block_drop, o};
 	*out = o;
 	return 0;
 }
@@ -162,6 +171,7 @@ void mproc__oob_put(struct mproc__oob *o)
 		return;
 	if (o->arena)
 		munmap(o->arena, o->arena_size);
+	pthread_mutex_destroy(&o->mu);
 	free(o->holds);
 	free(o->busy);
 	free(o);
@@ -232,12 +242,19 @@ static void block_drop(void *ctx, void *p, size_t len, uint64_t tag)
 		free(h);
 }
 
+/* Where the argument ring ends and the regions begin. */
+static inline size_t args_end(const struct mproc__oob *o)
+{
+	return ALIGN + o->args.size;
+}
+
 /* The region of an arena offset, or -1 (the argument ring). */
 static int region_of(const struct mproc__oob *o, uint64_t off)
 {
-	if (off < o->args.size)
+	size_t start = args_end(o);
+	if (off < start)
 		return -1;
-	return (int)((off - o->args.size) / o->region_size);
+	return (int)((off - start) / o->region_size);
 }
 
 static void *region_alloc(void *ctx, size_t len, uint64_t *tag)
@@ -255,7 +272,10 @@ static void region_drop(void *ctx, void *p, size_t len, uint64_t tag)
 static void *args_alloc(void *ctx, size_t len, uint64_t *tag)
 {
 	struct mproc__oob *o = ctx;
-	return mproc__ring_alloc(&o->args, o->arena, len, tag);
+	pthread_mutex_lock(&o->mu);
+	void *p = mproc__ring_alloc(&o->args, o->arena, len, tag);
+	pthread_mutex_unlock(&o->mu);
+	return p;
 }
 
 void mproc__oob_worker_setup(struct mproc__oob *o, int r,
@@ -268,28 +288,21 @@ void mproc__oob_worker_setup(struct mproc__oob *o, int r,
 	}
 	/* What is not its own region it only reads: the manager's arguments,
 	 * the other workers' results. */
-	(void)mprotect(o->arena, o->args.size, PROT_READ);
-	size_t roff = o->args.size;
+	(void)mprotect(o->arena, args_end(o), PROT_READ);
+	size_t roff = args_end(o);
 	for (unsigned i = 0; i < o->nregions; i++, roff += o->region_size)
 		if ((int)i != r)
 			(void)mprotect(o->arena + roff, o->region_size, PROT_READ);
 	if (r < 0 || (unsigned)r >= o->nregions)
 		return;
-	s->ring.base = o->arena + o->args.size + (size_t)r * o->region_size;
+	s->ring.base = o->arena + args_end(o) + (size_t)r * o->region_size;
 	s->ring.size = o->region_size;
 	s->ops = (struct mproc__oob_ops){region_alloc, region_drop, s};
 }
 
 const struct mproc__oob_ops *mproc__oob_arg_ops(struct mproc__oob *o)
 {
-	if (!o)
-		return NULL;
-	if (!o->arg_ops.alloc)
-		o->arg_ops = o->threads ? (struct mproc__oob_ops){heap_alloc,
-		                                                  block_drop, o}
-		                        : (struct mproc__oob_ops){args_alloc,
-		                                                  block_drop, o};
-	return &o->arg_ops;
+	return o ? &o->arg_ops : NULL;
 }
 
 /* ---- trailers ---------------------------------------------------------------- */
@@ -517,8 +530,9 @@ static struct mproc__oobhdr *desc_block(const struct mproc__oob *o,
 	return NULL;
 }
 
-static void oob_hold(struct mproc__oob *o, char *dp, uint32_t n)
+static size_t oob_hold(struct mproc__oob *o, char *dp, uint32_t n)
 {
+	size_t bytes = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct mproc__oobdesc d;
 		desc_at((const void *)dp, i, &d);
@@ -526,6 +540,7 @@ static void oob_hold(struct mproc__oob *o, char *dp, uint32_t n)
 		struct mproc__oobhdr *h = o ? desc_block(o, &d) : NULL;
 		if (h) {
 			d.zero = HELD;
+			bytes += (size_t)d.len;
 			if (d.flags & MPROC__OD_NAMED) {
 				/* Another's block (the argument it echoes): one
 				 * more reference. */
@@ -541,6 +556,7 @@ static void oob_hold(struct mproc__oob *o, char *dp, uint32_t n)
 		}
 		memcpy(dp + i * sizeof d, &d, sizeof d);
 	}
+	return bytes;
 }
 
 /* held: a stored result's (or a task's argument's) blocks, as marked by
@@ -583,13 +599,14 @@ void mproc__oob_release(struct mproc__oob *o, const struct mproc__oobdesc *d,
 	oob_unref(o, d, n, true);
 }
 
-void mproc__oob_hold_body(struct mproc__oob *o, char *body, size_t len)
+size_t mproc__oob_hold_body(struct mproc__oob *o, char *body, size_t len)
 {
 	size_t plen;
 	const struct mproc__oobdesc *d;
 	uint32_t n;
-	if (mproc__oob_split(body, len, &plen, &d, &n) == 0)
-		oob_hold(o, (char *)d, n);
+	if (mproc__oob_split(body, len, &plen, &d, &n) < 0)
+		return 0;
+	return oob_hold(o, (char *)d, n);
 }
 
 void mproc__oob_release_body(struct mproc__oob *o, const char *body,

@@ -36,6 +36,7 @@
 #ifndef MPROC_OOB_H
 #define MPROC_OOB_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -94,6 +95,8 @@ struct mproc__oob {
 	_Atomic uint32_t *holds; /* stored results pointing into each region */
 	uint8_t *busy;          /* a worker writes into it */
 	_Atomic unsigned long users; /* the pool, and every held result */
+	pthread_mutex_t mu;     /* the argument ring: map reads its input
+	                           without the pool's lock */
 	struct mproc__ring args;
 	struct mproc__oob_ops arg_ops; /* the manager's input writers */
 };
@@ -175,8 +178,9 @@ int mproc__oob_trailer(struct mproc__oob *o, struct mproc_writer *w,
  */
 void mproc__oob_release(struct mproc__oob *o, const struct mproc__oobdesc *d,
                         uint32_t n);
-/* Both, reading the descriptors from a stored record body. */
-void mproc__oob_hold_body(struct mproc__oob *o, char *body, size_t len);
+/* The same, reading the descriptors from a record body; hold marks the
+ * stored copy's, and answers the bytes of the buffers it holds. */
+size_t mproc__oob_hold_body(struct mproc__oob *o, char *body, size_t len);
 void mproc__oob_release_body(struct mproc__oob *o, const char *body,
                              size_t len);
 void mproc__oob_discard(struct mproc__oob *o, const char *body, size_t len);

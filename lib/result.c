@@ -130,7 +130,7 @@ int mproc__rstore_hold(struct mproc__rstore *rs, char *body, size_t len)
 		rs->held = h;
 		rs->heldcap = cap;
 	}
-	mproc__oob_hold_body(rs->oob, body, len);
+	(void)mproc__oob_hold_body(rs->oob, body, len);
 	rs->held[rs->nheld++] = (struct mproc__held){body, len};
 	return 0;
 }
