@@ -556,7 +556,7 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	}
 	/* Its buffers: named in a trailer after the pickle. */
 	if (__builtin_expect(mproc__writer_oob_count(wk->w) != 0, 0) &&
-	    mproc__oob_trailer(wk->plan->oob, wk->w, &wk->side.ring, out,
+	    mproc__oob_trailer(wk->plan->oob, wk->w, &wk->side.space, out,
 	                       rec + MPROC__RESULT_REC, wk->args,
 	                       wk->nargs) < 0) {
 		out->len = rec + MPROC__RESULT_REC;

@@ -43,6 +43,7 @@ struct slot {
 /* A pulled item's out-of-band buffers, held until its task is final. */
 struct argbufs {
 	size_t index;
+	size_t bytes;           /* of its buffers outside the record */
 	uint32_t n;             /* 0: released */
 	struct mproc__oobdesc *d;
 };
@@ -105,6 +106,8 @@ struct mproc__job {
 	/* Items with out-of-band buffers, in pull order, from `ahead`. */
 	struct argbufs *abuf;
 	size_t nabuf, abuf_head, abuf_cap;
+	size_t arg_bytes;        /* their buffers' bytes (oob.h's budget) */
+	size_t arg_tasks;        /* items whose buffers are held */
 	struct mproc__oob *oob;  /* the pool's (a reference, in rs) */
 
 	/* Progress (struct mproc_call_opts): NULL `progress` without. */
@@ -202,6 +205,9 @@ static void job_args_release(struct mproc__job *job, struct argbufs *a)
 {
 	if (a->n)
 		mproc__oob_release(job->oob, a->d, a->n);
+	job->arg_tasks -= a->n != 0;
+	job->arg_bytes -= a->bytes;
+	a->bytes = 0;
 	free(a->d);
 	a->d = NULL;
 	a->n = 0;
@@ -241,7 +247,13 @@ static int job_args_keep(struct mproc__job *job, size_t index,
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, d, (size_t)n * sizeof *copy);
-	job->abuf[job->nabuf++] = (struct argbufs){index, n, copy};
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (!(copy[i].flags & MPROC__OD_INLINE))
+			bytes += (size_t)copy[i].len;
+	job->abuf[job->nabuf++] = (struct argbufs){index, bytes, n, copy};
+	job->arg_bytes += bytes;
+	job->arg_tasks++;
 	return 0;
 }
 
@@ -546,6 +558,14 @@ uint64_t mproc__job_timeout(const struct mproc__job *job)
 size_t mproc__job_room(const struct mproc__job *job)
 {
 	if (job->input_done)
+		return 0;
+	/* Big arguments: what waits for a worker, or runs, stays within a
+	 * budget of bytes, or two tasks a worker past it (one running, one
+	 * waiting), so that the memory they cycle through stays small and
+	 * warm. */
+	if (__builtin_expect(job->arg_bytes != 0, 0) &&
+	    job->arg_bytes >= job->oob->arg_budget &&
+	    job->arg_tasks >= job->oob->arg_tasks)
 		return 0;
 	if (job->kind == MPROC__JOB_ALL)
 		return SIZE_MAX;

@@ -1,12 +1,12 @@
 /*
  * oob.c - out-of-band buffers between the manager and its workers: the
- * arena of shared memory, its rings, the heap blocks of the threads
+ * arena of shared memory, its spaces, the heap blocks of the threads
  * backend, and the trailer that names a record's buffers (oob.h).
  *
  * Invariants: a block's count is 1 from its allocation (the task that
  * carries an argument, or the result in transit) and moves only through
- * hold/release/discard; a ring reclaims only from its oldest end, so a
- * block held for long stops the ring there, and what does not fit then
+ * hold/release/discard; a space takes a block back when its count is 0,
+ * and what does not fit then
  * travels inline (slower, never lost). Nothing here trusts a descriptor
  * read from a pipe: each is checked against the arena's bounds and its
  * block's header before it is used.
@@ -27,7 +27,7 @@
  * go; a worker's own value there is cleared first). */
 #define HELD 1u
 
-/* Defaults: the manager's argument ring, and each worker region. */
+/* Defaults: the manager's argument space, and each worker region. */
 #define ARG_BYTES ((size_t)256 << 20)
 #define REGION_BYTES ((size_t)128 << 20)
 
@@ -36,68 +36,57 @@ static inline size_t round_up(size_t n)
 	return (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
 }
 
-/* ---- rings ----------------------------------------------------------------- */
+/* ---- spaces ------------------------------------------------------------------ */
 
-static void ring_reclaim(struct mproc__ring *r)
+/*
+ * A space hands out the lowest gap that fits, among the blocks it has
+ * handed out (a list in address order, private to its one writer), and
+ * takes back a block once its count is 0. Lowest first keeps the memory
+ * it cycles through small and warm (a fresh page costs a fault and a
+ * clearing), and a block held for long stops nothing but itself.
+ */
+static void space_reclaim(struct mproc__space *sp)
 {
-	while (r->used) {
-		struct mproc__oobhdr *h = (void *)(r->base + r->tail);
+	size_t k = 0;
+	for (size_t i = 0; i < sp->n; i++) {
+		struct mproc__oobhdr *h = (void *)(sp->base + sp->blk[i].off);
 		if (atomic_load_explicit(&h->refs, memory_order_acquire))
-			return;
-		uint64_t sz = h->size;
-		if (h->magic != BLOCK_MAGIC || sz < ALIGN || sz % ALIGN ||
-		    sz > r->size - r->tail || sz > r->used)
-			return; /* damaged: the ring stops here */
-		r->tail += sz;
-		if (r->tail == r->size)
-			r->tail = 0;
-		r->used -= sz;
+			sp->blk[k++] = sp->blk[i];
 	}
-	r->head = r->tail = 0;
+	sp->n = k;
 }
 
-static void *ring_place(struct mproc__ring *r, size_t need)
+void *mproc__space_alloc(struct mproc__space *sp, char *arena, size_t len,
+                         uint64_t *tag)
 {
-	struct mproc__oobhdr *h = (void *)(r->base + r->head);
+	if (!sp->base || len > sp->size - HDR - ALIGN)
+		return NULL;
+	size_t need = round_up(HDR + len);
+	space_reclaim(sp);
+	if (sp->n == sp->cap) {
+		size_t cap = sp->cap ? 2 * sp->cap : 32;
+		void *b = reallocarray(sp->blk, cap, sizeof *sp->blk);
+		if (!b)
+			return NULL;
+		sp->blk = b;
+		sp->cap = cap;
+	}
+	size_t at = 0, i = 0;
+	for (; i < sp->n; i++) {
+		if (sp->blk[i].off - at >= need)
+			break;
+		at = sp->blk[i].off + sp->blk[i].size;
+	}
+	if (i == sp->n && sp->size - at < need)
+		return NULL;
+	memmove(sp->blk + i + 1, sp->blk + i, (sp->n - i) * sizeof *sp->blk);
+	sp->blk[i].off = at;
+	sp->blk[i].size = need;
+	sp->n++;
+	struct mproc__oobhdr *h = (void *)(sp->base + at);
 	h->magic = BLOCK_MAGIC;
 	h->size = need;
 	atomic_store_explicit(&h->refs, 1, memory_order_release);
-	r->head += need;
-	if (r->head == r->size)
-		r->head = 0;
-	r->used += need;
-	return h;
-}
-
-void *mproc__ring_alloc(struct mproc__ring *r, char *arena, size_t len,
-                        uint64_t *tag)
-{
-	if (!r->base || len > r->size - HDR - ALIGN)
-		return NULL;
-	size_t need = round_up(HDR + len);
-	ring_reclaim(r);
-	struct mproc__oobhdr *h = NULL;
-	if (r->used == r->size) {
-		return NULL;
-	} else if (r->head >= r->tail) {
-		if (r->size - r->head >= need) {
-			h = ring_place(r, need);
-		} else if (r->tail >= need) {
-			/* Pad the end, freed at once, and start again at 0. */
-			size_t pad = r->size - r->head;
-			struct mproc__oobhdr *p = (void *)(r->base + r->head);
-			p->magic = BLOCK_MAGIC;
-			p->size = pad;
-			atomic_store_explicit(&p->refs, 0, memory_order_release);
-			r->used += pad;
-			r->head = 0;
-			h = ring_place(r, need);
-		}
-	} else if (r->tail - r->head >= need) {
-		h = ring_place(r, need);
-	}
-	if (!h)
-		return NULL;
 	*tag = (uint64_t)((char *)h - arena);
 	return (char *)h + HDR;
 }
@@ -156,9 +145,14 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 		}
 		o->arena = m;
 		/* Offset 0 is no block's: a tag of 0 names none. */
-		o->args = (struct mproc__ring){.base = (char *)m + ALIGN,
-		                               .size = args - ALIGN};
+		o->args = (struct mproc__space){.base = (char *)m + ALIGN,
+		                                .size = args - ALIGN};
 	}
+	/* Little enough to stay warm; half the space at most. */
+	o->arg_budget = (size_t)16 << 20;
+	if (!threads && o->arg_budget > o->args.size / 2)
+		o->arg_budget = o->args.size / 2;
+	o->arg_tasks = 2 * (size_t)nslots;
 	o->arg_ops = threads ? (struct mproc__oob_ops){heap_alloc, block_drop, o}
 	                     : (struct mproc__oob_ops){args_alloc, block_drop, o};
 	*out = o;
@@ -172,6 +166,7 @@ void mproc__oob_put(struct mproc__oob *o)
 	if (o->arena)
 		munmap(o->arena, o->arena_size);
 	pthread_mutex_destroy(&o->mu);
+	free(o->args.blk);
 	free(o->holds);
 	free(o->busy);
 	free(o);
@@ -242,13 +237,13 @@ static void block_drop(void *ctx, void *p, size_t len, uint64_t tag)
 		free(h);
 }
 
-/* Where the argument ring ends and the regions begin. */
+/* Where the argument space ends and the regions begin. */
 static inline size_t args_end(const struct mproc__oob *o)
 {
 	return ALIGN + o->args.size;
 }
 
-/* The region of an arena offset, or -1 (the argument ring). */
+/* The region of an arena offset, or -1 (the argument space). */
 static int region_of(const struct mproc__oob *o, uint64_t off)
 {
 	size_t start = args_end(o);
@@ -260,7 +255,7 @@ static int region_of(const struct mproc__oob *o, uint64_t off)
 static void *region_alloc(void *ctx, size_t len, uint64_t *tag)
 {
 	struct mproc__oob_side *side = ctx;
-	return mproc__ring_alloc(&side->ring, side->o->arena, len, tag);
+	return mproc__space_alloc(&side->space, side->o->arena, len, tag);
 }
 
 static void region_drop(void *ctx, void *p, size_t len, uint64_t tag)
@@ -273,7 +268,7 @@ static void *args_alloc(void *ctx, size_t len, uint64_t *tag)
 {
 	struct mproc__oob *o = ctx;
 	pthread_mutex_lock(&o->mu);
-	void *p = mproc__ring_alloc(&o->args, o->arena, len, tag);
+	void *p = mproc__space_alloc(&o->args, o->arena, len, tag);
 	pthread_mutex_unlock(&o->mu);
 	return p;
 }
@@ -295,8 +290,8 @@ void mproc__oob_worker_setup(struct mproc__oob *o, int r,
 			(void)mprotect(o->arena + roff, o->region_size, PROT_READ);
 	if (r < 0 || (unsigned)r >= o->nregions)
 		return;
-	s->ring.base = o->arena + args_end(o) + (size_t)r * o->region_size;
-	s->ring.size = o->region_size;
+	s->space.base = o->arena + args_end(o) + (size_t)r * o->region_size;
+	s->space.size = o->region_size;
 	s->ops = (struct mproc__oob_ops){region_alloc, region_drop, s};
 }
 
@@ -404,7 +399,7 @@ static const struct mproc__oobdesc *in_args(const struct mproc__oob *o,
 }
 
 int mproc__oob_trailer(struct mproc__oob *o, struct mproc_writer *w,
-                       struct mproc__ring *ring, struct mproc__buf *out,
+                       struct mproc__space *space, struct mproc__buf *out,
                        size_t body_off, const struct mproc__oobdesc *args,
                        uint32_t nargs)
 {
@@ -447,7 +442,7 @@ int mproc__oob_trailer(struct mproc__oob *o, struct mproc_writer *w,
 			                                    o->arena);
 			continue;
 		}
-		if (o && o->threads && !(x->flags & MPROC__OOB_MALLOC) && !ring) {
+		if (o && o->threads && !(x->flags & MPROC__OOB_MALLOC) && !space) {
 			/* The manager's input, lent by reference: its pointer. */
 			d[i].addr = (uint64_t)(uintptr_t)x->data;
 			d[i].flags |= MPROC__OD_HEAP;
@@ -458,7 +453,7 @@ int mproc__oob_trailer(struct mproc__oob *o, struct mproc_writer *w,
 		if (o && o->threads)
 			dst = heap_alloc(NULL, x->len, &tag);
 		else if (o && o->arena)
-			dst = ring ? mproc__ring_alloc(ring, o->arena, x->len, &tag)
+			dst = space ? mproc__space_alloc(space, o->arena, x->len, &tag)
 			           : args_alloc(o, x->len, &tag);
 		if (dst) {
 			memcpy(dst, x->data, x->len);
@@ -489,7 +484,7 @@ int mproc__oob_trailer(struct mproc__oob *o, struct mproc_writer *w,
 	 * until it is final): what mproc__oob_release lets go. A worker's
 	 * result is marked when the manager stores it (oob_hold). */
 	for (size_t i = 0; i < n; i++)
-		d[i].zero = !ring && d[i].tag ? HELD : 0;
+		d[i].zero = !space && d[i].tag ? HELD : 0;
 	uint32_t tail[2] = {(uint32_t)n, MPROC__OOB_MAGIC};
 	if ((rc = mproc__buf_append(out, d, n * sizeof *d)) < 0 ||
 	    (rc = mproc__buf_append(out, tail, sizeof tail)) < 0)

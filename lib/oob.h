@@ -16,22 +16,22 @@
  * Where buffers live:
  *  - processes: an arena of shared memory (a memfd mapped MAP_SHARED) made
  *    when the pool opens, before anything forks, so every worker has it at
- *    the same address. It holds the manager's argument ring (written by the
- *    manager only; workers map it read-only) and one result ring per
+ *    the same address. It holds the manager's argument space (written by the
+ *    manager only; workers map it read-only) and one result space per
  *    region, two regions per worker slot (written by the worker that holds
  *    the region; the manager only marks blocks released). A descriptor
  *    names a block by its offset in the arena.
  *  - threads: blocks on the heap, each with the same header; a descriptor
  *    carries a pointer, and a buffer the caller lent by reference passes as
  *    its pointer: threads hand over references.
- *  - neither (an MPI pool, a full ring): the bytes go inline, inside the
+ *  - neither (an MPI pool, a full space): the bytes go inline, inside the
  *    record, as they would in-band.
  *
  * Every block starts with a header holding a reference count: the task
  * that carries an argument holds one until its result is final, a stored
  * result holds one on each block it points into (its own, or its
  * argument's when it echoes it), until the caller releases the result.
- * A ring reclaims blocks from its oldest end while their count is 0.
+ * A space takes a block back once its count is 0.
  */
 #ifndef MPROC_OOB_H
 #define MPROC_OOB_H
@@ -76,28 +76,31 @@ struct mproc__oobhdr {
 	uint64_t size;  /* bytes of the block, header included */
 };
 
-/* A ring allocator over base[0..size) of the arena (state private to its
- * one writer: the manager for arguments, a worker for its region). */
-struct mproc__ring {
+/* An allocator over base[0..size) of the arena (state private to its one
+ * writer: the manager for arguments, a worker for its region). */
+struct mproc__space {
 	char *base;
 	size_t size;
-	size_t head, tail, used;
+	struct { size_t off, size; } *blk; /* handed out, in address order */
+	size_t n, cap;
 };
 
 /* The pool's transport of buffers. */
 struct mproc__oob {
 	bool threads;           /* heap blocks and pointers; no arena */
 	size_t threshold;       /* bytes from which writers go out of band */
+	size_t arg_budget;      /* a call's arguments in flight: bytes, */
+	size_t arg_tasks;       /* or tasks when they are big */
 	char *arena;            /* processes: the mapping; NULL: none */
 	size_t arena_size;
 	size_t region_size;     /* each worker region's bytes */
-	unsigned nregions;      /* after the argument ring */
+	unsigned nregions;      /* after the argument space */
 	_Atomic uint32_t *holds; /* stored results pointing into each region */
 	uint8_t *busy;          /* a worker writes into it */
 	_Atomic unsigned long users; /* the pool, and every held result */
-	pthread_mutex_t mu;     /* the argument ring: map reads its input
+	pthread_mutex_t mu;     /* the argument space: map reads its input
 	                           without the pool's lock */
-	struct mproc__ring args;
+	struct mproc__space args;
 	struct mproc__oob_ops arg_ops; /* the manager's input writers */
 };
 
@@ -117,10 +120,10 @@ int mproc__oob_region_take(struct mproc__oob *o, unsigned slot);
 /* The worker of region r is gone. */
 void mproc__oob_region_done(struct mproc__oob *o, int r);
 
-/* A worker's side: its ring, and its writer's ops. */
+/* A worker's side: its space, and its writer's ops. */
 struct mproc__oob_side {
 	struct mproc__oob *o;
-	struct mproc__ring ring;
+	struct mproc__space space;
 	struct mproc__oob_ops ops; /* alloc NULL: none (inline) */
 };
 
@@ -159,14 +162,14 @@ int mproc__oob_buffers(const struct mproc__oob *o, const char *body,
 
 /*
  * Append the trailer of the buffers `w` wrote to the record that ends at
- * out->len (its pickle just written), and take them from w. `ring` and
- * `have` are the writer's side: a copy that is not already a block goes
- * into ring (or inline without one). Descriptors in `args` (the task's
+ * out->len (its pickle just written), and take them from w. `space` is the
+ * writer's side (NULL: the manager's): a copy that is not already a block
+ * goes into it (or inline when it is full). Descriptors in `args` (the task's
  * argument's, worker side) let a result that points into its argument
  * name that block instead of copying. 0, or -ENOMEM.
  */
 int mproc__oob_trailer(struct mproc__oob *o, struct mproc_writer *w,
-                       struct mproc__ring *ring, struct mproc__buf *out,
+                       struct mproc__space *space, struct mproc__buf *out,
                        size_t body_off, const struct mproc__oobdesc *args,
                        uint32_t nargs);
 
@@ -184,7 +187,7 @@ size_t mproc__oob_hold_body(struct mproc__oob *o, char *body, size_t len);
 void mproc__oob_release_body(struct mproc__oob *o, const char *body,
                              size_t len);
 void mproc__oob_discard(struct mproc__oob *o, const char *body, size_t len);
-/* The ops of the manager's input writers (copies into the argument ring,
+/* The ops of the manager's input writers (copies into the argument space,
  * or heap blocks). */
 const struct mproc__oob_ops *mproc__oob_arg_ops(struct mproc__oob *o);
 
@@ -193,8 +196,8 @@ const struct mproc__oob_ops *mproc__oob_arg_ops(struct mproc__oob *o);
 int mproc__oob_flatten(const struct mproc__oob *o, const char *body,
                        size_t len, struct mproc__buf *out);
 
-/* Ring allocation (oob.c): len bytes, the block's header offset in *tag. */
-void *mproc__ring_alloc(struct mproc__ring *r, char *arena, size_t len,
+/* A block of len bytes from sp; its header's arena offset in *tag. */
+void *mproc__space_alloc(struct mproc__space *r, char *arena, size_t len,
                         uint64_t *tag);
 
 #endif
