@@ -347,6 +347,8 @@ MPROC_EXPORT int mproc_write_value(struct mproc_writer *w,
  * item: there the writer answers MPROC_EWRITER (a PickleBuffer is not
  * hashable). mproc_writer_reset(), mproc_raise() and every new value drop
  * the buffers written so far, freeing the writer's copies.
+ * The pool does not carry buffers yet: a task's argument or return value
+ * that holds one ends RAISED, UnpicklingError naming NEXT_BUFFER.
  */
 
 /* mproc_write_buffer() flags. */

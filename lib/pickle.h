@@ -4,7 +4,8 @@
  * The public half (struct mproc_writer, struct mproc_decoder and the value
  * accessors) is in include/mproc.h; this adds what lets the wire layer write
  * a value straight into a frame buffer and keep several decoded messages in
- * one arena.
+ * one arena, and the hooks through which the transport will carry a
+ * value's out-of-band buffers (protocol 5).
  */
 #ifndef MPROC_PICKLE_H
 #define MPROC_PICKLE_H
@@ -151,7 +152,8 @@ static inline int mproc__writer_end_result(struct mproc_writer *w)
 /*
  * Where the writer's out-of-band copies and reservations are made (NULL:
  * its own malloc). Buffers still in the list are dropped first, with the
- * ops that made them. `ops` is copied.
+ * ops that made them, so call it between values (before an attach).
+ * `ops` is copied.
  */
 void mproc__writer_set_oob(struct mproc_writer *w,
                            const struct mproc__oob_ops *ops);
