@@ -1003,10 +1003,15 @@ static __attribute__((noinline)) int wr_bytes_oob(struct mproc_writer *w,
 	return wr_oob(w, p, len, true, WR_COPY, NULL);
 }
 
-/* A decoded out-of-band value: out of band again, by reference, on a
- * protocol 5 writer; in band on protocol 4 and where a key is written. */
-static int wr_value_oob(struct mproc_writer *w, const struct mproc_value *v)
+/* mproc_write_value() of bytes that are not plain in-band bytes below the
+ * threshold. A decoded out-of-band value: out of band again, by reference,
+ * on a protocol 5 writer; in band on protocol 4 and where a key is written.
+ * Other bytes: the threshold's copy. */
+static __attribute__((noinline)) int
+wr_value_bytes_slow(struct mproc_writer *w, const struct mproc_value *v)
 {
+	if (!(v->flags & PICKLE_F_OOB))
+		return wr_bytes_oob(w, v->u.s.p, v->u.s.len);
 	if (w->err)
 		return w->err;
 	if (w->protocol < 5 || wr_at_key(w))
@@ -1033,10 +1038,11 @@ int mproc_write_value(struct mproc_writer *w, const struct mproc_value *v)
 		/* A decoded str is valid UTF-8 already. */
 		return wr_blob(w, MPROC_STR, v->u.s.p, v->u.s.len);
 	case MPROC_BYTES:
-		if (__builtin_expect(v->flags & PICKLE_F_OOB, 0))
-			return wr_value_oob(w, v);
-		if (__builtin_expect(v->u.s.len >= w->oob_min, 0))
-			return wr_bytes_oob(w, v->u.s.p, v->u.s.len);
+		/* One test and a tail call out of line, so that this
+		 * recursive function keeps its frame as small as it was. */
+		if (__builtin_expect(v->flags & PICKLE_F_OOB, 0) ||
+		    __builtin_expect(v->u.s.len >= w->oob_min, 0))
+			return wr_value_bytes_slow(w, v);
 		return wr_blob(w, MPROC_BYTES, v->u.s.p, v->u.s.len);
 	case MPROC_TUPLE:
 	case MPROC_LIST:
