@@ -562,8 +562,9 @@ size_t mproc__job_room(const struct mproc__job *job)
 	/* Big arguments: what waits for a worker, or runs, stays within a
 	 * budget of bytes, or two tasks a worker past it (one running, one
 	 * waiting), so that the memory they cycle through stays small and
-	 * warm. */
-	if (__builtin_expect(job->arg_bytes != 0, 0) &&
+	 * warm. Not an input read whole already (map of unknown length):
+	 * its buffers are made. */
+	if (__builtin_expect(job->arg_bytes != 0, 0) && !job->use_pre &&
 	    job->arg_bytes >= job->oob->arg_budget &&
 	    job->arg_tasks >= job->oob->arg_tasks)
 		return 0;

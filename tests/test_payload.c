@@ -2,7 +2,7 @@
  * test_payload.c - big payloads: bytes past the pool's threshold travel out
  * of band (pickle protocol 5), in shared memory between processes and by
  * pointer between threads; results keep their buffers until released, a
- * full ring falls back to the pipe, and crashes, retries and terminate
+ * full space falls back to the pipe, and crashes, retries and terminate
  * lose nothing and leak no descriptor, child or mapping.
  *
  * Tasks run in workers; every assertion is made in the test process.
@@ -199,6 +199,44 @@ static int t_echo_crash_once(const struct mproc_value *arg,
 	return mproc_write_value(ret, arg);
 }
 
+/* Reserve 512 KiB, fill half, then hang: its timeout ends it. */
+static int t_reserve_hang(const struct mproc_value *arg,
+                          struct mproc_writer *ret)
+{
+	int64_t i;
+	if (mproc_value_int(arg, &i) < 0)
+		return mproc_raise(ret, "TypeError", "expected int");
+	void *p;
+	int rc = mproc_write_reserve(ret, 512u << 10, &p);
+	if (rc < 0)
+		return rc;
+	memset(p, (int)i, 256u << 10);
+	if (i % 5 == 4)
+		for (;;)
+			pause();
+	unsigned char *b = p;
+	for (size_t j = 0; j < (512u << 10); j++)
+		b[j] = pattern((size_t)i, j);
+	return 0;
+}
+
+/* Echo; 1 task in 50 dies by SIGKILL, 1 in 50 by SIGSEGV. */
+static int t_echo_or_die(const struct mproc_value *arg,
+                         struct mproc_writer *ret)
+{
+	const void *p;
+	size_t n;
+	if (mproc_value_bytes(arg, &p, &n) < 0 || n < 2)
+		return mproc_raise(ret, "TypeError", "expected bytes");
+	const unsigned char *b = p;
+	unsigned k = (unsigned)(b[1] * 167u + b[0] * 7u) % 50;
+	if (k == 0)
+		raise(SIGKILL);
+	if (k == 1)
+		*(volatile int *)NULL = 0;
+	return mproc_write_value(ret, arg);
+}
+
 /* ---- the tests ---------------------------------------------------------------- */
 
 START_TEST(test_payload_big_bytes_round_trip_out_of_band)
@@ -333,7 +371,7 @@ START_TEST(test_payload_results_outlive_the_pool)
 }
 END_TEST
 
-START_TEST(test_payload_full_ring_falls_back_to_the_pipe)
+START_TEST(test_payload_full_space_falls_back_to_the_pipe)
 {
 	/* 8 MiB in all: 2 MiB of arguments, 1.5 MiB per worker region. A map
 	 * holds all 32 results of 1 MiB: most go inline, none is lost. */
@@ -349,7 +387,7 @@ START_TEST(test_payload_full_ring_falls_back_to_the_pipe)
 	for (size_t i = 0; i < g.n; i++)
 		ck_assert(bytes_ok(item(res, i).value, i, g.size));
 	mproc_results_free(res);
-	/* And once they are released, the rings take buffers again. */
+	/* And once they are released, the spaces take buffers again. */
 	struct mproc_iter *it;
 	ck_assert_int_eq(mproc_input_fn_init(&in, gen_bytes, &g), 0);
 	ck_assert_int_eq(mproc_imap(p, t_len, &in, 1, &it), 0);
@@ -452,9 +490,9 @@ START_TEST(test_payload_terminate_mid_imap_leaks_nothing)
 }
 END_TEST
 
-START_TEST(test_payload_many_tasks_keep_the_rings_turning)
+START_TEST(test_payload_many_tasks_keep_the_spaces_turning)
 {
-	/* 2,000 results of 256 KiB through rings of 16 MiB: only if results
+	/* 2,000 results of 256 KiB through spaces of 16 MiB: only if results
 	 * handed out are released does each stay out of band. */
 	struct mproc_pool_opts o = MPROC_POOL_OPTS_INIT;
 	o.processes = 2;
@@ -474,11 +512,81 @@ START_TEST(test_payload_many_tasks_keep_the_rings_turning)
 		n++;
 	}
 	ck_assert_uint_eq(n, g.n);
-	/* All of them out of band, but for a few that met a full ring. */
+	/* All of them out of band, but for a few that met a full space. */
 	if (!test_mpi())
 		ck_assert_uint_ge(oob, g.n * 9 / 10);
 	mproc_iter_free(it);
 	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_payload_timeout_mid_write_loses_nothing)
+{
+	if (test_threads() || test_mpi())
+		return; /* threads cannot be timed out; MPI: its own suite */
+	int fds = count_fds(), maps = arena_maps();
+	struct mproc_pool_opts o = MPROC_POOL_OPTS_INIT;
+	o.processes = 2;
+	o.task_timeout = 0.3;
+	struct mproc_pool *p = open_pool_opts(&o);
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_range(&in, 0, 20, 1), 0);
+	struct mproc_results *res;
+	ck_assert_int_eq(mproc_map(p, t_reserve_hang, &in, 1, &res),
+	                 MPROC_ERAISED);
+	for (size_t i = 0; i < 20; i++) {
+		struct mproc_result r = item(res, i);
+		if (i % 5 == 4) {
+			ck_assert_int_eq(r.status, MPROC_TIMEOUT);
+		} else {
+			ck_assert_int_eq(r.status, MPROC_OK);
+			ck_assert(bytes_ok(r.value, i, 512u << 10));
+		}
+	}
+	mproc_results_free(res);
+	finish_pool(p);
+	ck_assert_int_eq(count_fds(), fds);
+	ck_assert_int_eq(arena_maps(), maps);
+	ck_assert(no_children());
+}
+END_TEST
+
+START_TEST(test_payload_ten_thousand_with_deaths_leak_nothing)
+{
+	/* 10^4 tasks of 128 KiB, 4% of them killing their worker (SIGKILL
+	 * or SIGSEGV): every other result is exact, and nothing stays behind:
+	 * no descriptor, child or mapping. */
+	if (test_threads() || test_mpi())
+		return;
+	int fds = count_fds(), maps = arena_maps();
+	struct mproc_pool *p = open_pool(2);
+	struct gen g = {.n = 10000, .size = 128u << 10};
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_fn_init(&in, gen_bytes, &g), 0);
+	in.has_len = true;
+	in.len = g.n;
+	struct mproc_iter *it;
+	ck_assert_int_eq(mproc_imap_unordered(p, t_echo_or_die, &in, 1, &it), 0);
+	const struct mproc_result *r;
+	size_t n = 0, ok = 0, crashed = 0;
+	while (mproc_iter_next(it, -1, &r) == 1) {
+		n++;
+		if (r->status == MPROC_OK) {
+			ck_assert(bytes_ok(r->value, r->index, g.size));
+			ok++;
+		} else {
+			ck_assert_int_eq(r->status, MPROC_CRASHED);
+			crashed++;
+		}
+	}
+	ck_assert_uint_eq(n, g.n);
+	ck_assert_uint_gt(crashed, g.n / 50);
+	ck_assert_uint_lt(crashed, g.n / 10);
+	mproc_iter_free(it);
+	finish_pool(p);
+	ck_assert_int_eq(count_fds(), fds);
+	ck_assert_int_eq(arena_maps(), maps);
+	ck_assert(no_children());
 }
 END_TEST
 
@@ -493,11 +601,13 @@ static Suite *payload_suite(void)
 	tcase_add_test(tc, test_payload_lent_input_is_not_copied_by_threads);
 	tcase_add_test(tc, test_payload_reserved_result_is_written_in_place);
 	tcase_add_test(tc, test_payload_results_outlive_the_pool);
-	tcase_add_test(tc, test_payload_full_ring_falls_back_to_the_pipe);
+	tcase_add_test(tc, test_payload_full_space_falls_back_to_the_pipe);
 	tcase_add_test(tc, test_payload_crash_mid_write_loses_nothing_and_leaks_nothing);
 	tcase_add_test(tc, test_payload_retry_runs_with_the_same_argument);
 	tcase_add_test(tc, test_payload_terminate_mid_imap_leaks_nothing);
-	tcase_add_test(tc, test_payload_many_tasks_keep_the_rings_turning);
+	tcase_add_test(tc, test_payload_many_tasks_keep_the_spaces_turning);
+	tcase_add_test(tc, test_payload_timeout_mid_write_loses_nothing);
+	tcase_add_test(tc, test_payload_ten_thousand_with_deaths_leak_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
