@@ -133,7 +133,16 @@ MPROC_EXPORT const char *mproc_type_name(enum mproc_type type);
 /*
  * Limits the decoder enforces. All zero means the defaults:
  * max_size 1 GiB, max_depth 1000 (Python's own recursion limit).
+ * max_size may be raised up to MPROC_LIMITS_MAX_SIZE (1 TiB; 2 GiB where
+ * size_t has 32 bits): pools, Connections, Queues and Processes take
+ * values past 4 GiB once it allows them, except where a call says
+ * otherwise (a Queue's ring, the MPI backend: docs/faults.md, "Sizes").
  */
+#if SIZE_MAX > 0xffffffffu
+#define MPROC_LIMITS_MAX_SIZE ((size_t)1 << 40)
+#else
+#define MPROC_LIMITS_MAX_SIZE ((size_t)1 << 31)
+#endif
 struct mproc_limits {
 	/** Largest message accepted, in bytes; larger gives MPROC_EPICKLE_TOOBIG. */
 	size_t max_size;
@@ -527,7 +536,7 @@ struct mproc_pool_opts {
  * Open a pool and fork its workers (Pool(processes, initializer, initargs,
  * maxtasksperchild)). `opts` NULL means all defaults. Returns 0 and sets
  * *out; -EINVAL for bad options (more than 4096 processes, max_size above
- * 2 GiB, a negative or huge task_timeout or kill_grace, halt_fraction
+ * MPROC_LIMITS_MAX_SIZE, a negative or huge task_timeout or kill_grace, halt_fraction
  * outside 0..1, more than 1000 retries, a `size` smaller than the first
  * field after it); -E2BIG for a `size` past what this library knows with
  * options set there; -ENOTSUP for options the threads backend cannot
@@ -1004,7 +1013,8 @@ struct mproc_conn;
 MPROC_EXPORT int mproc_pipe(struct mproc_conn **a, struct mproc_conn **b,
                             bool duplex);
 /* mproc_pipe with decoder limits for both ends (NULL: the defaults):
- * max_size also bounds raw messages; above 4 GiB - 1 is -EINVAL. */
+ * max_size also bounds raw messages; above MPROC_LIMITS_MAX_SIZE is
+ * -EINVAL. */
 MPROC_EXPORT int mproc_pipe_limits(struct mproc_conn **a,
                                    struct mproc_conn **b, bool duplex,
                                    const struct mproc_limits *limits);

@@ -49,7 +49,7 @@ struct mproc__job {
 	/* Input: a generator, or records read ahead (apply; map with no len). */
 	struct mproc_input in;
 	bool use_pre;
-	struct mproc__buf pre;  /* records: u32 len, pickle */
+	struct mproc__buf pre;  /* task records (wire.h) */
 	size_t pre_off;
 	size_t pulled;          /* items taken from the input so far */
 	bool input_done;
@@ -232,11 +232,7 @@ int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in)
 
 static int job_pre_append(struct mproc__job *job, const void *p, size_t len)
 {
-	if (len > UINT32_MAX)
-		return MPROC_EPICKLE_TOOBIG;
-	uint32_t l = (uint32_t)len;
-	int rc = mproc__buf_append(&job->pre, &l, sizeof l);
-	return rc < 0 ? rc : mproc__buf_append(&job->pre, p, len);
+	return mproc__task_rec_append(&job->pre, p, len);
 }
 
 int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len)
@@ -289,8 +285,10 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 		out->len = rec;
 		return rc;
 	}
-	uint32_t len = (uint32_t)(out->len - rec - MPROC__TASK_REC);
-	memcpy(out->data + rec, &len, sizeof len);
+	if (mproc__task_rec_close(out, rec) < 0) {
+		out->len = rec;
+		return -ENOMEM;
+	}
 	return 1;
 }
 
@@ -525,13 +523,15 @@ static int job_pull_one(struct mproc__job *job, struct mproc__buf *out)
 	}
 	if (job->pre_off >= job->pre.len)
 		return 0;
-	uint32_t len;
-	memcpy(&len, job->pre.data + job->pre_off, sizeof len);
-	size_t rl = MPROC__TASK_REC + len;
+	size_t rl = mproc__task_rec_size(0, job->pre.data + job->pre_off);
 	int rc = mproc__buf_append(out, job->pre.data + job->pre_off, rl);
 	if (rc < 0)
 		return rc;
 	job->pre_off += rl;
+	/* A big argument read ahead is in the frame now: not twice (the
+	 * tests of pre_off >= pre.len hold as well at 0). */
+	if (job->pre_off >= job->pre.len && job->pre.cap > MPROC__BUF_KEEP)
+		mproc__buf_free(&job->pre);
 	return 1;
 }
 
@@ -572,8 +572,9 @@ static void job_jnl_begin(struct mproc__job *job)
 static int job_jnl_check(struct mproc__job *job, struct mproc__buf *out,
                          size_t rec)
 {
-	const char *body = out->data + rec + MPROC__TASK_REC;
-	uint64_t h = mproc__journal_hash(body, out->len - rec - MPROC__TASK_REC);
+	size_t len;
+	const char *body = mproc__task_rec_body(out->data + rec, &len);
+	uint64_t h = mproc__journal_hash(body, len);
 	int d = mproc__jcall_done(job->jc, job->pulled, h);
 	if (d == 0) {
 		job->ihash[job->pulled & job->jmask] = h;
@@ -605,9 +606,9 @@ static void job_jnl_skip(struct mproc__job *job)
 			}
 			job->have_ahead = true;
 		}
-		const char *body = job->ahead.data + MPROC__TASK_REC;
-		uint64_t h = mproc__journal_hash(body, job->ahead.len -
-		                                              MPROC__TASK_REC);
+		size_t blen;
+		const char *body = mproc__task_rec_body(job->ahead.data, &blen);
+		uint64_t h = mproc__journal_hash(body, blen);
 		int d = mproc__jcall_done(job->jc, job->pulled, h);
 		if (d == 0)
 			break;
@@ -841,31 +842,27 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			if (k == count)
 				break;
 		}
-		uint32_t rec[2];
-		if ((size_t)(end - p) < MPROC__RESULT_REC) {
-			rc = MPROC_EPROTO;
-			break;
-		}
-		memcpy(rec, p, sizeof rec);
-		const char *body = p + MPROC__RESULT_REC;
-		if ((size_t)(end - body) < rec[0] ||
-		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED)) {
+		uint32_t status;
+		const char *body;
+		size_t len;
+		if (mproc__result_rec_read(p, end, &status, &body, &len) < 0 ||
+		    (status != MPROC_OK && status != MPROC_RAISED)) {
 			rc = MPROC_EPROTO;
 			break;
 		}
 		const struct mproc_value *v = NULL;
-		if (fast && rec[1] == MPROC_OK)
-			v = mproc__decode_tiny(body, rec[0]);
+		if (fast && status == MPROC_OK)
+			v = mproc__decode_tiny(body, len);
 		else if (job->jc && job->unread && job->kind != MPROC__JOB_ALL)
 			mproc__jcall_put(job->jc, index + k,
 			                 job->ihash[(index + k) & job->jmask],
-			                 rec[1], attempts, body, rec[0]);
+			                 status, attempts, body, len);
 		if (v) {
 			/* Kept as the record to match: 12 or 13 bytes. */
-			last_len = MPROC__RESULT_REC + rec[0];
+			last_len = MPROC__RESULT_REC + len;
 			memcpy(&last_hdr, p, 8);
 			last_body = 0;
-			memcpy(&last_body, body, rec[0]);
+			memcpy(&last_body, body, len);
 			last_v = v;
 			table[index + k] = mproc__table_value(v);
 			ok++;
@@ -877,13 +874,13 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			}
 			if (job->unread && job->kind != MPROC__JOB_ALL) {
 				job->completed++;
-				job_count(job, rec[1]);
+				job_count(job, status);
 			} else {
-				mproc__job_store(job, index + k, rec[1], attempts, body,
-				                 rec[0]);
+				mproc__job_store(job, index + k, status, attempts, body,
+				                 len);
 			}
 		}
-		p = body + rec[0];
+		p = body + len;
 		k++;
 	}
 	if (ok)
