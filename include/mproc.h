@@ -1008,7 +1008,8 @@ struct mproc_conn;
  * false: *a only receives and *b only sends (Python's order: r, w).
  * Returns 0, -EINVAL (NULL), -EMFILE/-ENFILE, -ENOMEM; on error both are
  * NULL and nothing is left open. Free each end with mproc_conn_free().
- * Messages may be up to 1 GiB (mproc_pipe_limits sets another limit).
+ * Messages may be up to 1 GiB (mproc_pipe_limits sets another limit, up
+ * to MPROC_LIMITS_MAX_SIZE: past 4 GiB works).
  */
 MPROC_EXPORT int mproc_pipe(struct mproc_conn **a, struct mproc_conn **b,
                             bool duplex);
@@ -1247,7 +1248,9 @@ struct mproc_queue_opts {
 	 *  4 MiB; 64 bytes to 1 GiB. Memory is touched as it is used. */
 	size_t capacity;
 	enum mproc_queue_kind kind;
-	/** Decoder limits for mproc_queue_get(); zero means the defaults. */
+	/** Decoder limits for mproc_queue_get(); zero means the defaults.
+	 *  max_size may be up to MPROC_LIMITS_MAX_SIZE, but a message never
+	 *  exceeds the ring (capacity, at most 1 GiB). */
 	struct mproc_limits limits;
 };
 

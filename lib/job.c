@@ -530,7 +530,8 @@ static int job_pull_one(struct mproc__job *job, struct mproc__buf *out)
 	job->pre_off += rl;
 	/* A big argument read ahead is in the frame now: not twice (the
 	 * tests of pre_off >= pre.len hold as well at 0). */
-	if (job->pre_off >= job->pre.len && job->pre.cap > MPROC__BUF_KEEP)
+	if (__builtin_expect(job->pre.cap > MPROC__BUF_KEEP, 0) &&
+	    job->pre_off >= job->pre.len)
 		mproc__buf_free(&job->pre);
 	return 1;
 }
@@ -720,13 +721,13 @@ static int job_store_all(struct mproc__job *job, size_t index,
 			                          status, attempts, index, kept,
 			                          len, &r);
 			if (rc < 0) {
-				r.status = MPROC_RAISED;
+				status = MPROC_RAISED;
 				r.value = NULL;
 				r.error = &mproc__err_nomem_decode;
 			}
 		}
 	}
-	if (r.status != MPROC_OK)
+	if (status != MPROC_OK)
 		job->failed++;
 	mproc__table_set(&job->rs, slot, &r, &job->failed);
 	return rc;
@@ -842,27 +843,25 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			if (k == count)
 				break;
 		}
-		uint32_t status;
-		const char *body;
-		size_t len;
-		if (mproc__result_rec_read(p, end, &status, &body, &len) < 0 ||
-		    (status != MPROC_OK && status != MPROC_RAISED)) {
+		struct mproc__rec r = mproc__result_rec_read(p, end);
+		uint32_t status = mproc__result_rec_status(p);
+		if (!r.body || (status != MPROC_OK && status != MPROC_RAISED)) {
 			rc = MPROC_EPROTO;
 			break;
 		}
 		const struct mproc_value *v = NULL;
 		if (fast && status == MPROC_OK)
-			v = mproc__decode_tiny(body, len);
+			v = mproc__decode_tiny(r.body, r.len);
 		else if (job->jc && job->unread && job->kind != MPROC__JOB_ALL)
 			mproc__jcall_put(job->jc, index + k,
 			                 job->ihash[(index + k) & job->jmask],
-			                 status, attempts, body, len);
+			                 status, attempts, r.body, r.len);
 		if (v) {
 			/* Kept as the record to match: 12 or 13 bytes. */
-			last_len = MPROC__RESULT_REC + len;
+			last_len = MPROC__RESULT_REC + r.len;
 			memcpy(&last_hdr, p, 8);
 			last_body = 0;
-			memcpy(&last_body, body, len);
+			memcpy(&last_body, r.body, r.len);
 			last_v = v;
 			table[index + k] = mproc__table_value(v);
 			ok++;
@@ -876,11 +875,11 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 				job->completed++;
 				job_count(job, status);
 			} else {
-				mproc__job_store(job, index + k, status, attempts, body,
-				                 len);
+				mproc__job_store(job, index + k, status, attempts,
+				                 r.body, r.len);
 			}
 		}
-		p = body + len;
+		p = r.body + r.len;
 		k++;
 	}
 	if (ok)

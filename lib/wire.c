@@ -45,6 +45,22 @@ int mproc__wire_expect(struct mproc__buf *in, size_t off, size_t max)
 	return mproc__buf_reserve(in, (size_t)(len - have) + (64u << 10));
 }
 
+struct mproc__rec mproc__result_rec_slow(const char *p, const char *end)
+{
+	uint32_t rec[2];
+	memcpy(rec, p, sizeof rec);
+	const char *b = p + MPROC__RESULT_REC;
+	size_t n = rec[0];
+	if (rec[0] == MPROC__REC_ESC) {
+		if (mproc__rec_esc_read(b, end, &n) < 0)
+			return (struct mproc__rec){0};
+		b += MPROC__REC_ESC_EXTRA;
+	}
+	if ((size_t)(end - b) < n)
+		return (struct mproc__rec){0};
+	return (struct mproc__rec){b, n};
+}
+
 int mproc__rec_close_big(struct mproc__buf *b, size_t rec, size_t hdr,
                          size_t len, uint32_t status)
 {

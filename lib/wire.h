@@ -230,33 +230,44 @@ static inline int mproc__task_rec_next(const char **p, const char *end,
 	return 0;
 }
 
+/* A record as read: its pickle at body (NULL: the record was refused),
+ * len bytes. Two words, so that it comes back in registers. */
+struct mproc__rec {
+	const char *body;
+	size_t len;
+};
+
+/* Out of line, off the path of small records: an escaped record, or a
+ * refused one. */
+struct mproc__rec mproc__result_rec_slow(const char *p, const char *end);
+
 /*
- * The result record at p, with end - p bytes present: 0, *status, and its
- * pickle at *body, *len bytes, all of them present (the next record starts
- * at *body + *len); MPROC_EPROTO when a length runs past `end`. The status
- * is not checked here.
+ * The result record at p, with end - p bytes present: its pickle, every
+ * byte of it present (the next record starts at body + len); body NULL
+ * when a length runs past `end` (MPROC_EPROTO for the caller). A small
+ * record costs the checks it always did and one compare for the escape.
+ * Its status is mproc__result_rec_status(p), not checked here.
  */
-static inline int mproc__result_rec_read(const char *p, const char *end,
-                                         uint32_t *status, const char **body,
-                                         size_t *len)
+static inline struct mproc__rec mproc__result_rec_read(const char *p,
+                                                       const char *end)
 {
-	uint32_t rec[2];
-	if ((size_t)(end - p) < MPROC__RESULT_REC)
-		return MPROC_EPROTO;
-	memcpy(rec, p, sizeof rec);
+	uint32_t len;
+	if (__builtin_expect((size_t)(end - p) < MPROC__RESULT_REC, 0))
+		return (struct mproc__rec){0};
+	memcpy(&len, p, sizeof len);
 	const char *b = p + MPROC__RESULT_REC;
-	size_t n = rec[0];
-	if (__builtin_expect(rec[0] == MPROC__REC_ESC, 0)) {
-		if (mproc__rec_esc_read(b, end, &n) < 0)
-			return MPROC_EPROTO;
-		b += MPROC__REC_ESC_EXTRA;
-	}
-	if ((size_t)(end - b) < n)
-		return MPROC_EPROTO;
-	*status = rec[1];
-	*body = b;
-	*len = n;
-	return 0;
+	if (__builtin_expect(len == MPROC__REC_ESC ||
+	                     (size_t)(end - b) < len, 0))
+		return mproc__result_rec_slow(p, end);
+	return (struct mproc__rec){b, len};
+}
+
+/* The status of the result record at p (read by mproc__result_rec_read). */
+static inline uint32_t mproc__result_rec_status(const char *p)
+{
+	uint32_t status;
+	memcpy(&status, p + MPROC__TASK_REC, sizeof status);
+	return status;
 }
 
 /* Out of line: the escape's 8 bytes go in before a big pickle. */
@@ -336,14 +347,16 @@ static inline void mproc__wire_end(struct mproc__buf *b, size_t hdr_off,
                                    uint8_t type, uint8_t flags,
                                    uint32_t count, uint64_t id, uint64_t ref)
 {
+	uint64_t len = b->len - hdr_off - MPROC__FRAME_HDR;
 	struct mproc__frame f = {
+		.len_lo = (uint32_t)len,
 		.type = type,
 		.flags = flags,
 		.count = count,
+		.len_hi = (uint32_t)(len >> 32), /* mproc__frame_set_len */
 		.id = id,
 		.ref = ref,
 	};
-	mproc__frame_set_len(&f, b->len - hdr_off - MPROC__FRAME_HDR);
 	memcpy(b->data + hdr_off, &f, sizeof f);
 }
 

@@ -123,15 +123,11 @@ START_TEST(test_wire_small_records_keep_their_layout)
 	memcpy(hdr, b.data, 8);
 	ck_assert_uint_eq(hdr[0], 5);
 	ck_assert_uint_eq(hdr[1], MPROC_RAISED);
-	uint32_t st;
-	const char *body;
-	size_t len;
 	char *e = exact(b.data, b.len);
-	ck_assert_int_eq(mproc__result_rec_read(e, e + b.len, &st, &body, &len),
-	                 0);
-	ck_assert_uint_eq(st, MPROC_RAISED);
-	ck_assert_ptr_eq(body, e + 8);
-	ck_assert_uint_eq(len, 5);
+	struct mproc__rec r = mproc__result_rec_read(e, e + b.len);
+	ck_assert_ptr_eq(r.body, e + 8);
+	ck_assert_uint_eq(mproc__result_rec_status(e), MPROC_RAISED);
+	ck_assert_uint_eq(r.len, 5);
 	free(e);
 	mproc__buf_free(&b);
 }
@@ -156,11 +152,8 @@ START_TEST(test_wire_escape_layout_and_canonical_length)
 	ck_assert_uint_eq(w[1], MPROC_OK);
 	ck_assert_uint_eq(n, 10);
 	ck_assert_int_eq(memcmp(b.data + 16, "0123456789", 10), 0);
-	uint32_t st;
-	const char *body;
+	ck_assert_ptr_null(mproc__result_rec_read(b.data, b.data + b.len).body);
 	size_t len;
-	ck_assert_int_eq(mproc__result_rec_read(b.data, b.data + b.len, &st,
-	                                        &body, &len), MPROC_EPROTO);
 
 	b.len = MPROC__TASK_REC;
 	ck_assert_int_eq(mproc__buf_append(&b, "abc", 3), 0);
@@ -224,13 +217,8 @@ START_TEST(test_wire_forged_record_lengths_are_eproto)
 	};
 	for (size_t i = 0; i < sizeof result / sizeof result[0]; i++) {
 		char *e = exact(result[i].bytes, result[i].n);
-		uint32_t st;
-		const char *body = NULL;
-		size_t len;
-		ck_assert_msg(mproc__result_rec_read(e, e + result[i].n, &st,
-		                                     &body, &len) == MPROC_EPROTO,
+		ck_assert_msg(!mproc__result_rec_read(e, e + result[i].n).body,
 		              "result: %s", result[i].what);
-		ck_assert_ptr_null(body);
 		free(e);
 	}
 }
