@@ -134,9 +134,9 @@ MPROC_EXPORT const char *mproc_type_name(enum mproc_type type);
  * Limits the decoder enforces. All zero means the defaults:
  * max_size 1 GiB, max_depth 1000 (Python's own recursion limit).
  * max_size may be raised up to MPROC_LIMITS_MAX_SIZE (1 TiB; 2 GiB where
- * size_t has 32 bits): pools, Connections, Queues and Processes take
- * values past 4 GiB once it allows them, except where a call says
- * otherwise (a Queue's ring, the MPI backend: docs/faults.md, "Sizes").
+ * size_t has 32 bits): pools (every backend), Connections and Processes
+ * then carry values past 4 GiB; a Queue's messages stay within its ring
+ * (docs/faults.md, "Sizes").
  */
 #if SIZE_MAX > 0xffffffffu
 #define MPROC_LIMITS_MAX_SIZE ((size_t)1 << 40)

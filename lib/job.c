@@ -721,13 +721,13 @@ static int job_store_all(struct mproc__job *job, size_t index,
 			                          status, attempts, index, kept,
 			                          len, &r);
 			if (rc < 0) {
-				status = MPROC_RAISED;
+				r.status = MPROC_RAISED;
 				r.value = NULL;
 				r.error = &mproc__err_nomem_decode;
 			}
 		}
 	}
-	if (status != MPROC_OK)
+	if (r.status != MPROC_OK)
 		job->failed++;
 	mproc__table_set(&job->rs, slot, &r, &job->failed);
 	return rc;
@@ -844,8 +844,9 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 				break;
 		}
 		struct mproc__rec r = mproc__result_rec_read(p, end);
-		uint32_t status = mproc__result_rec_status(p);
-		if (!r.body || (status != MPROC_OK && status != MPROC_RAISED)) {
+		uint32_t status;
+		if (!r.body || ((status = mproc__result_rec_status(p)) != MPROC_OK &&
+		                status != MPROC_RAISED)) {
 			rc = MPROC_EPROTO;
 			break;
 		}
