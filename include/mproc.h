@@ -135,7 +135,16 @@ MPROC_EXPORT const char *mproc_type_name(enum mproc_type type);
 /*
  * Limits the decoder enforces. All zero means the defaults:
  * max_size 1 GiB, max_depth 1000 (Python's own recursion limit).
+ * max_size may be raised up to MPROC_LIMITS_MAX_SIZE (1 TiB; 2 GiB where
+ * size_t has 32 bits): pools (every backend), Connections and Processes
+ * then carry values past 4 GiB; a Queue's messages stay within its ring
+ * (docs/faults.md, "Sizes").
  */
+#if SIZE_MAX > 0xffffffffu
+#define MPROC_LIMITS_MAX_SIZE ((size_t)1 << 40)
+#else
+#define MPROC_LIMITS_MAX_SIZE ((size_t)1 << 31)
+#endif
 struct mproc_limits {
 	/** Largest message accepted, in bytes; larger gives MPROC_EPICKLE_TOOBIG. */
 	size_t max_size;
@@ -684,7 +693,7 @@ struct mproc_pool_opts {
  * Open a pool and fork its workers (Pool(processes, initializer, initargs,
  * maxtasksperchild)). `opts` NULL means all defaults. Returns 0 and sets
  * *out; -EINVAL for bad options (more than 4096 processes, max_size above
- * 2 GiB, a negative or huge task_timeout or kill_grace, halt_fraction
+ * MPROC_LIMITS_MAX_SIZE, a negative or huge task_timeout or kill_grace, halt_fraction
  * outside 0..1, more than 1000 retries, a `size` smaller than the first
  * field after it); -E2BIG for a `size` past what this library knows with
  * options set there; -ENOTSUP for options the threads backend cannot
@@ -1156,12 +1165,14 @@ struct mproc_conn;
  * false: *a only receives and *b only sends (Python's order: r, w).
  * Returns 0, -EINVAL (NULL), -EMFILE/-ENFILE, -ENOMEM; on error both are
  * NULL and nothing is left open. Free each end with mproc_conn_free().
- * Messages may be up to 1 GiB (mproc_pipe_limits sets another limit).
+ * Messages may be up to 1 GiB (mproc_pipe_limits sets another limit, up
+ * to MPROC_LIMITS_MAX_SIZE: past 4 GiB works).
  */
 MPROC_EXPORT int mproc_pipe(struct mproc_conn **a, struct mproc_conn **b,
                             bool duplex);
 /* mproc_pipe with decoder limits for both ends (NULL: the defaults):
- * max_size also bounds raw messages; above 4 GiB - 1 is -EINVAL. */
+ * max_size also bounds raw messages; above MPROC_LIMITS_MAX_SIZE is
+ * -EINVAL. */
 MPROC_EXPORT int mproc_pipe_limits(struct mproc_conn **a,
                                    struct mproc_conn **b, bool duplex,
                                    const struct mproc_limits *limits);
@@ -1394,7 +1405,9 @@ struct mproc_queue_opts {
 	 *  4 MiB; 64 bytes to 1 GiB. Memory is touched as it is used. */
 	size_t capacity;
 	enum mproc_queue_kind kind;
-	/** Decoder limits for mproc_queue_get(); zero means the defaults. */
+	/** Decoder limits for mproc_queue_get(); zero means the defaults.
+	 *  max_size may be up to MPROC_LIMITS_MAX_SIZE, but a message never
+	 *  exceeds the ring (capacity, at most 1 GiB). */
 	struct mproc_limits limits;
 };
 

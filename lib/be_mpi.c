@@ -255,7 +255,7 @@ static void proxy_count_results(struct mpi_proxy *px, const char *p, size_t n)
 		struct mproc__frame f;
 		memcpy(&f, px->rhdr, sizeof f);
 		px->rhdr_n = 0;
-		px->rskip = f.len;
+		px->rskip = mproc__frame_len(&f);
 		uint64_t c = f.count;
 		if (c) {
 			double ns = (double)f.ref / (double)c;
@@ -288,6 +288,11 @@ static bool proxy_full(const struct mpi_proxy *px)
 	return (double)px->tasks_out * px->ns_per_task > 2e6;
 }
 
+/* The most bytes of a frame in one MPI message (their count is an int,
+ * with the link's header); the agent's results come in pieces of its
+ * read buffer already. */
+#define MPI_PIECE ((size_t)1 << 30)
+
 /* Send the complete frames read, as far as the worker needs them. */
 static void proxy_forward(struct mpi_proxy *px, struct mproc__status *st)
 {
@@ -298,9 +303,11 @@ static void proxy_forward(struct mpi_proxy *px, struct mproc__status *st)
 		char *p = px->tin.data + px->tin_off;
 		struct mproc__frame f;
 		memcpy(&f, p, sizeof f);
-		if (avail < MPROC__FRAME_HDR + f.len)
+		uint64_t flen = mproc__frame_len(&f);
+		if (avail - MPROC__FRAME_HDR < flen)
 			break;
-		px->tin_off += MPROC__FRAME_HDR + f.len;
+		size_t total = MPROC__FRAME_HDR + (size_t)flen;
+		px->tin_off += total;
 		/* Claim them as the worker would (child.c): the engine takes
 		 * back only whole frames it wrote, so a frame is taken back
 		 * whole or not at all. */
@@ -332,8 +339,18 @@ static void proxy_forward(struct mpi_proxy *px, struct mproc__status *st)
 		int32_t id = fn_id((const void *)(uintptr_t)f.ref);
 		f.ref = (uint64_t)(int64_t)id;
 		memcpy(p, &f, sizeof f);
-		if (send_to(px->rank, MPROC__M_TASK, px->pool, px->number, 0, 0, p,
-		            MPROC__FRAME_HDR + f.len) < 0)
+		/* MPI counts are int: a bigger frame goes in pieces, the
+		 * first with its header, the rest as continuations (a = 1)
+		 * that the agent appends as they are. */
+		size_t first = total < MPI_PIECE ? total : MPI_PIECE;
+		bool lost = send_to(px->rank, MPROC__M_TASK, px->pool, px->number,
+		                    0, 0, p, first) < 0;
+		for (size_t at = first; at < total && !lost; at += MPI_PIECE)
+			lost = send_to(px->rank, MPROC__M_TASK, px->pool, px->number,
+			               1, 0, p + at,
+			               total - at < MPI_PIECE ? total - at
+			                                      : MPI_PIECE) < 0;
+		if (lost)
 			continue; /* the agent is gone: its EXITED comes (lost) */
 		px->fifo[(px->fhead + px->fn++) % 64] = f.count;
 		px->tasks_out += f.count;

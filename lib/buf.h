@@ -2,7 +2,9 @@
  * buf.h - a growable byte buffer, shared by the codec and the wire layer.
  *
  * Invariant: data[0..len) is valid; cap is the allocated size; data is NULL
- * when cap is 0. Growth doubles, so appending is amortised O(1).
+ * when cap is 0. Growth doubles, so appending is amortised O(1); a big
+ * request (MPROC__BUF_EXACT or more) past twice the capacity gets what it
+ * asks for and MPROC__BUF_SLACK more, not a power of two up to twice it.
  */
 #ifndef MPROC_BUF_H
 #define MPROC_BUF_H
@@ -11,6 +13,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define MPROC__BUF_EXACT ((size_t)64 << 20)
+#define MPROC__BUF_SLACK ((size_t)1 << 20)
+/* An empty buffer bigger than this gives its memory back at
+ * mproc__buf_trim: one big message does not pin its size for good. */
+#define MPROC__BUF_KEEP ((size_t)256 << 20)
 
 struct mproc__buf {
 	char *data;
@@ -58,6 +66,13 @@ static inline void mproc__buf_free(struct mproc__buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+}
+
+/* Free an empty buffer past MPROC__BUF_KEEP (see there). */
+static inline void mproc__buf_trim(struct mproc__buf *b)
+{
+	if (__builtin_expect(b->cap > MPROC__BUF_KEEP, 0) && b->len == 0)
+		mproc__buf_free(b);
 }
 
 #endif

@@ -297,12 +297,12 @@ static void worker_flush_committed(struct worker *wk)
 	size_t end = wk->hdr_off;
 	if (wk->frame_count && wk->committed > wk->hdr_off) {
 		struct mproc__frame f = {
-			.len = (uint32_t)(wk->committed - wk->hdr_off -
-			                  MPROC__FRAME_HDR),
 			.type = MPROC__F_RESULT,
 			.count = wk->frame_count,
 			.id = wk->frame_id,
 		};
+		mproc__frame_set_len(&f, wk->committed - wk->hdr_off -
+		                             MPROC__FRAME_HDR);
 		memcpy(wk->out.data + wk->hdr_off, &f, sizeof f);
 		end = wk->committed;
 	}
@@ -396,6 +396,7 @@ static void worker_flush(struct worker *wk)
 	if (mproc__wire_write(wk->plan->result_fd, &wk->out, &sent) < 0)
 		worker_exit(wk, 0); /* the manager is gone: nothing to report to */
 	wk->out.len = 0;
+	mproc__buf_trim(&wk->out);
 	wk->first_unflushed_ns = 0;
 	wk->chain_ns = 0; /* a write may have waited on a full pipe */
 }
@@ -498,7 +499,7 @@ static int worker_decode(struct worker *wk, const char *arg, size_t len,
  * arg[0..arglen); append its result record to the open frame. */
 static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
                        uint64_t id, const struct mproc_value *packed,
-                       const char *arg, uint32_t arglen)
+                       const char *arg, size_t arglen)
 {
 	struct mproc__buf *out = &wk->out;
 	/* Room for the record and the commonest result, None, whole. */
@@ -570,9 +571,8 @@ static void worker_run(struct worker *wk, mproc_task_fn fn, uint8_t flags,
 	 * chunk detaches it (worker_chunk), a restart less per task. */
 
 	atomic_store_explicit(&wk->status->task_id, 0, memory_order_release);
-	uint32_t hdr[2] = {(uint32_t)(out->len - rec - MPROC__RESULT_REC),
-	                   (uint32_t)status};
-	memcpy(out->data + rec, hdr, sizeof hdr);
+	if (mproc__result_rec_close(out, rec, (uint32_t)status) < 0)
+		worker_exit(wk, 70);
 	wk->frame_count++;
 	wk->committed = out->len;
 
@@ -625,10 +625,10 @@ static bool worker_packed_ok(const struct mproc__frame *f)
 {
 	uint8_t pack = f->flags & MPROC__TF_PACKED;
 	if (pack == MPROC__TF_RANGE)
-		return f->len == MPROC__RANGE_REC &&
+		return mproc__frame_len(f) == MPROC__RANGE_REC &&
 		       f->count <= MPROC__RANGE_MAX_TASKS;
 	if (pack == MPROC__TF_INTS || pack == MPROC__TF_FLOATS)
-		return f->len == (uint64_t)f->count * MPROC__NUM_REC;
+		return mproc__frame_len(f) == (uint64_t)f->count * MPROC__NUM_REC;
 	return false;
 }
 
@@ -658,7 +658,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
                          const char *p)
 {
 	mproc_task_fn fn = (mproc_task_fn)(uintptr_t)f->ref;
-	const char *end = p + f->len;
+	const char *end = p + mproc__frame_len(f);
 	bool packed = f->flags & MPROC__TF_PACKED;
 	_Atomic int *stop = wk->plan->stop;
 	size_t max_rss = wk->plan->max_rss;
@@ -667,18 +667,12 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 		worker_exit(wk, 71);
 	worker_frame_open(wk, f->id);
 	for (uint32_t k = 0; k < f->count; k++) {
-		uint32_t len = 0;
+		size_t len = 0;
 		const struct mproc_value *arg = NULL;
-		if (packed) {
+		if (packed)
 			arg = worker_packed_arg(f, p, k, &node);
-		} else {
-			if ((size_t)(end - p) < MPROC__TASK_REC)
-				worker_exit(wk, 71);
-			memcpy(&len, p, sizeof len);
-			p += MPROC__TASK_REC;
-			if ((size_t)(end - p) < len)
-				worker_exit(wk, 71);
-		}
+		else if (mproc__task_rec_next(&p, end, &len) < 0)
+			worker_exit(wk, 71);
 		/* Threads: terminate asks them to stop before the next task. */
 		if (stop && atomic_load_explicit(stop, memory_order_relaxed)) {
 			worker_frame_close(wk);
@@ -753,7 +747,7 @@ static int worker_init(struct worker *wk, const struct mproc__child_plan *plan)
 static int worker_loop(struct worker *wk)
 {
 	const struct mproc__child_plan *plan = wk->plan;
-	size_t max = plan->limits.max_size ? plan->limits.max_size : (1u << 30);
+	size_t max = mproc__wire_max(plan->limits.max_size);
 	unsigned chunks = 0;
 
 	for (;;) {
@@ -785,6 +779,8 @@ static int worker_loop(struct worker *wk)
 		if (rc < 0)
 			return 71;
 		mproc__buf_consume(&wk->in, off);
+		mproc__buf_trim(&wk->in);
+		(void)mproc__wire_expect(&wk->in, 0, max);
 		if (wk->out.len)
 			worker_flush(wk);
 	}

@@ -9,7 +9,9 @@
  * SIGPIPE a vanished reader raised, so a peer that is gone is
  * MPROC_EPEER and never a signal that would kill the program. A message
  * is a 4-byte length in host order (both ends are the same program) and
- * that many bytes; the length is checked against the connection's limit
+ * that many bytes; from 4 GiB - 1 bytes on, the length is 0xFFFFFFFF and
+ * a u64 length follows (as Python's Connection does past 2 GiB, with -1
+ * and a u64). The length is checked against the connection's limit
  * before anything is allocated for it.
  *
  * Invariants: in.data[0..consumed) is the last message handed out (values
@@ -84,7 +86,7 @@ int mproc_pipe_limits(struct mproc_conn **a, struct mproc_conn **b,
 	if (!a || !b)
 		return -EINVAL;
 	*a = *b = NULL;
-	if (limits && (limits->max_size > UINT32_MAX ||
+	if (limits && (limits->max_size > MPROC_LIMITS_MAX_SIZE ||
 	               limits->max_depth > 100000))
 		return -EINVAL;
 	int p1[2] = {-1, -1}, p2[2] = {-1, -1};
@@ -124,8 +126,17 @@ int mproc_conn_send_bytes(struct mproc_conn *c, const void *buf, size_t len)
 		return -EBADF;
 	if (len > c->max_size)
 		return MPROC_EPICKLE_TOOBIG;
-	uint32_t hdr = (uint32_t)len;
-	struct iovec iovs[2] = {{&hdr, CONN_HDR}, {(void *)buf, len}};
+	/* The length, escaped past 4 GiB - 2 (wire.h's record escape). */
+	struct {
+		uint32_t l;
+		uint64_t big;
+	} __attribute__((packed)) hdr = {(uint32_t)len, len};
+	size_t hlen = CONN_HDR;
+	if (len >= MPROC__REC_ESC) {
+		hdr.l = MPROC__REC_ESC;
+		hlen += MPROC__REC_ESC_EXTRA;
+	}
+	struct iovec iovs[2] = {{&hdr, hlen}, {(void *)buf, len}};
 	struct iovec *iov = iovs;
 	int niov = 2;
 	/* A reader that is gone raises SIGPIPE in the writing thread: keep
@@ -143,7 +154,7 @@ int mproc_conn_send_bytes(struct mproc_conn *c, const void *buf, size_t len)
 		was_pending = sigismember(&pend, SIGPIPE);
 	}
 	int rc = 0;
-	size_t left = CONN_HDR + len;
+	size_t left = hlen + len;
 	while (left) {
 		ssize_t n = writev(c->wfd, iov, niov);
 		if (n < 0) {
@@ -210,19 +221,34 @@ static void conn_drop_last(struct mproc_conn *c)
 	if (c->consumed) {
 		mproc__buf_consume(&c->in, c->consumed);
 		c->consumed = 0;
+		mproc__buf_trim(&c->in);
 	}
 }
 
-/* The length of the next message when its header is buffered: 1, 0 when
- * more bytes are needed, MPROC_EPICKLE_TOOBIG past the limit. */
-static int conn_peek_len(struct mproc_conn *c, size_t *len)
+/* The length of the next message and of its header when that is
+ * buffered: 1, 0 when more bytes are needed, MPROC_EPICKLE_TOOBIG past
+ * the limit, MPROC_EPROTO for an escape of less than 4 GiB - 1. */
+static int conn_peek_len(struct mproc_conn *c, size_t *len, size_t *hlen)
 {
 	if (c->in.len < CONN_HDR)
 		return 0;
 	uint32_t hdr;
 	memcpy(&hdr, c->in.data, CONN_HDR);
 	*len = hdr;
-	return hdr > c->max_size ? MPROC_EPICKLE_TOOBIG : 1;
+	*hlen = CONN_HDR;
+	if (hdr == MPROC__REC_ESC) {
+		if (c->in.len < CONN_HDR + MPROC__REC_ESC_EXTRA)
+			return 0;
+		uint64_t big;
+		memcpy(&big, c->in.data + CONN_HDR, sizeof big);
+		if (big < MPROC__REC_ESC)
+			return MPROC_EPROTO;
+		if (big > c->max_size)
+			return MPROC_EPICKLE_TOOBIG;
+		*len = (size_t)big;
+		*hlen += MPROC__REC_ESC_EXTRA;
+	}
+	return *len > c->max_size ? MPROC_EPICKLE_TOOBIG : 1;
 }
 
 static int conn_read_more(struct mproc_conn *c)
@@ -244,12 +270,13 @@ int mproc_conn_recv_bytes(struct mproc_conn *c, const void **buf, size_t *len)
 	if (!c->readable)
 		return -EBADF;
 	conn_drop_last(c);
-	size_t n = 0;
+	size_t n = 0, h = CONN_HDR;
 	int rc;
-	while ((rc = conn_peek_len(c, &n)) == 0 ||
-	       (rc == 1 && c->in.len - CONN_HDR < n)) {
-		if (rc == 1 && c->in.cap < CONN_HDR + n &&
-		    mproc__buf_reserve(&c->in, CONN_HDR + n - c->in.len) < 0)
+	while ((rc = conn_peek_len(c, &n, &h)) == 0 ||
+	       (rc == 1 && c->in.len - h < n)) {
+		/* The whole message's room at once, not doubling up to it. */
+		if (rc == 1 && c->in.cap < h + n &&
+		    mproc__buf_reserve(&c->in, h + n - c->in.len) < 0)
 			return -ENOMEM;
 		rc = conn_read_more(c);
 		if (rc < 0)
@@ -261,9 +288,9 @@ int mproc_conn_recv_bytes(struct mproc_conn *c, const void **buf, size_t *len)
 		mproc_conn_close(c);
 		return rc;
 	}
-	*buf = c->in.data + CONN_HDR;
+	*buf = c->in.data + h;
 	*len = n;
-	c->consumed = CONN_HDR + n;
+	c->consumed = h + n;
 	return 0;
 }
 

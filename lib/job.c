@@ -60,7 +60,7 @@ struct mproc__job {
 	/* Input: a generator, or records read ahead (apply; map with no len). */
 	struct mproc_input in;
 	bool use_pre;
-	struct mproc__buf pre;  /* records: u32 len, pickle */
+	struct mproc__buf pre;  /* task records (wire.h) */
 	size_t pre_off;
 	size_t pulled;          /* items taken from the input so far */
 	bool input_done;
@@ -382,11 +382,7 @@ int mproc__job_set_input(struct mproc__job *job, const struct mproc_input *in)
 
 static int job_pre_append(struct mproc__job *job, const void *p, size_t len)
 {
-	if (len > UINT32_MAX)
-		return MPROC_EPICKLE_TOOBIG;
-	uint32_t l = (uint32_t)len;
-	int rc = mproc__buf_append(&job->pre, &l, sizeof l);
-	return rc < 0 ? rc : mproc__buf_append(&job->pre, p, len);
+	return mproc__task_rec_append(&job->pre, p, len);
 }
 
 int mproc__job_set_arg(struct mproc__job *job, const void *arg, size_t len)
@@ -448,13 +444,10 @@ static int job_gen_one(struct mproc__job *job, struct mproc_writer *w,
 		out->len = rec;
 		return rc;
 	}
-	if (out->len - rec - MPROC__TASK_REC > UINT32_MAX) {
+	if (mproc__task_rec_close(out, rec) < 0) {
 		out->len = rec;
-		return mproc__detail_text(MPROC_EINPUT, "input item %zu: "
-		                          "larger than 4 GiB", job->pulled);
+		return -ENOMEM;
 	}
-	uint32_t len = (uint32_t)(out->len - rec - MPROC__TASK_REC);
-	memcpy(out->data + rec, &len, sizeof len);
 	return 1;
 }
 
@@ -702,13 +695,16 @@ static int job_pull_one(struct mproc__job *job, struct mproc__buf *out)
 	}
 	if (job->pre_off >= job->pre.len)
 		return 0;
-	uint32_t len;
-	memcpy(&len, job->pre.data + job->pre_off, sizeof len);
-	size_t rl = MPROC__TASK_REC + len;
+	size_t rl = mproc__task_rec_size(0, job->pre.data + job->pre_off);
 	int rc = mproc__buf_append(out, job->pre.data + job->pre_off, rl);
 	if (rc < 0)
 		return rc;
 	job->pre_off += rl;
+	/* A big argument read ahead is in the frame now: not twice (the
+	 * tests of pre_off >= pre.len hold as well at 0). */
+	if (__builtin_expect(job->pre.cap > MPROC__BUF_KEEP, 0) &&
+	    job->pre_off >= job->pre.len)
+		mproc__buf_free(&job->pre);
 	return 1;
 }
 
@@ -749,8 +745,9 @@ static void job_jnl_begin(struct mproc__job *job)
 static int job_jnl_check(struct mproc__job *job, struct mproc__buf *out,
                          size_t rec)
 {
-	const char *body = out->data + rec + MPROC__TASK_REC;
-	uint64_t h = job_input_hash(job, body, out->len - rec - MPROC__TASK_REC);
+	size_t len;
+	const char *body = mproc__task_rec_body(out->data + rec, &len);
+	uint64_t h = job_input_hash(job, body, len);
 	int d = mproc__jcall_done(job->jc, job->pulled, h);
 	if (d == 0) {
 		job->ihash[job->pulled & job->jmask] = h;
@@ -782,9 +779,9 @@ static void job_jnl_skip(struct mproc__job *job)
 			}
 			job->have_ahead = true;
 		}
-		const char *body = job->ahead.data + MPROC__TASK_REC;
-		uint64_t h = job_input_hash(job, body, job->ahead.len -
-		                                              MPROC__TASK_REC);
+		size_t blen;
+		const char *body = mproc__task_rec_body(job->ahead.data, &blen);
+		uint64_t h = job_input_hash(job, body, blen);
 		int d = mproc__jcall_done(job->jc, job->pulled, h);
 		if (d == 0)
 			break;
@@ -1038,30 +1035,25 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			if (k == count)
 				break;
 		}
-		uint32_t rec[2];
-		if ((size_t)(end - p) < MPROC__RESULT_REC) {
-			rc = MPROC_EPROTO;
-			break;
-		}
-		memcpy(rec, p, sizeof rec);
-		const char *body = p + MPROC__RESULT_REC;
-		if ((size_t)(end - body) < rec[0] ||
-		    (rec[1] != MPROC_OK && rec[1] != MPROC_RAISED)) {
+		struct mproc__rec r = mproc__result_rec_read(p, end);
+		uint32_t status;
+		if (!r.body || ((status = mproc__result_rec_status(p)) != MPROC_OK &&
+		                status != MPROC_RAISED)) {
 			rc = MPROC_EPROTO;
 			break;
 		}
 		const struct mproc_value *v = NULL;
-		if (fast && rec[1] == MPROC_OK)
-			v = mproc__decode_tiny(body, rec[0]);
+		if (fast && status == MPROC_OK)
+			v = mproc__decode_tiny(r.body, r.len);
 		else if (job->jc && job->unread && job->kind != MPROC__JOB_ALL)
-			job_jnl_put(job, index + k, rec[1], attempts, body,
-			            rec[0]);
+			job_jnl_put(job, index + k, status, attempts, r.body,
+			            r.len);
 		if (v) {
 			/* Kept as the record to match: 12 or 13 bytes. */
-			last_len = MPROC__RESULT_REC + rec[0];
+			last_len = MPROC__RESULT_REC + r.len;
 			memcpy(&last_hdr, p, 8);
 			last_body = 0;
-			memcpy(&last_body, body, rec[0]);
+			memcpy(&last_body, r.body, r.len);
 			last_v = v;
 			table[index + k] = mproc__table_value(v);
 			ok++;
@@ -1073,15 +1065,15 @@ int mproc__job_store_run(struct mproc__job *job, size_t index,
 			}
 			if (job->unread && job->kind != MPROC__JOB_ALL) {
 				job->completed++;
-				job_count(job, rec[1]);
-				if (rec[0] && mproc__oob_has_trailer(body, rec[0]))
-					mproc__oob_discard(job->oob, body, rec[0]);
+				job_count(job, status);
+				if (r.len && mproc__oob_has_trailer(r.body, r.len))
+					mproc__oob_discard(job->oob, r.body, r.len);
 			} else {
-				mproc__job_store(job, index + k, rec[1], attempts, body,
-				                 rec[0]);
+				mproc__job_store(job, index + k, status, attempts,
+				                 r.body, r.len);
 			}
 		}
-		p = body + rec[0];
+		p = r.body + r.len;
 		k++;
 	}
 	if (ok)

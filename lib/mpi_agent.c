@@ -47,6 +47,8 @@ struct aworker {
 	struct mproc__buf tout;  /* task bytes not yet written */
 	size_t tout_off;
 	bool hup;                /* close the task pipe once tout is out */
+	bool tdrop;              /* a frame's first piece was lost: drop
+	                          * its continuations too */
 	bool eof;                /* its result pipe ended */
 	struct mproc__status *st;
 	struct mproc__mpi_st sent;
@@ -439,6 +441,15 @@ static void handle(char *m, size_t len)
 	}
 	case MPROC__M_TASK: {
 		struct mproc__frame f;
+		if (w && h.a == 1) {
+			/* More of a frame too big for one MPI message (MPI
+			 * counts are int): its bytes as they are. */
+			if (!w->tdrop && mproc__buf_append(&w->tout, p, n) == 0)
+				worker_write(w);
+			else
+				w->tdrop = true;
+			break;
+		}
 		if (!w || n < sizeof f)
 			break;
 		memcpy(&f, p, sizeof f);
@@ -446,7 +457,8 @@ static void handle(char *m, size_t len)
 		 * the task crashes in its worker, which is what rank 0 hears. */
 		f.ref = (uint64_t)(uintptr_t)fn_at((int32_t)(int64_t)f.ref);
 		memcpy(p, &f, sizeof f);
-		if (mproc__buf_append(&w->tout, p, n) == 0)
+		w->tdrop = mproc__buf_append(&w->tout, p, n) < 0;
+		if (!w->tdrop)
 			worker_write(w);
 		break;
 	}

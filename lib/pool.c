@@ -17,6 +17,7 @@
 #include "fdreg.h"
 #include "journal.h"
 #include "oob.h"
+#include "wire.h"
 
 /*
  * The caller's options into *o, by their `size` (0: 0.3's layout): what a
@@ -53,7 +54,7 @@ static int opts_copy(struct mproc_pool_opts *o,
 static int opts_check(const struct mproc_pool_opts *o,
                       const struct mproc__backend_ops **ops)
 {
-	if (o->processes > 4096 || o->limits.max_size > (1ull << 31) ||
+	if (o->processes > 4096 || o->limits.max_size > MPROC_LIMITS_MAX_SIZE ||
 	    !(o->task_timeout >= 0 && o->task_timeout < 1e9) ||
 	    !(o->kill_grace >= 0 && o->kill_grace < 1e9) ||
 	    !(o->halt_fraction >= 0 && o->halt_fraction <= 1) ||
@@ -193,8 +194,7 @@ int mproc_pool_open(struct mproc_pool **out, const struct mproc_pool_opts *opts)
 	pool->nworkers = o.processes ? o.processes
 	                 : ops->cpus ? ops->cpus()
 	                             : (unsigned)mproc_process_cpu_count();
-	size_t max_size = o.limits.max_size ? o.limits.max_size : (1u << 30);
-	pool->max_frame = max_size + (64u << 20);
+	pool->max_frame = mproc__wire_max(o.limits.max_size);
 	pool->timeout_ns = (uint64_t)(o.task_timeout * 1e9);
 	pool->grace_ns = (uint64_t)((o.kill_grace > 0 ? o.kill_grace : 1.0) * 1e9);
 	pool->next_id = 1;

@@ -74,7 +74,7 @@ int mproc_process_start(struct mproc_process **out, mproc_task_fn fn,
 		return -ENOTSUP;
 	if (opts->start_method != MPROC_START_FORK)
 		return -EINVAL;
-	if (opts->limits.max_size > ((size_t)2 << 30))
+	if (opts->limits.max_size > MPROC_LIMITS_MAX_SIZE)
 		return -EINVAL;
 	if (!arg) {
 		arg = process_none;

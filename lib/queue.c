@@ -115,7 +115,7 @@ int mproc_queue_new_opts(struct mproc_queue **out,
 	size_t cap = opts->capacity ? opts->capacity : QUEUE_DEFAULT_CAP;
 	if (cap < 64 || cap > QUEUE_MAX_CAP || opts->maxsize > QUEUE_MAX_MAXSIZE ||
 	    opts->kind > MPROC_QUEUE_JOINABLE ||
-	    opts->limits.max_size > ((size_t)2 << 30))
+	    opts->limits.max_size > MPROC_LIMITS_MAX_SIZE)
 		return -EINVAL;
 	struct mproc_queue *q = calloc(1, sizeof *q);
 	if (!q)

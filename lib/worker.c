@@ -147,6 +147,7 @@ static void worker_compact(struct mproc__worker *w)
 	if (w->out_acked + w->out_dead == w->out.len &&
 	    w->out_sent == w->out.len) {
 		w->out.len = w->out_acked = w->out_sent = w->out_dead = 0;
+		mproc__buf_trim(&w->out);
 	} else if ((w->out_acked >= (64u << 10) && live <= w->out_acked / 8) ||
 	           w->out_acked >= MPROC__FRAME_BUDGET) {
 		mproc__buf_consume(&w->out, w->out_acked);
@@ -166,7 +167,8 @@ static int worker_result_frame(struct mproc__worker *w,
 	struct mproc__call *call = c->call;
 	size_t stored;
 	int rc = mproc__job_store_run(mproc__call_job(call), c->index + c->done, c->attempts,
-	                              p, p + f->len, f->count, &stored);
+	                              p, p + mproc__frame_len(f), f->count,
+	                              &stored);
 	c->done += (uint32_t)stored;
 	w->inflight_tasks -= stored;
 	if (rc < 0)
@@ -235,8 +237,12 @@ int mproc__worker_read(struct mproc__worker *w, int max_reads,
 			if ((rc = worker_result_frame(w, &f, payload)) < 0)
 				break;
 		}
-		if (off == w->in.len)
+		if (off == w->in.len) {
 			w->in.len = off = 0;
+			mproc__buf_trim(&w->in);
+		} else {
+			(void)mproc__wire_expect(&w->in, off, max_frame);
+		}
 		w->in_off = off;
 		/* Bytes of a frame not yet whole came: the engine times the
 		 * wait for the rest (fault.c). */

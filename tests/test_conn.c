@@ -197,7 +197,7 @@ START_TEST(test_conn_bad_arguments_are_einval)
 	ck_assert_int_eq(mproc_wait(NULL, 1, 0, ready), -EINVAL);
 	ck_assert_int_eq(mproc_wait(&a, 0, 0, ready), -EINVAL);
 	ck_assert_int_eq(mproc_wait(&a, 1, 0, NULL), -EINVAL);
-	struct mproc_limits big = {.max_size = (size_t)UINT32_MAX + 1};
+	struct mproc_limits big = {.max_size = MPROC_LIMITS_MAX_SIZE + 1};
 	struct mproc_conn *c, *d;
 	ck_assert_int_eq(mproc_pipe_limits(&c, &d, true, &big), -EINVAL);
 	ck_assert_ptr_null(c);
@@ -245,18 +245,56 @@ START_TEST(test_conn_message_over_the_limit_is_refused)
 }
 END_TEST
 
-/* A header that claims 4 GiB - 1 bytes: refused by its length. */
+/* A header that claims 4 GiB - 2 bytes: refused by its length. */
 START_TEST(test_conn_huge_header_is_refused_without_allocating)
 {
 	struct mproc_conn *a, *b;
 	ck_assert_int_eq(mproc_pipe(&a, &b, false), 0);
 	int fd = mproc_conn_fileno(b); /* a send-only end: its write end */
-	uint32_t hdr = UINT32_MAX;
+	uint32_t hdr = UINT32_MAX - 1;
 	ck_assert_int_eq(write(fd, &hdr, 4), 4);
 	const void *p;
 	size_t len;
 	ck_assert_int_eq(mproc_conn_recv_bytes(a, &p, &len), MPROC_EPICKLE_TOOBIG);
 	ck_assert(mproc_conn_closed(a));
+	mproc_conn_free(a);
+	mproc_conn_free(b);
+}
+END_TEST
+
+/* The escape (0xFFFFFFFF, then a u64): a length past the limit is
+ * refused before anything is allocated, one below 4 GiB - 1 is not
+ * the escape's and is a protocol error, and a u64 cut short by the
+ * writer's end is the end of the stream. */
+START_TEST(test_conn_escaped_header_is_checked)
+{
+	struct {
+		uint32_t esc;
+		uint64_t len;
+	} __attribute__((packed)) hdr[] = {
+		{UINT32_MAX, (uint64_t)1 << 40},
+		{UINT32_MAX, 5},
+	};
+	int want[] = {MPROC_EPICKLE_TOOBIG, MPROC_EPROTO};
+	for (int i = 0; i < 2; i++) {
+		struct mproc_conn *a, *b;
+		ck_assert_int_eq(mproc_pipe(&a, &b, false), 0);
+		int fd = mproc_conn_fileno(b);
+		ck_assert_int_eq(write(fd, &hdr[i], sizeof hdr[i]), sizeof hdr[i]);
+		const void *p;
+		size_t len;
+		ck_assert_int_eq(mproc_conn_recv_bytes(a, &p, &len), want[i]);
+		ck_assert(mproc_conn_closed(a));
+		mproc_conn_free(a);
+		mproc_conn_free(b);
+	}
+	struct mproc_conn *a, *b;
+	ck_assert_int_eq(mproc_pipe(&a, &b, false), 0);
+	ck_assert_int_eq(write(mproc_conn_fileno(b), &hdr[0], 8), 8);
+	mproc_conn_close(b);
+	const void *p;
+	size_t len;
+	ck_assert_int_eq(mproc_conn_recv_bytes(a, &p, &len), MPROC_EEOF);
 	mproc_conn_free(a);
 	mproc_conn_free(b);
 }
@@ -425,6 +463,7 @@ int main(void)
 	tcase_add_test(tc, test_conn_malformed_pickle_is_an_error_and_the_next_message_reads);
 	tcase_add_test(tc, test_conn_message_over_the_limit_is_refused);
 	tcase_add_test(tc, test_conn_huge_header_is_refused_without_allocating);
+	tcase_add_test(tc, test_conn_escaped_header_is_checked);
 	tcase_add_test(tc, test_conn_large_message_crosses_processes);
 	tcase_add_test(tc, test_conn_peer_death_is_eof_not_a_hang);
 	tcase_add_test(tc, test_conn_wait_reports_each_ready_connection);
