@@ -134,6 +134,8 @@ def run(args):
     raw.write(json.dumps(meta) + "\n")
     names = [k for k in ORDER if k in cmds]
     for r in range(args["rounds"]):
+        raw.write(json.dumps({"load": True, "round": r, "loadavg": os.getloadavg()[0]}) + "\n")
+        meta.setdefault("loadavg", []).append(os.getloadavg()[0])
         for size in args["sizes"]:
             for task in args["tasks"]:
                 who = [k for k in names if k != "memcpy" or task == args["tasks"][0]]
@@ -247,7 +249,9 @@ def tables(meta, rows):
     print()
     print(f"Measured {meta.get('date', '?')} on {meta.get('uname', '?')}, {meta.get('cpus', '?')} CPUs, "
           f"Python {meta.get('python', '?')}; build {meta.get('build', '?')}"
-          + (f"; old build {meta['old']}" if meta.get("old") else "") + ".")
+          + (f"; old build {meta['old']}" if meta.get("old") else "") + "."
+          + (" Load average (1 min) at each round's start: "
+             + ", ".join(f"{x:.1f}" for x in meta["loadavg"]) + "." if meta.get("loadavg") else ""))
 
 
 def main():
@@ -258,6 +262,8 @@ def main():
             d = json.loads(line)
             if d.get("meta"):
                 meta = d
+            elif d.get("load"):
+                meta.setdefault("loadavg", []).append(d["loadavg"])
             else:
                 rows.append(d)
         tables(meta, rows)
