@@ -103,13 +103,15 @@ def commands(build, old, ref, target):
 
 
 def measure(cmd, task, size):
-    out = subprocess.run(cmd + ["--task", task, "--size", str(size)],
-                         check=True, capture_output=True, text=True).stdout
-    for line in out.splitlines():
+    """(us a task, n), or (None, why) when the contender failed."""
+    p = subprocess.run(cmd + ["--task", task, "--size", str(size)],
+                       capture_output=True, text=True)
+    for line in p.stdout.splitlines():
         f = line.split()
-        if len(f) == 6 and f[4] == "us":
+        if p.returncode == 0 and len(f) == 6 and f[4] == "us":
             return float(f[3]), int(f[5])
-    raise RuntimeError(f"no measurement in {out!r}")
+    why = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+    return None, why
 
 
 def run(args):
@@ -148,6 +150,9 @@ def run(args):
                     row = {"round": r, "contender": c,
                            "task": "-" if c == "memcpy" else task,
                            "size": size, "us": us, "n": n}
+                    if us is None:
+                        row["n"], row["error"] = 0, n
+                        print(f"{c} {task} {size}: {n}", file=sys.stderr, flush=True)
                     rows.append(row)
                     raw.write(json.dumps(row) + "\n")
                     raw.flush()
@@ -158,8 +163,14 @@ def run(args):
 
 def tables(meta, rows):
     vals = {}  # (contender, task, size) -> {round: us}
+    errors = {}  # the same key -> the last failure's message
     for row in rows:
-        vals.setdefault((row["contender"], row["task"], row["size"]), {})[row["round"]] = row["us"]
+        key = (row["contender"], row["task"], row["size"])
+        if row.get("error"):
+            errors[key] = row["error"]
+            vals.setdefault(key, {})
+            continue
+        vals.setdefault(key, {})[row["round"]] = row["us"]
     have = [c for c in ORDER if any(k[0] == c for k in vals)]
     tasks = [t for t in ("echo", "len") if any(k[1] == t for k in vals)]
     sizes = sorted({k[2] for k in vals})
@@ -181,7 +192,8 @@ def tables(meta, rows):
             cells = []
             for c in have:
                 v = list(get(c, task, size).values())
-                cells.append(summary(v, fmt_us) if v else "")
+                failed = (c, "-" if c == "memcpy" else task, size) in errors
+                cells.append((summary(v, fmt_us) if v else "") + (" failed*" if failed else ""))
             print(f"| {fmt_size(size)} | " + " | ".join(cells) + " |")
 
     # Ratios within a round.
@@ -246,6 +258,10 @@ def tables(meta, rows):
                       ratio(("processes",), ("old-processes",), task, 1 << 10), lambda x: x <= 1.05)
             else:
                 print(f"| processes, {task} 1 KiB: no slower than before | not measured (needs --old) | |")
+    if errors:
+        print()
+        for (c, task, size), why in sorted(errors.items(), key=lambda kv: (ORDER.index(kv[0][0]), kv[0][1], kv[0][2])):
+            print(f"\\* {LABEL[c]}, {task} {fmt_size(size)} failed (in some or every round): {why}  ")
     print()
     print(f"Measured {meta.get('date', '?')} on {meta.get('uname', '?')}, {meta.get('cpus', '?')} CPUs, "
           f"Python {meta.get('python', '?')}; build {meta.get('build', '?')}"
