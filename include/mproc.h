@@ -87,7 +87,9 @@ extern "C" {
 	XX(EUNNAMED, -4026, "function has no name another process can find (MPI backend)") \
 	XX(EJOURNAL, -4027, "journal unusable: not an mproc journal, damaged, or unwritable") \
 	XX(EJOURNAL_LOCKED, -4028, "journal in use by another running manager") \
-	XX(EJOURNAL_MISMATCH, -4029, "journal holds another call: different function or input")
+	XX(EJOURNAL_MISMATCH, -4029, "journal holds another call: different function or input") \
+	/* Out-of-band buffers (pickle protocol 5). */                          \
+	XX(EPICKLE_BUFFERS, -4030, "pickle refers to out-of-band buffers that were not given")
 
 enum mproc_errno {
 #define MPROC__ERR_ENUM(name, value, text) MPROC_##name = (value),
@@ -170,10 +172,51 @@ MPROC_EXPORT void mproc_decoder_free(struct mproc_decoder *d);
  * valid and unchanged as long as the tree is used.
  * Returns 0, or MPROC_EPICKLE_* / -ENOMEM, with *out NULL; on error
  * mproc_decoder_error() says what and where. Bytes after STOP are refused:
- * a message is exactly one pickle. Mirrors pickle.loads().
+ * a message is exactly one pickle. A pickle that refers to out-of-band
+ * buffers (NEXT_BUFFER) answers MPROC_EPICKLE_BUFFERS, as Python's
+ * pickle.loads() without `buffers` raises; mproc_decode_buffers() takes
+ * them. Mirrors pickle.loads().
  */
 MPROC_EXPORT int mproc_decode(struct mproc_decoder *d, const void *buf,
                               size_t len, const struct mproc_value **out);
+
+/*
+ * An out-of-band buffer (pickle protocol 5, PEP 574's PickleBuffer): what
+ * mproc_writer_buffers() hands out, in the order of the pickle's NEXT_BUFFER
+ * opcodes (what Python's buffer_callback receives), and what
+ * mproc_decode_buffers() takes (Python's `buffers` argument of
+ * pickle.loads()).
+ */
+struct mproc_buffer {
+	/** The bytes; the owner is said where the buffer comes from. */
+	const void *data;
+	size_t len;
+	/**
+	 * Written: READONLY_BUFFER followed its NEXT_BUFFER, so Python loads
+	 * a read-only view of it. Given to the decoder: the buffer is
+	 * read-only in any case (as Python's memoryview of bytes is).
+	 */
+	bool readonly;
+};
+
+/*
+ * pickle.loads(buf, buffers=bufs): decode like mproc_decode(), where each
+ * NEXT_BUFFER opcode takes the next buffer of bufs[0..nbufs) as a value of
+ * type MPROC_BYTES that points into it (no copy: bufs[i].data must stay
+ * valid and unchanged as long as the tree is used; bufs itself need not).
+ * A READONLY_BUFFER after it marks it read-only (mproc_value_buffer()). Too
+ * few buffers: MPROC_EPICKLE_BUFFERS. Extra buffers are ignored, as in
+ * Python. The limits apply to the pickle: max_size bounds buf's length and
+ * the tree written out without memo sharing, in which an out-of-band value
+ * counts as its two opcodes, never its bytes. -EINVAL when bufs is NULL
+ * with nbufs > 0, or a buffer used has NULL data and a nonzero length.
+ * Otherwise as mproc_decode().
+ */
+MPROC_EXPORT int mproc_decode_buffers(struct mproc_decoder *d,
+                                      const void *buf, size_t len,
+                                      const struct mproc_buffer *bufs,
+                                      size_t nbufs,
+                                      const struct mproc_value **out);
 
 /*
  * The last error of `d` as one line of text, naming the opcode and byte
@@ -219,6 +262,17 @@ MPROC_EXPORT int mproc_value_dict_entry(const struct mproc_value *v, size_t i,
 MPROC_EXPORT int mproc_value_dict_get(const struct mproc_value *v,
                                       const char *key,
                                       const struct mproc_value **out);
+
+/*
+ * Whether v came from an out-of-band buffer (mproc_decode_buffers()'s
+ * NEXT_BUFFER): 0, *index set to its place in the buffers given and
+ * *readonly to whether it is read-only (READONLY_BUFFER followed it, or the
+ * buffer was given read-only). MPROC_ETYPE otherwise: in-band bytes, other
+ * types, NULL. Either output may be NULL. Python: isinstance(x, PickleBuffer)
+ * or a buffer object of the `buffers` list, and memoryview(x).readonly.
+ */
+MPROC_EXPORT int mproc_value_buffer(const struct mproc_value *v,
+                                    size_t *index, bool *readonly);
 
 /*
  * The writer streams a value as pickle opcodes that CPython's
@@ -269,9 +323,89 @@ MPROC_EXPORT int mproc_write_set_begin(struct mproc_writer *w);
 MPROC_EXPORT int mproc_write_set_end(struct mproc_writer *w);
 MPROC_EXPORT int mproc_write_frozenset_begin(struct mproc_writer *w);
 MPROC_EXPORT int mproc_write_frozenset_end(struct mproc_writer *w);
-/* Write a decoded value again (re-encoding, or passing an argument on). */
+/*
+ * Write a decoded value again (re-encoding, or passing an argument on).
+ * A value that came from an out-of-band buffer is written out of band
+ * again on a protocol 5 writer, by reference (no copy; it points into the
+ * buffer the tree came from, so that buffer must outlive the writer's use
+ * of the pickle), read-only as it was; on a protocol 4 writer, and where a
+ * dict key or set item is written, it is written in band. Other bytes
+ * follow the writer's out-of-band threshold.
+ */
 MPROC_EXPORT int mproc_write_value(struct mproc_writer *w,
                                    const struct mproc_value *v);
+
+/*
+ * Out-of-band buffers (pickle protocol 5, PEP 574). A protocol 5 writer
+ * may send bytes beside the pickle instead of inside it: the pickle holds
+ * a NEXT_BUFFER opcode (and READONLY_BUFFER for a read-only buffer), and
+ * the bytes join the writer's list of buffers, which
+ * mproc_writer_buffers() hands out after mproc_writer_finish(). Python's
+ * side by side: pickle.dumps(PickleBuffer(x), protocol=5,
+ * buffer_callback=bufs.append) and pickle.loads(data, buffers=bufs)
+ * (mproc_decode_buffers() here). A buffer is never a dict key or set
+ * item: there the writer answers MPROC_EWRITER (a PickleBuffer is not
+ * hashable). mproc_writer_reset(), mproc_raise() and every new value drop
+ * the buffers written so far, freeing the writer's copies.
+ */
+
+/* mproc_write_buffer() flags. */
+/** Copy the bytes now: p need only be valid during the call. */
+#define MPROC_BUFFER_COPY 1u
+/**
+ * No READONLY_BUFFER after NEXT_BUFFER: Python then loads the buffer object
+ * as given, writable if it is (PickleBuffer(bytearray)).
+ */
+#define MPROC_BUFFER_WRITABLE 2u
+
+/*
+ * Write p[0..len) as one bytes value out of band: NEXT_BUFFER (and
+ * READONLY_BUFFER unless MPROC_BUFFER_WRITABLE), and the buffer joins the
+ * writer's list. Without MPROC_BUFFER_COPY the writer keeps a reference:
+ * the caller keeps p alive and unchanged until it is done with the pickle
+ * (as with buffer_callback); with it, the writer copies the bytes, and
+ * owns the copy. Protocol 5 only: a protocol 4 writer answers
+ * MPROC_EWRITER, as Python's pickler raises PicklingError ("PickleBuffer
+ * can only pickled with protocol >= 5"). -EINVAL for unknown flags or
+ * NULL p with len > 0. Mirrors pickling PickleBuffer(p) with a
+ * buffer_callback that keeps the buffer out of band.
+ */
+MPROC_EXPORT int mproc_write_buffer(struct mproc_writer *w, const void *p,
+                                    size_t len, unsigned flags);
+
+/*
+ * Write an out-of-band buffer of len bytes that the caller fills at *p
+ * (*p is valid until the writer is reset, freed, or writes its next
+ * value; NULL on error): a read-only buffer for the reader, owned by the
+ * writer like a copy. Saves the copy of building the bytes elsewhere
+ * first. Errors as mproc_write_buffer().
+ */
+MPROC_EXPORT int mproc_write_reserve(struct mproc_writer *w, size_t len,
+                                     void **p);
+
+/*
+ * From now on mproc_write_bytes() (and mproc_write_value()'s in-band
+ * bytes) of at least min_len bytes go out of band, as a read-only copy,
+ * except as a dict key or set item. 0 (the default of a writer from
+ * mproc_writer_new()) means never. Kept across resets. -EINVAL on a
+ * protocol 4 writer with min_len > 0. Python has no such switch: its
+ * pickler writes bytes in band; this is for C peers and PickleBuffer-aware
+ * Python code that expects buffers.
+ */
+MPROC_EXPORT int mproc_writer_set_oob_threshold(struct mproc_writer *w,
+                                                size_t min_len);
+
+/*
+ * The out-of-band buffers of the value finished by mproc_writer_finish(),
+ * in NEXT_BUFFER order (what buffer_callback would have received), as
+ * *bufs[0..*n) (*n may be 0). Each buffer's bytes are owned by w (copies,
+ * reservations) or the caller (references); the array is valid until the
+ * next call on w. MPROC_EWRITER when no value was finished since the last
+ * reset; the writer's first error otherwise.
+ */
+MPROC_EXPORT int mproc_writer_buffers(const struct mproc_writer *w,
+                                      const struct mproc_buffer **bufs,
+                                      size_t *n);
 
 /* ------------------------------------------------------------------------ */
 /* CPUs                                                                     */

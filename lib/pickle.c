@@ -12,7 +12,8 @@
  * - A tree lives in its decoder's arena (a chunked bump allocator); str and
  *   bytes values point into the caller's message, except bytes rebuilt from
  *   a protocol 2 `_codecs.encode(s, 'latin1')` call, which live in the
- *   arena. Nothing is malloc'd per value.
+ *   arena, and bytes taken by NEXT_BUFFER, which point into the caller's
+ *   out-of-band buffer. Nothing is malloc'd per value.
  * - Trees are acyclic DAGs: memo references may share a node, but a mutable
  *   container (list, dict, set) is frozen as soon as it is placed inside
  *   another container, and a frozen container takes no more items. So a
@@ -25,6 +26,11 @@
  * - The writer emits PROTO first and STOP last, never a memo; it keeps a
  *   stack of open containers, refuses unhashable dict keys and set items
  *   (as Python would when loading), and remembers its first error.
+ * - Out-of-band buffers (protocol 5): the writer's list holds exactly the
+ *   buffers of the NEXT_BUFFER opcodes written since the value began, each
+ *   a reference or a block the writer allocated (malloc, or the transport's
+ *   ops); a restart drops the blocks nobody took. The list is empty on the
+ *   hot path, where its cost is one test in a restart.
  */
 #include <endian.h>
 #include <errno.h>
@@ -158,6 +164,8 @@ static const char *const pickle_opnames[256] = {
 enum {
 	PICKLE_F_HASHABLE = 1, /* may be a dict key or a set item */
 	PICKLE_F_FROZEN = 2,   /* a mutable container now inside another one */
+	PICKLE_F_OOB = 4,      /* bytes from an out-of-band buffer (u.b) */
+	PICKLE_F_READONLY = 8, /* ... marked read-only */
 };
 
 /*
@@ -194,6 +202,13 @@ struct mproc_value {
 			const char *p;
 			size_t len;
 		} s;
+		/* bytes with PICKLE_F_OOB: u.s and its place in the buffers
+		 * (a whole PICKLE_NODE_C node) */
+		struct {
+			const char *p;
+			size_t len;
+			size_t index;
+		} ob;
 		struct {
 			/* dicts: key, value, key, value... (2 * n slots) */
 			struct mproc_value **items;
@@ -293,7 +308,10 @@ static inline uint64_t pickle_weight(const struct mproc_value *v)
 	if (v->type < MPROC_STR)
 		return v->aux;
 	if (v->type <= MPROC_BYTES)
-		return pickle_blob_size(v->u.s.len);
+		/* Out of band: NEXT_BUFFER READONLY_BUFFER, whatever its
+		 * length (the buffers do not count against max_size). */
+		return __builtin_expect(v->flags & PICKLE_F_OOB, 0)
+		               ? 2 : pickle_blob_size(v->u.s.len);
 	if (v->type == PICKLE_T_GLOBAL)
 		return 0;
 	return v->u.c.weight;
@@ -429,6 +447,7 @@ int mproc_writer_new(struct mproc_writer **out, int protocol)
 	w->protocol = (uint8_t)protocol;
 	w->b = &w->own;
 	w->start = 0;
+	w->oob_min = SIZE_MAX;
 	mproc__writer_restart(w);
 	if (w->err) {
 		mproc_writer_free(w);
@@ -442,8 +461,11 @@ void mproc_writer_free(struct mproc_writer *w)
 {
 	if (!w)
 		return;
+	mproc__writer_oob_drop(w);
 	mproc__buf_free(&w->own);
 	free(w->frames);
+	free(w->oob);
+	free(w->pub);
 	free(w);
 }
 
@@ -489,7 +511,10 @@ int mproc__writer_end(struct mproc_writer *w)
 	if (!rc && mproc__buf_append(w->b, (char[]){OP_STOP}, 1) < 0)
 		rc = wr_fail(w, -ENOMEM);
 	if (rc) {
+		/* The value is gone, and its buffers with it. */
 		w->b->len = w->start;
+		if (w->noob)
+			mproc__writer_oob_drop(w);
 		return rc;
 	}
 	w->finished = true;
@@ -642,10 +667,15 @@ int mproc_write_cstr(struct mproc_writer *w, const char *s)
 	return mproc_write_str(w, s, strlen(s));
 }
 
+static int wr_bytes_oob(struct mproc_writer *w, const void *p, size_t len);
+
 int mproc_write_bytes(struct mproc_writer *w, const void *p, size_t len)
 {
 	if (len && !p)
 		return wr_fail(w, -EINVAL);
+	/* oob_min is SIZE_MAX without a threshold: one compare. */
+	if (__builtin_expect(len >= w->oob_min, 0))
+		return wr_bytes_oob(w, p, len);
 	return wr_blob(w, MPROC_BYTES, p, len);
 }
 
@@ -794,6 +824,197 @@ int mproc_write_frozenset_end(struct mproc_writer *w)
 	return wr_end(w, MPROC_FROZENSET);
 }
 
+/* ---- out-of-band buffers (protocol 5) ----------------------------------- */
+
+/* What a zero-length copy or reservation points to: nothing to allocate. */
+static char wr_empty[1];
+
+void mproc__writer_oob_drop(struct mproc_writer *w)
+{
+	for (size_t i = 0; i < w->noob; i++) {
+		struct mproc__oob_buf *o = &w->oob[i];
+		if (o->flags & MPROC__OOB_OPS) {
+			if (w->ops.drop)
+				w->ops.drop(w->ops.ctx, (void *)o->data, o->len,
+				            o->tag);
+		} else if (o->flags & MPROC__OOB_MALLOC) {
+			free((void *)o->data);
+		}
+	}
+	w->noob = 0;
+}
+
+void mproc__writer_set_oob(struct mproc_writer *w,
+                           const struct mproc__oob_ops *ops)
+{
+	/* Blocks already in the list go back where they came from. */
+	if (w->noob)
+		mproc__writer_oob_drop(w);
+	if (ops)
+		w->ops = *ops;
+	else
+		w->ops = (struct mproc__oob_ops){0};
+}
+
+static int wr_oob_grow(struct mproc_writer *w)
+{
+	size_t ncap = w->oobcap ? w->oobcap * 2 : 8;
+	struct mproc__oob_buf *no = reallocarray(w->oob, ncap, sizeof *no);
+	if (!no)
+		return -ENOMEM;
+	w->oob = no;
+	struct mproc_buffer *np = reallocarray(w->pub, ncap, sizeof *np);
+	if (!np)
+		return -ENOMEM; /* oob grew: harmless, oobcap stays */
+	w->pub = np;
+	w->oobcap = ncap;
+	return 0;
+}
+
+/* Where the next value goes needs a hashable item (a dict key, a set or
+ * frozenset item, anything inside a key)? */
+static inline bool wr_at_key(const struct mproc_writer *w)
+{
+	return w->depth && wr_needs_hash(&w->frames[w->depth - 1]);
+}
+
+enum { WR_REF, WR_COPY, WR_RESERVE };
+
+/*
+ * One bytes value out of band: NEXT_BUFFER (READONLY_BUFFER too when
+ * `readonly`), and the buffer joins the list, as a reference to p[0..len)
+ * (WR_REF) or a block of the writer's, filled from p (WR_COPY) or left to
+ * the caller at *res (WR_RESERVE). The caller checked the protocol and the
+ * place (not a key).
+ */
+static int wr_oob(struct mproc_writer *w, const void *p, size_t len,
+                  bool readonly, int how, void **res)
+{
+	int rc = wr_item(w, MPROC_BYTES, 2);
+	if (rc)
+		return rc;
+	if (w->noob == w->oobcap && wr_oob_grow(w) < 0)
+		return wr_fail(w, -ENOMEM);
+	unsigned flags = readonly ? MPROC__OOB_READONLY : 0;
+	uint64_t tag = 0;
+	const void *data = p;
+	if (how != WR_REF) {
+		void *q = wr_empty;
+		if (len) {
+			q = w->ops.alloc ? w->ops.alloc(w->ops.ctx, len, &tag)
+			                 : NULL;
+			if (q) {
+				flags |= MPROC__OOB_OPS;
+			} else {
+				tag = 0;
+				q = malloc(len);
+				if (!q)
+					return wr_fail(w, -ENOMEM);
+				flags |= MPROC__OOB_MALLOC;
+			}
+			if (how == WR_COPY)
+				memcpy(q, p, len);
+		}
+		if (res)
+			*res = q;
+		data = q;
+	} else if (!data) {
+		data = wr_empty; /* len is 0 */
+	}
+	w->oob[w->noob] = (struct mproc__oob_buf){.data = data, .len = len,
+	                                          .tag = tag, .flags = flags};
+	w->pub[w->noob] = (struct mproc_buffer){.data = data, .len = len,
+	                                        .readonly = readonly};
+	w->noob++;
+	char *d = w->b->data + w->b->len;
+	d[0] = (char)OP_NEXT_BUFFER;
+	if (readonly)
+		d[1] = (char)OP_READONLY_BUFFER;
+	w->b->len += readonly ? 2 : 1;
+	return 0;
+}
+
+/* Checks of the explicit out-of-band writes. */
+static int wr_oob_check(struct mproc_writer *w)
+{
+	if (w->err)
+		return w->err;
+	/* Python: "PickleBuffer can only pickled with protocol >= 5". */
+	if (w->protocol < 5)
+		return wr_fail(w, MPROC_EWRITER);
+	/* A PickleBuffer is not hashable: Python could not have built it. */
+	if (wr_at_key(w))
+		return wr_fail(w, MPROC_EWRITER);
+	return 0;
+}
+
+int mproc_write_buffer(struct mproc_writer *w, const void *p, size_t len,
+                       unsigned flags)
+{
+	int rc = wr_oob_check(w);
+	if (rc)
+		return rc;
+	if ((flags & ~(MPROC_BUFFER_COPY | MPROC_BUFFER_WRITABLE)) ||
+	    (len && !p))
+		return wr_fail(w, -EINVAL);
+	return wr_oob(w, p, len, !(flags & MPROC_BUFFER_WRITABLE),
+	              flags & MPROC_BUFFER_COPY ? WR_COPY : WR_REF, NULL);
+}
+
+int mproc_write_reserve(struct mproc_writer *w, size_t len, void **p)
+{
+	*p = NULL;
+	int rc = wr_oob_check(w);
+	if (rc)
+		return rc;
+	return wr_oob(w, NULL, len, true, WR_RESERVE, p);
+}
+
+int mproc_writer_set_oob_threshold(struct mproc_writer *w, size_t min_len)
+{
+	if (min_len && w->protocol < 5)
+		return -EINVAL;
+	w->oob_min = min_len ? min_len : SIZE_MAX;
+	return 0;
+}
+
+int mproc_writer_buffers(const struct mproc_writer *w,
+                         const struct mproc_buffer **bufs, size_t *n)
+{
+	static const struct mproc_buffer none[1];
+	if (w->err)
+		return w->err;
+	if (!w->finished)
+		return MPROC_EWRITER;
+	*bufs = w->noob ? w->pub : none;
+	*n = w->noob;
+	return 0;
+}
+
+/* Bytes at or past the threshold: a read-only copy out of band, except
+ * where a hashable item is needed (bytes are hashable, a buffer is not). */
+static __attribute__((noinline)) int wr_bytes_oob(struct mproc_writer *w,
+                                                  const void *p, size_t len)
+{
+	if (w->err)
+		return w->err;
+	if (wr_at_key(w))
+		return wr_blob(w, MPROC_BYTES, p, len);
+	return wr_oob(w, p, len, true, WR_COPY, NULL);
+}
+
+/* A decoded out-of-band value: out of band again, by reference, on a
+ * protocol 5 writer; in band on protocol 4 and where a key is written. */
+static int wr_value_oob(struct mproc_writer *w, const struct mproc_value *v)
+{
+	if (w->err)
+		return w->err;
+	if (w->protocol < 5 || wr_at_key(w))
+		return wr_blob(w, MPROC_BYTES, v->u.ob.p, v->u.ob.len);
+	return wr_oob(w, v->u.ob.p, v->u.ob.len,
+	              (v->flags & PICKLE_F_READONLY) != 0, WR_REF, NULL);
+}
+
 int mproc_write_value(struct mproc_writer *w, const struct mproc_value *v)
 {
 	if (!v)
@@ -812,6 +1033,10 @@ int mproc_write_value(struct mproc_writer *w, const struct mproc_value *v)
 		/* A decoded str is valid UTF-8 already. */
 		return wr_blob(w, MPROC_STR, v->u.s.p, v->u.s.len);
 	case MPROC_BYTES:
+		if (__builtin_expect(v->flags & PICKLE_F_OOB, 0))
+			return wr_value_oob(w, v);
+		if (__builtin_expect(v->u.s.len >= w->oob_min, 0))
+			return wr_bytes_oob(w, v->u.s.p, v->u.s.len);
 		return wr_blob(w, MPROC_BYTES, v->u.s.p, v->u.s.len);
 	case MPROC_TUPLE:
 	case MPROC_LIST:
@@ -940,6 +1165,13 @@ struct mproc_decoder {
 	size_t memo_cap;
 	size_t memo_hi;
 	size_t memo_len;
+
+	/* out-of-band buffers of the message being decoded (have_bufs:
+	 * some were given, maybe none); next_buf: NEXT_BUFFERs read */
+	const struct mproc_buffer *bufs;
+	size_t nbufs;
+	size_t next_buf;
+	bool have_bufs;
 
 	size_t msg_len;
 	size_t err_off;
@@ -1770,7 +2002,10 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 		case OP_BINUNICODE8:
 		case OP_SHORT_BINBYTES:
 		case OP_BINBYTES:
-		case OP_BINBYTES8: {
+		case OP_BINBYTES8:
+		/* A bytearray (PickleBuffer(bytearray) in band at protocol
+		 * 5) is read as bytes: the tree is read-only anyway. */
+		case OP_BYTEARRAY8: {
 			int hl = op == OP_SHORT_BINUNICODE ||
 			                 op == OP_SHORT_BINBYTES ? 1
 			         : op == OP_BINUNICODE || op == OP_BINBYTES ? 4
@@ -1794,6 +2029,69 @@ static int dec_run(struct mproc_decoder *d, const unsigned char *buf,
 			}
 			DEC_PUSH(v);
 			p += n;
+			break;
+		}
+		case OP_NEXT_BUFFER: {
+			/* pickle.loads: "pickle stream refers to out-of-band
+			 * data but no *buffers* argument was given", then "not
+			 * enough out-of-band buffers". */
+			if (!d->have_bufs)
+				return dec_fail(d, MPROC_EPICKLE_BUFFERS, off,
+				                "NEXT_BUFFER (0x97) at offset %zu: "
+				                "the pickle refers to out-of-band "
+				                "buffers but none were given", off);
+			if (d->next_buf >= d->nbufs)
+				return dec_fail(d, MPROC_EPICKLE_BUFFERS, off,
+				                "NEXT_BUFFER (0x97) at offset %zu "
+				                "asks for buffer %zu; %zu given",
+				                off, d->next_buf, d->nbufs);
+			const struct mproc_buffer *gb = &d->bufs[d->next_buf];
+			if (!gb->data && gb->len)
+				return dec_fail(d, -EINVAL, off,
+				                "NEXT_BUFFER (0x97) at offset %zu: "
+				                "buffer %zu has no data and a "
+				                "length of %zu", off, d->next_buf,
+				                gb->len);
+			struct mproc_value *v = dec_scalar(d, MPROC_BYTES,
+			                                   PICKLE_NODE_C, 0);
+			if (v) {
+				v->flags |= PICKLE_F_OOB;
+				if (gb->readonly)
+					v->flags |= PICKLE_F_READONLY;
+				v->u.ob.p = gb->data ? gb->data : "";
+				v->u.ob.len = gb->len;
+				v->u.ob.index = d->next_buf;
+			}
+			DEC_PUSH(v);
+			d->next_buf++;
+			break;
+		}
+		case OP_READONLY_BUFFER: {
+			POPN(1);
+			struct mproc_value *v = d->stack[d->sp - 1];
+			/* CPython takes memoryview(top) and makes it read-only:
+			 * a no-op on bytes, which are read-only already; an
+			 * error on what is no buffer. */
+			if (v->type != MPROC_BYTES)
+				return dec_fail(d, MPROC_EPICKLE_INVALID, off,
+				                "READONLY_BUFFER (0x98) at offset "
+				                "%zu on a %s, not a buffer", off,
+				                v->type == PICKLE_T_GLOBAL
+				                        ? "global"
+				                        : mproc_type_name(v->type));
+			if ((v->flags & (PICKLE_F_OOB | PICKLE_F_READONLY)) ==
+			    PICKLE_F_OOB) {
+				/* A new node: the one the memo or a container
+				 * may hold stays writable, as in CPython, where
+				 * the stack gets a read-only view of it. */
+				struct mproc_value *r = arena_alloc(d,
+				                                    PICKLE_NODE_C);
+				if (!r)
+					return dec_nomem(d, off);
+				memcpy(r, v, PICKLE_NODE_C);
+				r->flags |= PICKLE_F_READONLY;
+				d->stack[d->sp - 1] = r;
+			}
 			break;
 		}
 		case OP_EMPTY_TUPLE:
@@ -2161,9 +2459,10 @@ static inline const struct mproc_value *dec_scalar_msg(struct mproc_decoder *d,
 
 /* The unpickler over a whole message; kept out of line so that the scalar
  * path below does not pay for its stack frame. */
-static __attribute__((noinline)) int dec_message(struct mproc_decoder *d,
-                                                 const void *buf, size_t len,
-                                                 const struct mproc_value **out)
+static __attribute__((noinline)) int
+dec_message(struct mproc_decoder *d, const void *buf, size_t len,
+            bool have_bufs, const struct mproc_buffer *bufs, size_t nbufs,
+            const struct mproc_value **out)
 {
 	*out = NULL;
 	d->err[0] = '\0';
@@ -2175,10 +2474,21 @@ static __attribute__((noinline)) int dec_message(struct mproc_decoder *d,
 		                len, d->lim.max_size);
 	if (!buf && len)
 		return dec_fail(d, -EINVAL, 0, "no message");
+	if (!bufs && nbufs)
+		return dec_fail(d, -EINVAL, 0, "no buffers, %zu announced",
+		                nbufs);
 	d->sp = 0;
 	d->nmarks = 0;
+	d->have_bufs = have_bufs;
+	d->bufs = bufs;
+	d->nbufs = nbufs;
+	d->next_buf = 0;
 	const struct mproc_value *root = NULL;
 	int rc = dec_run(d, buf ? buf : "", len, &root);
+	/* The caller's array need not outlive the call. */
+	d->have_bufs = false;
+	d->bufs = NULL;
+	d->nbufs = 0;
 	/* Forget the memo now, so that its slots never outlive the trees. */
 	if (d->memo_hi)
 		memset(d->memo, 0, d->memo_hi * sizeof *d->memo);
@@ -2204,7 +2514,7 @@ int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
 			return 0;
 		}
 	}
-	return dec_message(d, buf, len, out);
+	return dec_message(d, buf, len, false, NULL, 0, out);
 }
 
 int mproc_decode(struct mproc_decoder *d, const void *buf, size_t len,
@@ -2212,6 +2522,22 @@ int mproc_decode(struct mproc_decoder *d, const void *buf, size_t len,
 {
 	arena_reset(d);
 	return mproc__decode_keep(d, buf, len, out);
+}
+
+int mproc__decode_keep_buffers(struct mproc_decoder *d, const void *buf,
+                               size_t len, const struct mproc_buffer *bufs,
+                               size_t nbufs, const struct mproc_value **out)
+{
+	/* No scalar shortcut: a message with buffers is seldom a scalar. */
+	return dec_message(d, buf, len, true, bufs, nbufs, out);
+}
+
+int mproc_decode_buffers(struct mproc_decoder *d, const void *buf,
+                         size_t len, const struct mproc_buffer *bufs,
+                         size_t nbufs, const struct mproc_value **out)
+{
+	arena_reset(d);
+	return mproc__decode_keep_buffers(d, buf, len, bufs, nbufs, out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2289,6 +2615,22 @@ int mproc_value_bytes(const struct mproc_value *v, const void **p,
 		return mproc__detail_type("bytes", v);
 	*p = v->u.s.p;
 	*len = v->u.s.len;
+	return 0;
+}
+
+int mproc_value_buffer(const struct mproc_value *v, size_t *index,
+                       bool *readonly)
+{
+	if (!v || v->type != MPROC_BYTES || !(v->flags & PICKLE_F_OOB))
+		return mproc__detail_type_name(
+		        "bytes from an out-of-band buffer",
+		        !v ? "no value"
+		        : v->type == MPROC_BYTES ? "bytes in band"
+		                                 : mproc_type_name(v->type));
+	if (index)
+		*index = v->u.ob.index;
+	if (readonly)
+		*readonly = (v->flags & PICKLE_F_READONLY) != 0;
 	return 0;
 }
 

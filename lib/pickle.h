@@ -25,6 +25,35 @@ enum {
  * are inlined into its loop. Only pickle.c changes it otherwise.
  */
 struct pickle_frame;
+
+/*
+ * Out-of-band buffers (pickle protocol 5, PEP 574), for the transport.
+ *
+ * Where a writer's out-of-band copies and reservations are made. alloc:
+ * memory for len bytes and *tag (NULL: the writer falls back to its own
+ * malloc); drop: give back a block the writer allocated and nobody took.
+ */
+struct mproc__oob_ops {
+	void *(*alloc)(void *ctx, size_t len, uint64_t *tag);
+	void (*drop)(void *ctx, void *p, size_t len, uint64_t tag);
+	void *ctx;
+};
+
+enum {
+	MPROC__OOB_READONLY = 1, /* READONLY_BUFFER followed NEXT_BUFFER */
+	MPROC__OOB_OPS = 2,      /* from ops->alloc, tag valid */
+	MPROC__OOB_MALLOC = 4,   /* the writer's malloc */
+};
+/* Neither OPS nor MALLOC: a reference to the caller's memory. */
+
+/* One out-of-band buffer of the value being written, in NEXT_BUFFER order. */
+struct mproc__oob_buf {
+	const void *data;
+	size_t len;
+	uint64_t tag;
+	unsigned flags; /* MPROC__OOB_* */
+};
+
 struct mproc_writer {
 	struct mproc__buf own;
 	struct mproc__buf *b;  /* &own, or the attached buffer */
@@ -37,11 +66,29 @@ struct mproc_writer {
 	unsigned depth;
 	unsigned fcap;
 	struct pickle_frame *frames;
+	/* Out-of-band buffers written since the value began: oob[0..noob),
+	 * and the same as the public struct in pub[0..noob) (what
+	 * mproc_writer_buffers() hands out). Empty on the hot path. */
+	size_t noob;
+	size_t oobcap;
+	struct mproc__oob_buf *oob;
+	struct mproc_buffer *pub;
+	/* mproc_write_bytes() of at least this many bytes goes out of band;
+	 * SIZE_MAX: never (a threshold of 0). */
+	size_t oob_min;
+	struct mproc__oob_ops ops; /* alloc NULL: malloc */
 };
 
-/* Start a new value at b->len: state cleared, PROTO written. */
+/* Drop the out-of-band buffers written so far (free the writer's copies,
+ * give the ops' blocks back). The slow half of a restart. */
+void mproc__writer_oob_drop(struct mproc_writer *w);
+
+/* Start a new value at b->len: state cleared, PROTO written, untaken
+ * out-of-band buffers dropped. */
 static inline void mproc__writer_restart(struct mproc_writer *w)
 {
+	if (__builtin_expect(w->noob != 0, 0))
+		mproc__writer_oob_drop(w);
 	struct mproc__buf *b = w->b;
 	w->err = 0;
 	w->top_type = -1;
@@ -101,6 +148,41 @@ static inline int mproc__writer_end_result(struct mproc_writer *w)
 	return mproc__writer_end(w);
 }
 
+/*
+ * Where the writer's out-of-band copies and reservations are made (NULL:
+ * its own malloc). Buffers still in the list are dropped first, with the
+ * ops that made them. `ops` is copied.
+ */
+void mproc__writer_set_oob(struct mproc_writer *w,
+                           const struct mproc__oob_ops *ops);
+
+/*
+ * The out-of-band buffers written since the value began (attach, restart,
+ * reset), in NEXT_BUFFER order. After mproc__writer_end() (or _end_result,
+ * or mproc_writer_finish()) they are the value's, until taken or until the
+ * next restart drops them. mproc__writer_end() that fails drops them.
+ */
+static inline size_t mproc__writer_oob_count(const struct mproc_writer *w)
+{
+	return w->noob;
+}
+
+static inline const struct mproc__oob_buf *
+mproc__writer_oob(const struct mproc_writer *w)
+{
+	return w->oob;
+}
+
+/*
+ * The caller takes the buffers: the list empties and the writer will
+ * neither drop nor free them (the caller now frees MALLOC ones with free()
+ * and gives OPS ones back itself; references stay the writer's caller's).
+ */
+static inline void mproc__writer_oob_take(struct mproc_writer *w)
+{
+	w->noob = 0;
+}
+
 /* True when mproc_raise() was the last thing done on w (since attach/reset). */
 static inline bool mproc__writer_raised(const struct mproc_writer *w)
 {
@@ -122,6 +204,12 @@ int mproc__writer_top_type(const struct mproc_writer *w);
 int mproc__decode_keep(struct mproc_decoder *d, const void *buf, size_t len,
                        const struct mproc_value **out);
 void mproc__decoder_reset(struct mproc_decoder *d);
+
+/* mproc__decode_keep() with out-of-band buffers, as mproc_decode_buffers()
+ * takes them: bufs[i].data must outlive the trees. */
+int mproc__decode_keep_buffers(struct mproc_decoder *d, const void *buf,
+                               size_t len, const struct mproc_buffer *bufs,
+                               size_t nbufs, const struct mproc_value **out);
 
 /*
  * The shared node of a message that is just None, True, False or an int

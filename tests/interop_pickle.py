@@ -14,6 +14,15 @@ Usage: interop_pickle.py PATH/TO/pickle_roundtrip [COUNT]
    in their __builtin__ and builtins spellings), with no PROTO and at each
    protocol 0-5: C must accept exactly what pickle.loads accepts and build
    the same value.
+5. Out-of-band buffers (protocol 5, PEP 574), both ways: what
+   pickle.dumps(..., buffer_callback=...) writes for PickleBuffers of bytes
+   and bytearray, nested in lists, dicts and tuples, decodes in C with its
+   buffers (each value from the buffer it names, read-only as Python
+   wrote it) and, re-encoded by C, loads in Python with the buffers C
+   lists; C's own buffers (copies, references, reservations, writable,
+   the threshold) load with pickle.loads(data, buffers=...); in-band
+   PickleBuffers (BYTEARRAY8) read as bytes; too few buffers fail on both
+   sides.
 
 Prints a TAP stream (one test per check group); exits nonzero on failure.
 Deterministic: a fixed seed.
@@ -305,14 +314,11 @@ def refused(tap, prog):
              "complex"),
         ]
     cases += [
-        (pickle.dumps(bytearray(b"ab"), 5), "BYTEARRAY8", 5, "bytearray"),
+        # BYTEARRAY8 reads as bytes (section 5); protocol 2 writes a call
         (pickle.dumps(bytearray(b"ab"), 2), "GLOBAL", 2, "bytearray"),
         (pickle.dumps([1, "a"], 0), "LIST", 0, "protocol 0"),
         (pickle.dumps(1, 0), "INT", 0, "protocol 0 int"),
         (pickle.dumps(3.5, 1), None, 1, "protocol 1 float (BINFLOAT ok)"),
-        (pickle.dumps(pickle.PickleBuffer(b"ab"), 5,
-                      buffer_callback=lambda b: False),
-         "NEXT_BUFFER", 5, "out-of-band buffer"),
         (b"\x80\x04\x82\x01.", "EXT1", 4, "EXT1"),
         (b"\x80\x04N\x81.", "NEWOBJ", 4, "NEWOBJ"),
         (b"\x80\x02Pabc\n.", "PERSID", 2, "PERSID"),
@@ -392,6 +398,256 @@ def global_names_by_protocol(tap, prog):
               "\n".join(bad[:10]))
 
 
+# ---- out-of-band buffers -------------------------------------------------
+
+PB = pickle.PickleBuffer
+
+
+def bundle(bufs, data):
+    """A pickle with its buffers, as pickle_roundtrip --buffers reads it:
+    bufs is a list of (bytes, readonly)."""
+    out = [struct.pack("<I", len(bufs))]
+    for b, ro in bufs:
+        out.append(struct.pack("<BI", 1 if ro else 0, len(b)) + b)
+    out.append(data)
+    return b"".join(out)
+
+
+def unbundle(body):
+    """A 'B' frame: C's listing [(index, readonly)], its buffers
+    [(bytes, readonly)] and the pickle."""
+    (nl,) = struct.unpack_from("<I", body, 0)
+    i = 4
+    listing = []
+    for _ in range(nl):
+        idx, ro = struct.unpack_from("<IB", body, i)
+        listing.append((idx, bool(ro)))
+        i += 5
+    (nb,) = struct.unpack_from("<I", body, i)
+    i += 4
+    bufs = []
+    for _ in range(nb):
+        ro, n = struct.unpack_from("<BI", body, i)
+        i += 5
+        bufs.append((body[i:i + n], bool(ro)))
+        i += n
+    return listing, bufs, body[i:]
+
+
+def py_buffers(bufs):
+    """What the receiver passes to pickle.loads: every buffer as a writable
+    bytearray, so that what loads shows the pickle's opcodes alone: a
+    read-only memoryview where READONLY_BUFFER followed NEXT_BUFFER, the
+    bytearray itself where it did not."""
+    return [bytearray(b) for b, _ in bufs]
+
+
+def flat(x):
+    """x with every buffer-like leaf as ('buf', bytes, readonly) and bytes
+    as ('bytes', bytes): what PickleBuffers and loaded buffers compare as."""
+    if isinstance(x, PB):
+        m = x.raw()
+        return ("buf", bytes(m), m.readonly)
+    if isinstance(x, (bytearray, memoryview)):
+        m = memoryview(x)
+        return ("buf", bytes(m), m.readonly)
+    if isinstance(x, bytes):
+        return ("bytes", x)
+    if isinstance(x, list):
+        return [flat(y) for y in x]
+    if isinstance(x, tuple):
+        return tuple(flat(y) for y in x)
+    if isinstance(x, dict):
+        return [(flat(k), flat(v)) for k, v in x.items()]
+    return x
+
+
+def inband(x):
+    """flat(x) as it comes back in band: every buffer is plain bytes."""
+    if isinstance(x, tuple) and x and x[0] == "buf":
+        return ("bytes", x[1])
+    if isinstance(x, list):
+        return [inband(y) for y in x]
+    if isinstance(x, tuple):
+        return tuple(inband(y) for y in x)
+    return x
+
+
+def pb_values(r, depth, n_items):
+    """Seeded values holding PickleBuffers of bytes and of bytearray."""
+    def leaf():
+        k = r.randrange(6)
+        n = r.choice([0, 1, 7, 300, 70000])
+        data = bytes(r.randrange(256) for _ in range(min(n, 64))) * \
+            (n // 64 + 1)
+        data = data[:n]
+        if k == 0:
+            return PB(data)
+        if k == 1:
+            return PB(bytearray(data))
+        if k == 2:
+            return data
+        if k == 3:
+            return r.randrange(-2**40, 2**40)
+        if k == 4:
+            return "s%d" % r.randrange(100)
+        return None
+
+    def value(d):
+        if d <= 0 or r.random() < 0.3:
+            return leaf()
+        k = r.randrange(3)
+        items = [value(d - 1) for _ in range(r.randrange(0, n_items))]
+        if k == 0:
+            return items
+        if k == 1:
+            return tuple(items)
+        return {"k%d" % i: v for i, v in enumerate(items)}
+    return [value(depth) for _ in range(200)]
+
+
+def buffers_python_to_c(tap, prog):
+    r = random.Random(SEED + 5)
+    values = pb_values(r, 4, 5)
+    # the shapes the brief names, whatever the seed does
+    values += [PB(b"x"), PB(bytearray(b"y")), [PB(b"a"), PB(bytearray(b"b"))],
+               {"k": PB(bytearray(b"zzz")), "j": (PB(b""),)},
+               (PB(b"t" * 100000), [{"deep": PB(bytearray(b"d" * 10))}])]
+    cases = []
+    for v in values:
+        bufs = []
+        data = pickle.dumps(v, protocol=5, buffer_callback=bufs.append)
+        cases.append((v, [(bytes(b.raw()), b.raw().readonly) for b in bufs],
+                      data))
+    total = sum(len(b) for _, b, _ in cases)
+    for proto in (5, 4):
+        # given writable: C must take readonly-ness from READONLY_BUFFER
+        out = run(prog, ["--buffers", str(proto)],
+                  [bundle([(x, False) for x, _ in b], d)
+                   for _, b, d in cases])
+        bad = []
+        for (v, bufs, data), (st, body) in zip(cases, out):
+            if st != b"B":
+                bad.append("%s: %s" % (short(v), body.decode(errors="replace")))
+                continue
+            listing, cbufs, cdata = unbundle(body)
+            # C saw each buffer once, in order, read-only as Python wrote it
+            want_listing = [(i, ro) for i, (_, ro) in enumerate(bufs)]
+            if listing != want_listing:
+                bad.append("%s: C listed %r, want %r"
+                           % (short(v), listing, want_listing))
+            got = pickle.loads(cdata, buffers=py_buffers(cbufs))
+            if proto == 5:
+                # re-emitted by reference: the same buffers, the same flags
+                if cbufs != bufs:
+                    bad.append("%s: C's buffers differ" % short(v))
+                if flat(got) != flat(v):
+                    bad.append("%s\n  came back as %s"
+                               % (short(flat(v)), short(flat(got))))
+            else:
+                if cbufs:
+                    bad.append("%s: protocol 4 wrote buffers" % short(v))
+                if flat(got) != inband(flat(v)):
+                    bad.append("%s\n  came back as %s"
+                               % (short(flat(v)), short(flat(got))))
+        tap.check(len(out) == len(cases) and not bad,
+                  "buffer_callback pickles of %d values (%d buffers) decode "
+                  "in C; re-encoded at protocol %d they load in Python"
+                  % (len(cases), total, proto), "\n".join(bad[:5]))
+
+
+def buffers_in_band(tap, prog):
+    """PickleBuffer without a buffer_callback: bytes in band, a bytearray
+    as BYTEARRAY8; both read as bytes."""
+    values = [PB(b"ro"), PB(bytearray(b"rw")), bytearray(b"plain"),
+              [PB(bytearray(b"x" * 300)), {"k": bytearray(70000)}],
+              (bytearray(),)]
+    frames = [pickle.dumps(v, protocol=5) for v in values]
+    out = run(prog, [], frames)
+    bad = []
+    for v, f, (st, body) in zip(values, frames, out):
+        if st != b"P":
+            bad.append("%s: %s" % (short(v), body.decode(errors="replace")))
+            continue
+        got = pickle.loads(body)
+        if flat(got) != inband(flat(v)):
+            bad.append("%s came back as %s" % (short(v), short(got)))
+    tap.check(len(out) == len(values) and not bad and
+              any(b"\x96" in f for f in frames),
+              "in-band PickleBuffer and bytearray (BYTEARRAY8) read as "
+              "bytes", "\n".join(bad))
+
+
+REF = b"a reference to the caller's bytes"
+C_BUFFERS = [
+    [("buf", b"copied, then overwritten", True),
+     ("buf", b"copied, then overwritten", False),
+     ("buf", REF, True), ("buf", REF[:5], False),
+     ("buf", bytes((i * 7) & 0xff for i in range(1000)), True),
+     ("buf", b"", True), ("bytes", b"in band")],
+    [(("bytes", b"t"), (1, ("buf", b"xyz", True))),
+     (("bytes", b"key"), [("buf", b"w", False)])],
+    [(("bytes", b"T" * 5000), ("buf", b"T" * 5000, True)),
+     (("bytes", b"T" * 999), ("buf", b"T" * 1000, True))],
+]
+# b_nested's first key is the str "t"
+C_BUFFERS[1][0] = ("t", C_BUFFERS[1][0][1])
+C_BUFFER_COUNTS = [6, 2, 2]
+
+
+def buffers_c_to_python(tap, prog):
+    out = run(prog, ["--write-buffers"], [])
+    tap.check(len(out) == len(C_BUFFERS), "C wrote %d values with buffers"
+              % len(C_BUFFERS))
+    for i, (want, (st, body)) in enumerate(zip(C_BUFFERS, out)):
+        if st != b"B":
+            tap.check(False, "C-written value %d with buffers" % i,
+                      body.decode(errors="replace"))
+            continue
+        _, bufs, data = unbundle(body)
+        got = pickle.loads(data, buffers=py_buffers(bufs))
+        ok = flat(got) == want and len(bufs) == C_BUFFER_COUNTS[i]
+        # what Python sees: a read-only buffer is a read-only memoryview
+        # (READONLY_BUFFER), a writable one the bytearray given
+        tap.check(ok, "C-written value %d loads with its %d buffers in "
+                  "Python (readonly flags as written)" % (i, len(bufs)),
+                  "%s\n  vs %s" % (short(flat(got)), short(want)))
+        # Python without buffers, or with too few, fails as C does
+        for given in (None, [b for b, _ in bufs][:-1]):
+            try:
+                pickle.loads(data, buffers=given)
+                py = "loads"
+            except pickle.UnpicklingError as e:
+                py = str(e)
+            tap.check("out-of-band" in py, "value %d with %s buffers: "
+                      "Python refuses (%s)" % (i, "no" if given is None
+                                               else "too few", py))
+    # and C refuses the same
+    _, bufs, data = unbundle(out[0][1])
+    back = run(prog, ["--buffers", "5"],
+               [bundle(bufs[:-1], data), bundle([], data)])
+    tap.check(all(st == b"E" and b"MPROC_EPICKLE_BUFFERS" in body and
+                  b"NEXT_BUFFER (0x97) at offset" in body
+                  for st, body in back),
+              "C with too few buffers: MPROC_EPICKLE_BUFFERS, named",
+              repr(back))
+    back = run(prog, [], [data])
+    tap.check(len(back) == 1 and back[0][0] == b"E" and
+              b"MPROC_EPICKLE_BUFFERS" in back[0][1] and
+              b"none were given" in back[0][1],
+              "mproc_decode of a pickle with buffers: MPROC_EPICKLE_BUFFERS",
+              repr(back))
+    # Python's pickler refuses PickleBuffer below protocol 5, as C's
+    # protocol 4 writer does (test_pickle_oob.c)
+    try:
+        pickle.dumps(PB(b"x"), protocol=4)
+        py = "dumps"
+    except pickle.PicklingError as e:
+        py = str(e)
+    tap.check("protocol >= 5" in py, "Python refuses a PickleBuffer at "
+              "protocol 4 too (%s)" % py)
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -404,6 +660,9 @@ def main():
     c_written(tap, prog)
     refused(tap, prog)
     global_names_by_protocol(tap, prog)
+    buffers_python_to_c(tap, prog)
+    buffers_in_band(tap, prog)
+    buffers_c_to_python(tap, prog)
     print("1..%d" % tap.n)
     return 1 if tap.failed else 0
 
