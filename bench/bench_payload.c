@@ -19,7 +19,8 @@
  * 0), the way a C program hands over memory it keeps alive (as Python's
  * ThreadPool hands over a reference); the contenders are then named
  * processes-ref and threads-ref. --ref needs an mproc that has
- * mproc_write_buffer (meson probes the header: MPROC_BENCH_HAVE_BUFFER).
+ * mproc_write_buffer: its header defines MPROC_BUFFER_COPY, which this
+ * file tests, so that it builds against an older mproc too.
  *
  * The anchors: memcpy copies the payload once between two buffers that are
  * already faulted in (the same for both tasks); pipe writes it to a child
@@ -103,7 +104,7 @@ static int gen_next(void *cookie, size_t index, struct mproc_writer *w)
 	size_t n = *(const size_t *)cookie;
 	if (index >= n)
 		return 0;
-#ifdef MPROC_BENCH_HAVE_BUFFER
+#ifdef MPROC_BUFFER_COPY
 	int rc = by_ref ? mproc_write_buffer(w, payload, payload_len, 0)
 	                : mproc_write_bytes(w, payload, payload_len);
 #else
@@ -144,6 +145,12 @@ static int pool_run(struct mproc_pool *p, enum task t, size_t n)
 		return rc;
 	while ((rc = mproc_iter_next(it, -1, &r)) == 1) {
 		if (!result_ok(r, t)) {
+			if (r->status == MPROC_RAISED && r->error)
+				fprintf(stderr, "bench_payload: task %zu: %s: %s\n",
+				        r->index, r->error->type, r->error->msg);
+			else if (r->status != MPROC_OK)
+				fprintf(stderr, "bench_payload: task %zu: %s\n",
+				        r->index, mproc_status_name(r->status));
 			rc = r->status == MPROC_OK ? -EPROTO : MPROC_ERAISED;
 			break;
 		}
@@ -453,7 +460,7 @@ int main(int argc, char *argv[], char *envp[])
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--ref")) {
-#ifdef MPROC_BENCH_HAVE_BUFFER
+#ifdef MPROC_BUFFER_COPY
 			by_ref = true;
 			continue;
 #else

@@ -110,7 +110,7 @@ def measure(cmd, task, size):
         f = line.split()
         if p.returncode == 0 and len(f) == 6 and f[4] == "us":
             return float(f[3]), int(f[5])
-    why = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+    why = " / ".join(p.stderr.strip().splitlines())[:400] or f"exit status {p.returncode}"
     return None, why
 
 
