@@ -47,6 +47,16 @@ def main():
             with open(os.path.join(out, "p%d-%s.pickle" % (proto, name)),
                       "wb") as f:
                 f.write(pickle.dumps(value, proto))
+    # Out-of-band buffers (the fuzzer decodes every input with a few
+    # buffers too) and in-band PickleBuffers (BYTEARRAY8).
+    PB = pickle.PickleBuffer
+    oob = {"buffers": [PB(b"ro"), {"k": PB(bytearray(b"rw"))}, (PB(b""),)],
+           "buffers-memo": [shared, PB(b"x"), shared],
+           "bytearray": [PB(bytearray(b"in band")), bytearray(300)]}
+    for name, value in oob.items():
+        with open(os.path.join(out, "p5-%s.pickle" % name), "wb") as f:
+            f.write(pickle.dumps(value, 5, buffer_callback=(
+                None if name == "bytearray" else lambda b: False)))
     for proto in (2, 4):
         refused = {"instance": Thing(), "global": os.system,
                    "ordereddict": collections.OrderedDict(a=1)}
