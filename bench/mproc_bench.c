@@ -42,9 +42,14 @@
  *             time.perf_counter_ns() for the same wall duration (the
  *             argument is the duration): in a ThreadPool that includes
  *             time spent waiting for the GIL.
- *   payload   the argument is bytes of the chosen size (8 B to 1 MiB); the
- *             task returns bytes of the same size (mproc and Python echo
- *             the argument; serial and pthread-min copy it into a buffer).
+ *   payload   (echo) the argument is bytes of the chosen size (8 B to
+ *             16 MiB) and the task returns it: mproc_write_value(ret, arg)
+ *             in mproc, `return b` in Python (ThreadPool hands back the
+ *             reference; mproc re-emits the value, by reference where the
+ *             pool moves big bytes out of band); serial and pthread-min,
+ *             on raw values, copy it into a buffer once.
+ *   len       the same argument; the task returns its length as an int
+ *             (serial and pthread-min: the length, nothing copied).
  *   sleep     (sched) sleeps for its argument in ms (nanosleep; Python's
  *             time.sleep), so that the CPU count does not matter.
  *
@@ -53,7 +58,9 @@
  *   empty      empty task, imap, chunksize 1 and 64.
  *   spin       spin task, imap, 100 ns .. 10 ms at chunksize 1, and at
  *              64 up to the spin where 4 chunks a worker take 0.6 s.
- *   payload    payload task, imap, chunksize 1, 8 B .. 1 MiB.
+ *   payload    payload (echo) task, imap, chunksize 1, 8 B .. 16 MiB.
+ *   payload-len  len task, imap, chunksize 1, 1 KiB, 64 KiB, 1 MiB, 16 MiB
+ *              (the sizes of bench/bench_payload.c, docs/payloads.md).
  *   chunksize  empty task, imap, chunksize 1 .. 1024.
  *   startup    open a pool of 1 .. 64 workers, one apply, close, join
  *              (no serial: the speedup column is empty).
@@ -181,8 +188,9 @@ static bool failed[B_COUNT];
 
 /* ---- points ------------------------------------------------------------- */
 
-enum task { T_EMPTY, T_SPIN, T_PAYLOAD, T_SLEEP };
-static const char *const task_name[] = {"empty", "spin", "payload", "sleep"};
+enum task { T_EMPTY, T_SPIN, T_PAYLOAD, T_SLEEP, T_LEN };
+static const char *const task_name[] = {"empty", "spin", "payload", "sleep",
+                                        "len"};
 
 enum api { API_IMAP, API_IMAP_UNORDERED, API_MAP, API_APPLY_ASYNC };
 static const char *const api_name[] = {"imap", "imap_unordered", "map",
@@ -192,6 +200,7 @@ enum series {
 	S_EMPTY,
 	S_SPIN,
 	S_PAYLOAD,
+	S_PAYLOAD_LEN,
 	S_CHUNKSIZE,
 	S_STARTUP,
 	S_API,
@@ -199,7 +208,8 @@ enum series {
 	S_COUNT,
 };
 static const char *const series_name[S_COUNT] = {
-	"empty", "spin", "payload", "chunksize", "startup", "api", "sched",
+	"empty", "spin", "payload", "payload-len", "chunksize", "startup",
+	"api", "sched",
 };
 
 struct stat3 {
@@ -339,7 +349,7 @@ static void describe(const struct point *pt, char *out, size_t len)
 	}
 	if (pt->task == T_SPIN)
 		fmt_ns(a, sizeof a, pt->task_ns);
-	else if (pt->task == T_PAYLOAD)
+	else if (pt->task == T_PAYLOAD || pt->task == T_LEN)
 		fmt_size(a, sizeof a, pt->payload);
 	else
 		snprintf(a, sizeof a, "task");
@@ -421,6 +431,8 @@ __attribute__((noinline)) uint64_t bench_work(const struct pm_job *job,
 	case T_PAYLOAD:
 		memcpy(scratch, job->buf, job->len);
 		return scratch[job->len - 1];
+	case T_LEN:
+		return job->len;
 	case T_SLEEP: {
 		int64_t ms = job->ms[index];
 		struct timespec ts = {.tv_sec = ms / 1000,
@@ -454,15 +466,22 @@ static int task_spin(const struct mproc_value *arg, struct mproc_writer *ret)
 	return 0;
 }
 
+/* echo: the argument, re-emitted (by reference where the codec moves
+ * big bytes out of band). */
 static int task_payload(const struct mproc_value *arg,
                         struct mproc_writer *ret)
+{
+	return mproc_write_value(ret, arg);
+}
+
+static int task_len(const struct mproc_value *arg, struct mproc_writer *ret)
 {
 	const void *p;
 	size_t len;
 	int rc = mproc_value_bytes(arg, &p, &len);
 	if (rc < 0)
 		return rc;
-	return mproc_write_bytes(ret, p, len);
+	return mproc_write_int(ret, (int64_t)len);
 }
 
 static int task_pid(const struct mproc_value *arg, struct mproc_writer *ret)
@@ -473,12 +492,15 @@ static int task_pid(const struct mproc_value *arg, struct mproc_writer *ret)
 
 static mproc_task_fn task_fn(enum task t)
 {
-	return t == T_SPIN ? task_spin : t == T_PAYLOAD ? task_payload
-	                                                : task_empty;
+	return t == T_SPIN      ? task_spin
+	       : t == T_PAYLOAD ? task_payload
+	       : t == T_LEN     ? task_len
+	                        : task_empty;
 }
 
 /* ---- the run of one point on one backend -------------------------------- */
 
+#define PAYLOAD_MAX ((size_t)16 << 20) /* the largest payload */
 static unsigned char *payload_buf;  /* the argument of payload tasks */
 static unsigned char *serial_out;   /* where serial copies it */
 
@@ -550,6 +572,7 @@ static int gen_next(void *cookie, size_t index, struct mproc_writer *w)
 		rc = mproc_write_int(w, g->iters);
 		break;
 	case T_PAYLOAD:
+	case T_LEN:
 		rc = mproc_write_bytes(w, payload_buf, g->pt->payload);
 		break;
 	default:
@@ -967,8 +990,10 @@ static void build_points(const bool *want)
 	};
 	static const uint64_t spins_quick[] = {1000, 10000, 100000, 1000000};
 	static const size_t sizes_full[] = {
-		8, 64, 512, 4096, 32768, 262144, 1048576,
+		8, 64, 512, 1024, 4096, 32768, 65536, 262144, 1048576,
+		16777216,
 	};
+	static const size_t sizes_len[] = {1024, 65536, 1048576, 16777216};
 	static const size_t chunks_full[] = {1, 4, 16, 64, 256, 1024};
 	static const unsigned startup_full[] = {1, 2, 4, 8, 16, 32, 64};
 
@@ -998,6 +1023,10 @@ static void build_points(const bool *want)
 			add_point(S_PAYLOAD, T_PAYLOAD, API_IMAP, 1, 0,
 			          sizes_full[i], w, false);
 	}
+	if (want[S_PAYLOAD_LEN] && !quick)
+		for (size_t i = 0; i < sizeof sizes_len / sizeof *sizes_len; i++)
+			add_point(S_PAYLOAD_LEN, T_LEN, API_IMAP, 1, 0,
+			          sizes_len[i], w, false);
 	if (want[S_CHUNKSIZE] && !quick)
 		for (size_t i = 0; i < sizeof chunks_full / sizeof *chunks_full;
 		     i++)
@@ -1256,7 +1285,7 @@ static void point_cells(const struct point *pt, char *task, size_t tlen,
 		fmt_ns(task, tlen, pt->task_ns);
 	else
 		snprintf(task, tlen, "%s", task_name[pt->task]);
-	if (pt->task == T_PAYLOAD)
+	if (pt->task == T_PAYLOAD || pt->task == T_LEN)
 		fmt_size(pay, plen, pt->payload);
 	else
 		snprintf(pay, plen, "-");
@@ -1273,7 +1302,7 @@ static void print_table(void)
 	       "speedup = serial median / backend median; spin calibrated at "
 	       "%.3f iterations/ns\n\n",
 	       repeat, spin_per_ns);
-	printf("%-9s %-14s %3s %5s %6s %7s %8s  %-13s %9s %9s %9s %9s %8s "
+	printf("%-11s %-14s %3s %5s %6s %7s %8s  %-13s %9s %9s %9s %9s %8s "
 	       "%8s\n",
 	       "workload", "api", "w", "cs", "task", "payload", "n", "backend",
 	       "median", "min", "max", "us/task", "tasks/s", "speedup");
@@ -1292,7 +1321,7 @@ static void print_table(void)
 				putchar('\n');
 			first = false;
 			rows = true;
-			printf("%-9s %-14s %3u %5zu %6s %7s %8zu  %-13s",
+			printf("%-11s %-14s %3u %5zu %6s %7s %8zu  %-13s",
 			       series_name[pt->series],
 			       pt->startup ? "apply" : api_name[pt->api],
 			       pt->workers, pt->chunksize, task, pay, pt->n,
@@ -1663,9 +1692,9 @@ static void usage(FILE *f)
 	        "                     threads, processes, py-pool, "
 	        "py-threadpool\n"
 	        "                     (serial always runs: speedups need it)\n"
-	        "  --workload LIST    empty, spin, payload, chunksize, "
-	        "startup, api,\n"
-	        "                     sched (default: all)\n"
+	        "  --workload LIST    empty, spin, payload, payload-len, "
+	        "chunksize,\n"
+	        "                     startup, api, sched (default: all)\n"
 	        "  --csv FILE         write every point as CSV\n"
 	        "  --plot FILE        draw speedup against task duration with "
 	        "gnuplot;\n"
@@ -1852,13 +1881,14 @@ int main(int argc, char *argv[], char *envp[])
 	progress_on = isatty(STDERR_FILENO);
 	signal(SIGPIPE, SIG_IGN);
 
-	payload_buf = malloc(1u << 20);
-	serial_out = malloc(1u << 20);
+	payload_buf = malloc(PAYLOAD_MAX);
+	serial_out = malloc(PAYLOAD_MAX);
 	if (!payload_buf || !serial_out) {
 		notice("out of memory");
 		return 1;
 	}
-	memset(payload_buf, 0xa5, 1u << 20);
+	memset(payload_buf, 0xa5, PAYLOAD_MAX);
+	memset(serial_out, 0, PAYLOAD_MAX);
 	for (int k = 0; k < 2; k++)
 		if (sched_scenario_make(&scen[k], sched_scenario_names[k]) < 0) {
 			notice("out of memory");

@@ -25,9 +25,10 @@ submission.
 
 The spin task busy-waits on time.perf_counter_ns() for task_ns of wall
 time: Python cannot run the C spin loop at the same cost. The empty task
-returns None; the payload task returns a copy of its bytes argument (one
-copy, as the C backends make: returning the argument itself would let a
-ThreadPool skip the copy).
+returns None; the payload task (echo) returns its bytes argument itself
+(a ThreadPool hands back the reference, as mproc's echo re-emits its
+argument, by reference where its pool moves big bytes out of band); the
+len task returns the argument's length.
 """
 import argparse
 import itertools
@@ -54,7 +55,11 @@ def spin(ns):
 
 
 def echo(b):
-    return memoryview(b).tobytes()
+    return b
+
+
+def length(b):
+    return len(b)
 
 
 class Point:
@@ -77,6 +82,10 @@ class Point:
             return spin, itertools.repeat(self.task_ns, n)
         if self.task == "payload":
             return echo, itertools.repeat(bytes(self.payload), n)
+        if self.task == "len":
+            return length, itertools.repeat(bytes(self.payload), n)
+        if self.task != "empty":
+            raise ValueError(f"unknown task {self.task}")
         return empty, range(n)
 
 

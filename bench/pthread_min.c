@@ -23,7 +23,7 @@
 
 #include "pthread_min.h"
 
-#define PM_SCRATCH ((size_t)1 << 20) /* the largest payload */
+#define PM_SCRATCH ((size_t)16 << 20) /* the largest payload */
 
 struct pm_pool {
 	pthread_mutex_t mu;
