@@ -273,23 +273,29 @@ static int server_spawn(struct mproc_process *p, mproc_task_fn fn,
 		rc = ctl;
 		goto out;
 	}
-	if (req.arg_in_memfd && (rc = mfd = server_arg_memfd(arg, arglen)) < 0)
-		goto out;
-	/* Registered before any other child is forked, so that none keeps
-	 * them (the server's own children close them in the server). */
+	/* Every one registered before another thread can fork, so that no
+	 * child keeps a copy (one of the exit pipe's write end would hold it
+	 * open); the server's own children close them in the server. */
 	mproc__fdreg_lock();
+	if (req.arg_in_memfd && (rc = mfd = server_arg_memfd(arg, arglen)) < 0) {
+		mproc__fdreg_unlock();
+		goto out;
+	}
 	if (pipe2(res, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0) {
 		rc = -errno;
 		mproc__fdreg_unlock();
 		goto out;
 	}
-	if ((rc = mproc__fdreg_reserve_locked(4)) < 0) {
+	if ((rc = mproc__fdreg_reserve_locked(5)) < 0) {
 		mproc__fdreg_unlock();
 		goto out;
 	}
 	(void)mproc__fdreg_add_locked(res[0]);
 	(void)mproc__fdreg_add_locked(res[1]);
 	(void)mproc__fdreg_add_locked(ex[0]);
+	(void)mproc__fdreg_add_locked(ex[1]);
+	if (mfd >= 0)
+		(void)mproc__fdreg_add_locked(mfd);
 	mproc__fdreg_unlock();
 	p->result_fd = res[0];
 	p->result_wr = res[1];
@@ -326,13 +332,20 @@ static int server_spawn(struct mproc_process *p, mproc_task_fn fn,
 	}
 out:
 	pthread_mutex_unlock(&server.mu);
+	/* res[0] and res[1] are unregistered only when pipe2 failed after
+	 * them (before the registry saw them), as is ex[] then. */
+	bool registered = p->server_fd >= 0;
 	for (int i = 0; i < 2; i++) {
 		if (res[i] >= 0)
 			close(res[i]);
-		if (ex[i] >= 0)
+		if (registered)
+			mproc__fdreg_close(&ex[i]);
+		else if (ex[i] >= 0)
 			close(ex[i]);
 	}
-	if (mfd >= 0)
+	if (registered)
+		mproc__fdreg_close(&mfd);
+	else if (mfd >= 0)
 		close(mfd);
 	free(msg);
 	return rc;
@@ -588,7 +601,16 @@ static void process_outcome(struct mproc_process *p, const siginfo_t *si)
  * reaped a child itself). */
 static bool server_outcome(struct mproc_process *p, bool block, siginfo_t *si)
 {
+	struct mproc__fs_exit e;
 	for (;;) {
+		/* Done once the whole of it is here (the server closes the
+		 * pipe after it, but a copy of its write end elsewhere must
+		 * not keep this waiting for the end of file). */
+		if (p->exit.len >= sizeof e) {
+			memcpy(&e, p->exit.data, sizeof e);
+			if (p->exit.len >= sizeof e + e.len)
+				break;
+		}
 		char tmp[PIPE_BUF + 64];
 		ssize_t n = read(p->server_fd, tmp, sizeof tmp);
 		if (n > 0) {
@@ -608,7 +630,6 @@ static bool server_outcome(struct mproc_process *p, bool block, siginfo_t *si)
 		}
 		break; /* end of file */
 	}
-	struct mproc__fs_exit e;
 	si->si_code = CLD_EXITED;
 	si->si_status = 255;
 	if (p->exit.len >= sizeof e) {

@@ -396,7 +396,14 @@ START_TEST(test_process_daemon_dies_with_its_program)
 	pid_t pid = (pid_t)int_of(r->value);
 	ck_assert_int_gt(pid, 0);
 	int st;
-	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	/* Under the fork server the daemon is the server's child: it is
+	 * this subreaper's once that server has seen its program end and
+	 * exited, a moment after the program. */
+	pid_t got;
+	for (int i = 0; (got = waitpid(pid, &st, 0)) < 0 && errno == ECHILD &&
+	                i < 2000; i++)
+		sleep_ms(5);
+	ck_assert_int_eq(got, pid);
 	ck_assert(WIFSIGNALED(st));
 	ck_assert_int_eq(WTERMSIG(st), SIGKILL);
 	mproc_process_free(p);
@@ -560,6 +567,55 @@ START_TEST(test_process_forkserver_children_start_from_the_server_copy)
 }
 END_TEST
 
+/* Processes started and joined from several threads at once: each
+ * thread gets its own children's results (with the fork server, the
+ * replies of one server socket never cross). */
+static void *start_from_thread(void *arg)
+{
+	intptr_t base = (intptr_t)arg, bad = 0;
+	struct mproc_process_opts o = opts();
+	struct mproc_writer *w;
+	if (mproc_writer_new(&w, 5) < 0)
+		return (void *)(intptr_t)1;
+	for (int i = 0; i < 15; i++) {
+		const void *pk;
+		size_t len;
+		struct mproc_process *p;
+		const struct mproc_result *r;
+		int64_t x = base * 100 + i, y = -1;
+		mproc_writer_reset(w);
+		if (mproc_write_int(w, x) < 0 ||
+		    mproc_writer_finish(w, &pk, &len) < 0 ||
+		    mproc_process_start(&p, t_square, pk, len, &o) < 0) {
+			bad++;
+			continue;
+		}
+		if (mproc_process_join(p, -1) < 0 ||
+		    mproc_process_result(p, &r) < 0 ||
+		    mproc_value_int(r->value, &y) < 0 || y != x * x)
+			bad++;
+		mproc_process_free(p);
+	}
+	mproc_writer_free(w);
+	return (void *)bad;
+}
+
+START_TEST(test_process_started_from_several_threads)
+{
+	enum { T = 4 };
+	pthread_t th[T];
+	for (intptr_t i = 0; i < T; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, start_from_thread,
+		                                (void *)i), 0);
+	for (int i = 0; i < T; i++) {
+		void *bad;
+		pthread_join(th[i], &bad);
+		ck_assert_int_eq((intptr_t)bad, 0);
+	}
+	ck_assert(no_children());
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("process");
@@ -581,6 +637,7 @@ int main(void)
 	tcase_add_test(tc, test_process_many_in_parallel);
 	tcase_add_test(tc, test_process_results_and_arguments_of_every_size);
 	tcase_add_test(tc, test_process_forkserver_children_start_from_the_server_copy);
+	tcase_add_test(tc, test_process_started_from_several_threads);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
