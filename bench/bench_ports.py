@@ -1,7 +1,8 @@
 """Python's multiprocessing on the work bench_ports.c measures: Queue
 put/get of small ints between two processes (throughput and one-way
 latency), a Pipe round trip, Lock acquire/release uncontended and
-contended, Process start+join. Fork start method, as mproc's.
+contended, Process start+join. Fork start method, as mproc's, and
+Process start+join again with the forkserver start method.
 Prints "name value unit" lines.  Usage: python3 bench_ports.py [--quick]"""
 import multiprocessing as mp
 import sys
@@ -101,6 +102,20 @@ def main():
         p.join()
     dt = time.perf_counter() - t0
     print(f"process_start_join_us {dt / N_PROC * 1e6:.1f} us")
+
+    # The forkserver start method: its server started (by a first Process)
+    # before the clock, as in bench_ports.c.
+    fs = mp.get_context("forkserver")
+    p = fs.Process(target=empty)
+    p.start()
+    p.join()
+    t0 = time.perf_counter()
+    for _ in range(N_PROC):
+        p = fs.Process(target=empty)
+        p.start()
+        p.join()
+    dt = time.perf_counter() - t0
+    print(f"process_forkserver_start_join_us {dt / N_PROC * 1e6:.1f} us")
 
 
 if __name__ == "__main__":

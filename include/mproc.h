@@ -1257,9 +1257,10 @@ MPROC_EXPORT void mproc_conn_free(struct mproc_conn *c);
 /*
  * A child process running one task function. Lifecycle:
  *  1. mproc_process_start(&p, fn, arg, arglen, &opts): Process(target,
- *     args).start() in one call. The child is a fork of the program: it
- *     inherits the connections, queues, locks and shared values made
- *     before, and closes the pools' descriptors. It runs fn(arg, ret) and
+ *     args).start() in one call. The child is a fork of the program (or,
+ *     with the fork server, of the program as it was when the server
+ *     started): it inherits the connections, queues, locks and shared
+ *     values made before, and closes the pools' descriptors. It runs fn(arg, ret) and
  *     ends with _exit(): exit status 0 when fn returned, 1 when it raised
  *     (Python's exitcode for an uncaught exception).
  *  2. mproc_process_join(p, timeout), mproc_process_is_alive(p),
@@ -1289,12 +1290,30 @@ struct mproc_process_opts {
 	 * that started it ends, however it ends (PR_SET_PDEATHSIG; Linux
 	 * ties that signal to the thread that forked, so on some kernels a
 	 * daemon started from another thread than the main one dies when
-	 * that thread ends). A child that is not a daemon outlives the
-	 * program unless it is joined or freed.
+	 * that thread ends; with the fork server, the death signal is tied
+	 * to the server, which ends a moment after the program). A child
+	 * that is not a daemon outlives the program unless it is joined or
+	 * freed.
 	 */
 	bool daemon;
-	/** MPROC_START_FORK (the default). MPROC_START_FORKSERVER is not
-	 *  available for processes yet: -ENOTSUP. */
+	/**
+	 * MPROC_START_FORK (the default): the child is a fork of the
+	 * program as it is now. MPROC_START_FORKSERVER (Python's
+	 * set_start_method('forkserver')): the child is forked by the
+	 * program's Process server, which the first such start forks from
+	 * the program as it is then, and which never starts a thread: the
+	 * child inherits none of the threads, nor the locks they hold, that
+	 * the program started since; nor anything else made since (make the
+	 * queues, connections, locks and values it uses before that first
+	 * start; `fn` must be code the program had then). The server reaps
+	 * its children and passes on their status, result and crash report,
+	 * so every call below works alike; it ends when the program ends
+	 * (its socket closes: no atexit handler), its daemons with it, while
+	 * other children go on. It is a child of the program ("mproc-forksrv"
+	 * in ps), as Python's is: a program that waits for every child
+	 * (waitpid(-1) until ECHILD) would wait for it too. A child of the
+	 * program that starts forkserver Processes has its own server.
+	 */
 	enum mproc_start_method start_method;
 	/** Decoder limits for the argument (in the child) and the result. */
 	struct mproc_limits limits;
@@ -1303,8 +1322,9 @@ struct mproc_process_opts {
 /*
  * Start a child running fn on `arg` (a complete pickle, or NULL for None;
  * the caller's, needed only during the call). `opts` NULL: defaults.
- * Returns 0 and *out; -EINVAL (NULL fn or out, bad options), -ENOTSUP
- * (fork server), -EAGAIN/-ENOMEM (fork), -EMFILE. Thread-safe.
+ * Returns 0 and *out; -EINVAL (NULL fn or out, bad options), -EAGAIN/
+ * -ENOMEM (fork), -EMFILE, -EPIPE (the fork server died: the next
+ * forkserver start forks a new one). Thread-safe.
  */
 MPROC_EXPORT int mproc_process_start(struct mproc_process **out,
                                      mproc_task_fn fn, const void *arg,
@@ -1338,7 +1358,8 @@ MPROC_EXPORT int mproc_process_sentinel(const struct mproc_process *p);
 /*
  * Process.exitcode: 0 and *code once the child has ended: its exit status,
  * or minus the signal that killed it (-9 for SIGKILL), as in Python; 255
- * when the program itself reaped it (waitpid(-1)) and the status is lost.
+ * when the status is lost: the program itself reaped the child
+ * (waitpid(-1)), or the fork server died before it could say.
  * MPROC_ENOTREADY while it runs; -EINVAL.
  */
 MPROC_EXPORT int mproc_process_exitcode(struct mproc_process *p, int *code);

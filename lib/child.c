@@ -968,7 +968,7 @@ static _Noreturn void process_main(const struct mproc__process_plan *plan)
 		prctl(PR_SET_NAME, plan->name);
 
 	process_pid = getpid();
-	process_status = plan->status;
+	process_status = &plan->rec->status;
 	/* The parent loaded the unwinder before the fork (below): warming
 	 * it again here would only copy its pages. */
 	mproc__child_crash_handlers(process_on_crash, false);
@@ -1010,8 +1010,18 @@ static _Noreturn void process_main(const struct mproc__process_plan *plan)
 			_exit(70);
 	}
 	char st = raised ? (char)MPROC_RAISED : (char)MPROC_OK;
-	process_write_all(plan->result_fd, &st, 1);
-	process_write_all(plan->result_fd, data, len);
+	struct mproc__process_rec *rec = plan->rec;
+	if (len < MPROC__PROCESS_RESULT_MAX) {
+		/* Small: into the shared record, and the parent wakes once, at
+		 * the exit. */
+		rec->result[0] = (unsigned char)st;
+		memcpy(rec->result + 1, data, len);
+		atomic_store_explicit(&rec->result_len, (uint32_t)len + 1,
+		                      memory_order_release);
+	} else {
+		process_write_all(plan->result_fd, &st, 1);
+		process_write_all(plan->result_fd, data, len);
+	}
 	_exit(raised ? 1 : 0);
 }
 

@@ -91,6 +91,26 @@ void mproc__child_crash_record(struct mproc__status *st, int sig,
 void mproc__child_crash_handlers(void (*handler)(int, siginfo_t *, void *),
                                  bool warm);
 
+/*
+ * A Process's record, in memory shared with the process that reads its
+ * outcome (the program, or with the fork server the server, which passes
+ * it on): the crash record, and the result when it is small enough to
+ * skip the result pipe (one wakeup of the parent at the child's exit
+ * instead of one for the data and one for the exit).
+ */
+#define MPROC__PROCESS_REC_SIZE 4096
+struct mproc__process_rec {
+	struct mproc__status status;
+	/* Bytes in result[] (a status byte, then the pickle), written before
+	 * the child exits; 0: the result, if any, is in the pipe. */
+	_Atomic uint32_t result_len;
+	unsigned char result[];
+};
+/* Room for the result: what a record holds less 64 bytes, so that the
+ * fork server passes a record on in one write of at most PIPE_BUF. */
+#define MPROC__PROCESS_RESULT_MAX \
+	(MPROC__PROCESS_REC_SIZE - sizeof(struct mproc__process_rec) - 64)
+
 /* What a Process's child needs, prepared before fork (process.c). */
 struct mproc__process_plan {
 	mproc_task_fn fn;
@@ -99,7 +119,7 @@ struct mproc__process_plan {
 	int result_fd;            /* write end of its result pipe */
 	const int *close_fds;     /* the pools' descriptors, its read end */
 	size_t nclose;
-	struct mproc__status *status; /* shared: its crash record */
+	struct mproc__process_rec *rec; /* shared: crash record, small result */
 	pid_t parent;
 	bool daemon;              /* dies with the thread that started it */
 	const char *name;         /* its title in ps */

@@ -6,6 +6,9 @@
  * children) and reports how each ended (fsproto.h). When the manager
  * closes its end, or dies, it kills what is left (its workers armed their
  * death signal on it, so they go with it too), reaps it and exits.
+ * The program's Process server (nworkers 0) forks Processes instead
+ * (server_process.c) and, when the program goes, exits at once: its
+ * daemons die with it (their death signal), the others go on.
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,6 +30,8 @@ static void server_report_exits(int ctl, pid_t *kids, unsigned n)
 		siginfo_t si = {0};
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
 			return;
+		if (mproc__server_process_exited(&si))
+			continue;
 		for (unsigned i = 0; i < n; i++)
 			if (kids[i] == si.si_pid)
 				kids[i] = 0;
@@ -65,6 +70,10 @@ static pid_t server_spawn(const struct mproc__server_plan *sp, int sfd,
 	return rc == 0 ? pid : 0;
 }
 
+/* A Process's request: its fixed part and an argument sent inline. */
+static unsigned char server_payload[sizeof(struct mproc__fs_process) +
+                                    MPROC__FS_INLINE_ARG];
+
 static void server_main(const void *arg)
 {
 	const struct mproc__server_plan *sp = arg;
@@ -81,7 +90,7 @@ static void server_main(const void *arg)
 	sigprocmask(SIG_SETMASK, &chld, NULL);
 	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	prctl(PR_SET_NAME, "mproc-forksrv");
-	pid_t kids[sp->nworkers]; /* its workers, by slot; 0: none */
+	pid_t kids[sp->nworkers + 1]; /* its workers, by slot; 0: none */
 	for (unsigned i = 0; i < sp->nworkers; i++)
 		kids[i] = 0;
 
@@ -100,8 +109,14 @@ static void server_main(const void *arg)
 		if (!pfd[0].revents)
 			continue;
 		struct mproc__fs_msg m;
-		int fds[2] = {-1, -1}, nfds = 0;
-		int r = mproc__fs_recv(sp->ctl, &m, fds, &nfds);
+		int fds[MPROC__FS_MAXFDS], nfds = 0;
+		size_t len = 0;
+		int r = mproc__fs_recvv(sp->ctl, &m, server_payload,
+		                        sizeof server_payload, &len, fds, &nfds);
+		if (r == -EPROTO)
+			continue;
+		if (r <= 0 && !sp->nworkers)
+			_exit(0); /* Processes: daemons die with it, others go on */
 		if (r <= 0) {
 			/* The manager is done, or dead: end what is left (after a
 			 * join nothing is), reap it, then go. */
@@ -111,6 +126,12 @@ static void server_main(const void *arg)
 			while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
 				;
 			_exit(0);
+		}
+		if (m.type == MPROC__FS_PROCESS && !sp->nworkers) {
+			int own[2] = {sp->ctl, sfd};
+			mproc__server_process_spawn(sp->ctl, own, sfd >= 0 ? 2 : 1,
+			                            server_payload, len, fds, nfds);
+			continue;
 		}
 		if (m.type != MPROC__FS_SPAWN || nfds != 2 ||
 		    m.number >= sp->nworkers) {
