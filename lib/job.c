@@ -247,9 +247,11 @@ static int job_args_keep(struct mproc__job *job, size_t index,
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, d, (size_t)n * sizeof *copy);
+	/* What the pool holds: blocks, not bytes lent by the caller (threads)
+	 * nor bytes inside the record. */
 	size_t bytes = 0;
 	for (uint32_t i = 0; i < n; i++)
-		if (!(copy[i].flags & MPROC__OD_INLINE))
+		if (copy[i].tag)
 			bytes += (size_t)copy[i].len;
 	job->abuf[job->nabuf++] = (struct argbufs){index, bytes, n, copy};
 	job->arg_bytes += bytes;

@@ -878,14 +878,15 @@ static inline bool wr_at_key(const struct mproc_writer *w)
 	return w->depth && wr_needs_hash(&w->frames[w->depth - 1]);
 }
 
-enum { WR_REF, WR_COPY, WR_RESERVE };
+enum { WR_REF, WR_COPY, WR_RESERVE, WR_PRE };
 
 /*
  * One bytes value out of band: NEXT_BUFFER (READONLY_BUFFER too when
  * `readonly`), and the buffer joins the list, as a reference to p[0..len)
  * (WR_REF) or a block of the writer's, filled from p (WR_COPY) or left to
- * the caller at *res (WR_RESERVE). The caller checked the protocol and the
- * place (not a key).
+ * the caller at *res (WR_RESERVE), or a block the caller took from the ops
+ * and filled, *res, whose tag p points to (WR_PRE). The caller checked the
+ * protocol and the place (not a key).
  */
 static int wr_oob(struct mproc_writer *w, const void *p, size_t len,
                   bool readonly, int how, void **res)
@@ -900,7 +901,13 @@ static int wr_oob(struct mproc_writer *w, const void *p, size_t len,
 	const void *data = p;
 	if (how != WR_REF) {
 		void *q = wr_empty;
-		if (len) {
+		if (len && how == WR_PRE) {
+			/* Allocated by the caller from the ops: *res, its tag
+			 * in *(uint64_t *)p. */
+			q = *res;
+			tag = *(const uint64_t *)p;
+			flags |= MPROC__OOB_OPS;
+		} else if (len) {
 			q = w->ops.alloc ? w->ops.alloc(w->ops.ctx, len, &tag)
 			                 : NULL;
 			if (q) {
@@ -1000,6 +1007,20 @@ static __attribute__((noinline)) int wr_bytes_oob(struct mproc_writer *w,
 		return w->err;
 	if (wr_at_key(w))
 		return wr_blob(w, MPROC_BYTES, p, len);
+	if (w->ops.alloc && len) {
+		/* A transport's writer: out of band where the transport has
+		 * room, else in band (one copy, not a malloc and then another
+		 * into the record). */
+		uint64_t tag;
+		void *q = w->ops.alloc(w->ops.ctx, len, &tag);
+		if (!q)
+			return wr_blob(w, MPROC_BYTES, p, len);
+		memcpy(q, p, len);
+		int rc = wr_oob(w, &tag, len, true, WR_PRE, &q);
+		if (rc && w->ops.drop)
+			w->ops.drop(w->ops.ctx, q, len, tag);
+		return rc;
+	}
 	return wr_oob(w, p, len, true, WR_COPY, NULL);
 }
 
