@@ -356,8 +356,17 @@ MPROC_EXPORT int mproc_write_value(struct mproc_writer *w,
  * item: there the writer answers MPROC_EWRITER (a PickleBuffer is not
  * hashable). mproc_writer_reset(), mproc_raise() and every new value drop
  * the buffers written so far, freeing the writer's copies.
- * The pool does not carry buffers yet: a task's argument or return value
- * that holds one ends RAISED, UnpicklingError naming NEXT_BUFFER.
+ * In a pool (docs/payloads.md): an input's items and a task's return
+ * value may hold buffers, and the pool's own writers put bytes of at least
+ * `buffer_threshold` out of band by themselves. With processes they travel
+ * in shared memory: an input's buffer is copied there when the item is
+ * pulled (a lent one too), a task's are written there, and a task that
+ * returns its argument (mproc_write_value) names the argument's buffer, no
+ * copy. With threads they move by pointer: a buffer an input lends is the
+ * task's argument itself, and a result that echoes it points to it, so
+ * lent memory stays valid and unchanged until the results that echo it
+ * are released. A result's buffers live until the result is released
+ * (mproc_results_free(), or the next mproc_iter_next()).
  */
 
 /* mproc_write_buffer() flags. */
@@ -517,7 +526,8 @@ enum mproc_start_method {
  * MPROC_BACKEND_PROCESSES: forked worker processes, with fault isolation.
  * MPROC_BACKEND_THREADS: worker threads in this process, behind the same
  *   API, the same codec and the same framed pipes, so that the two differ
- *   only in what a process costs over a thread. Threads isolate nothing: a
+ *   only in what a process costs over a thread; big bytes (out-of-band
+ *   buffers) move by pointer, as Python's ThreadPool hands over objects. Threads isolate nothing: a
  *   task that crashes takes the program with it, and a running task cannot
  *   be stopped. So mproc_pool_open() answers -ENOTSUP for the options that
  *   need a process (task_timeout, max_rss, max_vm, the fork server), and a
