@@ -673,7 +673,8 @@ struct mproc_pool_opts {
 	 * Bytes from which a bytes value that the pool's writers write (an
 	 * input's items, a task's return value) travels out of band (pickle
 	 * protocol 5) instead of inside its pickle: in shared memory with
-	 * processes, by pointer with threads. 0 means the default, 64 KiB;
+	 * processes, by pointer with threads. 0 means the default, 16 KiB
+	 * (out of band pays from about 8 KiB, docs/payloads.md);
 	 * SIZE_MAX never. mproc_write_buffer() and mproc_write_reserve() are
 	 * out of band whatever this says.
 	 */

@@ -130,7 +130,7 @@ static int pool_alloc(struct mproc_pool *pool)
 			mem = ((size_t)256 << 20) * (1 + (size_t)pool->nworkers);
 		rc = mproc__oob_new(&pool->env.oob, !pool->be.ops->processes,
 		                    pool->nworkers, mem,
-		                    t ? t : (size_t)64 << 10);
+		                    t ? t : (size_t)16 << 10);
 		if (rc < 0)
 			return rc;
 		pool->be.oob = pool->env.oob;
