@@ -806,6 +806,9 @@ static void job_jnl_skip(struct mproc__job *job)
 		job->restored++;
 		job->nfailed += status != MPROC_OK;
 		job_store(job, index, status, attempts, p, len);
+		/* Its argument was pulled (and its buffers made): they go. */
+		if (job->nabuf > job->abuf_head)
+			job_args_done(job, index, 1);
 	}
 	if (!job->have_ahead &&
 	    ((job->use_pre && job->pre_off >= job->pre.len) ||
@@ -885,9 +888,11 @@ static int job_store_all(struct mproc__job *job, size_t index,
 	} else {
 		const char *kept = len ? mproc__rstore_keep(&job->rs, payload, len)
 		                       : NULL;
-		if (kept && mproc__oob_has_trailer(kept, len))
-			(void)mproc__rstore_hold(&job->rs, (char *)kept, len);
-		else if (!kept && len && mproc__oob_has_trailer(payload, len))
+		bool oob = len && mproc__oob_has_trailer(payload, len);
+		if (oob && kept &&
+		    mproc__rstore_hold(&job->rs, (char *)kept, len) < 0)
+			kept = NULL; /* its blocks went back: not decoded */
+		else if (oob && !kept)
 			mproc__oob_discard(job->oob, payload, len);
 		if (len && !kept) {
 			r = (struct mproc_result){.index = index,

@@ -111,7 +111,10 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 		size_t args = ARG_BYTES, region = REGION_BYTES;
 		if (memory) {
 			/* A quarter for arguments, the rest shared by the
-			 * regions, each at least 1 MiB. */
+			 * regions, each at least 1 MiB; 8 MiB in all at
+			 * least. */
+			if (memory < ((size_t)8 << 20))
+				memory = (size_t)8 << 20;
 			args = round_up(memory / 4);
 			region = round_up((memory - args) / (2 * (size_t)nslots));
 			if (region < ((size_t)1 << 20))
@@ -211,8 +214,9 @@ static void *heap_alloc(void *ctx, size_t len, uint64_t *tag)
 }
 
 /* The header of a block named by tag, checked; NULL when it is not one. */
-static struct mproc__oobhdr *block_of(const struct mproc__oob *o, uint64_t tag,
-                                      bool arena)
+static struct mproc__oobhdr *block_size_of(const struct mproc__oob *o,
+                                           uint64_t tag, bool arena,
+                                           uint64_t *size)
 {
 	if (!tag)
 		return NULL;
@@ -221,10 +225,21 @@ static struct mproc__oobhdr *block_of(const struct mproc__oob *o, uint64_t tag,
 	if (!o->arena || tag % ALIGN || tag > o->arena_size - HDR)
 		return NULL;
 	struct mproc__oobhdr *h = (void *)(o->arena + tag);
-	if (h->magic != BLOCK_MAGIC || h->size < ALIGN ||
-	    h->size > o->arena_size - tag)
+	/* A worker may write its region's headers while this reads them:
+	 * each word is read once, and what is checked is what is used. */
+	uint32_t magic = *(volatile uint32_t *)&h->magic;
+	uint64_t sz = *(volatile uint64_t *)&h->size;
+	if (magic != BLOCK_MAGIC || sz < ALIGN || sz > o->arena_size - tag)
 		return NULL;
+	*size = sz;
 	return h;
+}
+
+static struct mproc__oobhdr *block_of(const struct mproc__oob *o, uint64_t tag,
+                                      bool arena)
+{
+	uint64_t size;
+	return block_size_of(o, tag, arena, &size);
 }
 
 static void block_drop(void *ctx, void *p, size_t len, uint64_t tag)
@@ -359,9 +374,11 @@ int mproc__oob_buffers(const struct mproc__oob *o, const char *body,
 		} else if (d.flags & MPROC__OD_ARENA) {
 			if (!o || !o->arena)
 				return MPROC_EPROTO;
-			struct mproc__oobhdr *h = block_of(o, d.tag, true);
-			if (!h || d.addr < d.tag + HDR || d.addr > d.tag + h->size ||
-			    d.len > d.tag + h->size - d.addr)
+			uint64_t size;
+			struct mproc__oobhdr *h = block_size_of(o, d.tag, true,
+			                                        &size);
+			if (!h || d.addr < d.tag + HDR || d.addr > d.tag + size ||
+			    d.len > d.tag + size - d.addr)
 				return MPROC_EPROTO;
 			p = o->arena + d.addr;
 		} else if (d.flags & MPROC__OD_HEAP) {
@@ -525,6 +542,21 @@ static struct mproc__oobhdr *desc_block(const struct mproc__oob *o,
 	return NULL;
 }
 
+/*
+ * Whether a result's descriptor names a block where its kind may lie: its
+ * own in a worker region, one it names (its argument's) in the argument
+ * space. (Which worker's region is not checked: a task that names another
+ * worker's block can release it early; docs/payloads.md.)
+ */
+static bool desc_owner_ok(const struct mproc__oob *o,
+                          const struct mproc__oobdesc *d)
+{
+	if (!o->arena || !(d->flags & MPROC__OD_ARENA))
+		return true;
+	int r = region_of(o, d->tag);
+	return (d->flags & MPROC__OD_NAMED) ? r < 0 : r >= 0;
+}
+
 static size_t oob_hold(struct mproc__oob *o, char *dp, uint32_t n)
 {
 	size_t bytes = 0;
@@ -533,14 +565,22 @@ static size_t oob_hold(struct mproc__oob *o, char *dp, uint32_t n)
 		desc_at((const void *)dp, i, &d);
 		d.zero = 0;
 		struct mproc__oobhdr *h = o ? desc_block(o, &d) : NULL;
+		if (h && !desc_owner_ok(o, &d))
+			h = NULL;
+		if (h && (d.flags & MPROC__OD_NAMED)) {
+			/* Another's block (the argument it echoes): one more
+			 * reference, on a block that is still held. */
+			uint32_t r = atomic_load(&h->refs);
+			while (r && !atomic_compare_exchange_weak(&h->refs, &r,
+			                                          r + 1))
+				;
+			if (!r)
+				h = NULL;
+		}
 		if (h) {
 			d.zero = HELD;
 			bytes += (size_t)d.len;
-			if (d.flags & MPROC__OD_NAMED) {
-				/* Another's block (the argument it echoes): one
-				 * more reference. */
-				atomic_fetch_add(&h->refs, 1);
-			} else {
+			if (!(d.flags & MPROC__OD_NAMED)) {
 				/* Its writer's reference passes to the stored
 				 * result; a worker's region is not given to the
 				 * next worker while results point into it. */
@@ -566,7 +606,7 @@ static void oob_unref(struct mproc__oob *o, const struct mproc__oobdesc *dp,
 		if (held ? d.zero != HELD : (d.flags & MPROC__OD_NAMED) != 0)
 			continue;
 		struct mproc__oobhdr *h = desc_block(o, &d);
-		if (!h)
+		if (!h || (!held && !desc_owner_ok(o, &d)))
 			continue;
 		int r = held && o->arena && !(d.flags & MPROC__OD_NAMED)
 		                ? region_of(o, d.tag)
