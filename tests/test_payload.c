@@ -233,7 +233,7 @@ static int t_echo_or_die(const struct mproc_value *arg,
 	if (k == 0)
 		raise(SIGKILL);
 	if (k == 1)
-		*(volatile int *)NULL = 0;
+		raise(SIGSEGV);
 	return mproc_write_value(ret, arg);
 }
 
