@@ -325,17 +325,10 @@ static void proxy_forward(struct mpi_proxy *px, struct mproc__status *st)
 		px->seq = last;
 		if (f.type != MPROC__F_TASK)
 			continue;
-		if (taken) {
-			/* The worker still counts it as a chunk read, as a local
-			 * one would (maxtasksperchild: the engine counts it so):
-			 * an empty frame takes its place, which runs nothing and
-			 * answers nothing. */
-			struct mproc__frame e = {.type = MPROC__F_TASK, .id = f.id,
-			                         .ref = (uint64_t)(int64_t)-1};
-			send_to(px->rank, MPROC__M_TASK, px->pool, px->number, 0, 0,
-			        &e, sizeof e);
+		/* Taken back whole: a frame the worker never sees, which
+		 * counts for no maxtasksperchild, as the engine counts it. */
+		if (taken)
 			continue;
-		}
 		int32_t id = fn_id((const void *)(uintptr_t)f.ref);
 		f.ref = (uint64_t)(int64_t)id;
 		memcpy(p, &f, sizeof f);

@@ -654,7 +654,10 @@ static const struct mproc_value *worker_packed_arg(const struct mproc__frame *f,
 	}
 }
 
-static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
+/* Run the tasks of frame f; false when the manager took back all of them
+ * before the first began: such a frame counts for no maxtasksperchild, on
+ * the manager's side either (fault.c's take-back). */
+static bool worker_chunk(struct worker *wk, const struct mproc__frame *f,
                          const char *p)
 {
 	mproc_task_fn fn = (mproc_task_fn)(uintptr_t)f->ref;
@@ -683,6 +686,11 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			/* Taken back: so is the rest of this frame, which the
 			 * manager sent before it took them. */
 			wk->seq += f->count - k - 1;
+			if (!k) {
+				mproc__writer_attach(wk->w, NULL);
+				worker_frame_close(wk);
+				return false;
+			}
 			break;
 		}
 		worker_run(wk, fn, f->flags, f->id + k, arg, p, len);
@@ -704,6 +712,7 @@ static void worker_chunk(struct worker *wk, const struct mproc__frame *f,
 	}
 	mproc__writer_attach(wk->w, NULL);
 	worker_frame_close(wk);
+	return true;
 }
 
 /* The worker's own state, once setup is done; -ENOMEM on failure. */
@@ -727,7 +736,8 @@ static int worker_init(struct worker *wk, const struct mproc__child_plan *plan)
 	    mproc_writer_new(&wk->w, 5) < 0)
 		return -ENOMEM;
 	if (plan->oob) {
-		mproc__oob_worker_setup(plan->oob, plan->region, &wk->side);
+		if (mproc__oob_worker_setup(plan->oob, plan->region, &wk->side) < 0)
+			return -ENOMEM;
 		if (wk->side.ops.alloc)
 			mproc__writer_set_oob(wk->w, &wk->side.ops);
 		(void)mproc_writer_set_oob_threshold(wk->w, plan->oob->threshold);
@@ -770,8 +780,8 @@ static int worker_loop(struct worker *wk)
 			if (wk->out.len && wk->chain_ns &&
 			    wk->chain_ns - wk->first_unflushed_ns >= RESULT_LATENCY_NS)
 				worker_flush(wk);
-			worker_chunk(wk, &f, payload);
-			if (plan->maxtasks && ++chunks >= plan->maxtasks) {
+			if (worker_chunk(wk, &f, payload) && plan->maxtasks &&
+			    ++chunks >= plan->maxtasks) {
 				worker_flush(wk);
 				return 0;
 			}

@@ -285,6 +285,7 @@ size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w)
 	 * (the last one cut short to them), requeue the rest. */
 	size_t off = w->out_acked + w->out_dead, cut = 0, first = SIZE_MAX;
 	size_t taken = 0;
+	unsigned whole = 0;
 	for (size_t qi = 0; qi < mproc__chunkq_len(&w->q); qi++) {
 		struct mproc__chunk *ch = mproc__chunkq_at(&w->q, qi);
 		size_t frame = off;
@@ -310,10 +311,18 @@ size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w)
 			first = qi;
 			cut = frame;
 		}
+		whole++;
 		mproc__call_chunk_done(ch->call);
 	}
 	if (first != SIZE_MAX)
 		drop_frames(pool, w, first, cut);
+	/* Every frame is written (above), and the worker counts a frame
+	 * taken back whole for no maxtasksperchild (child.c): neither does
+	 * the manager, so a worker slow to start is not retired by tasks it
+	 * never ran, and it gets others. */
+	w->d.chunks_sent -= whole;
+	w->d.retiring = pool->opts.maxtasksperchild &&
+	                w->d.chunks_sent >= pool->opts.maxtasksperchild;
 	w->inflight_tasks -= taken;
 	mproc__worker_pop_done(w);
 	return taken;

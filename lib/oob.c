@@ -36,6 +36,14 @@ static inline size_t round_up(size_t n)
 	return (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
 }
 
+/* The argument space and the regions start on pages: a worker maps the
+ * parts it only reads apart from its own. */
+static size_t round_page(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	return (n + page - 1) / page * page;
+}
+
 /* ---- spaces ------------------------------------------------------------------ */
 
 /*
@@ -115,8 +123,8 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 			 * least. */
 			if (memory < ((size_t)8 << 20))
 				memory = (size_t)8 << 20;
-			args = round_up(memory / 4);
-			region = round_up((memory - args) / (2 * (size_t)nslots));
+			args = round_page(memory / 4);
+			region = round_page((memory - args) / (2 * (size_t)nslots));
 			if (region < ((size_t)1 << 20))
 				region = (size_t)1 << 20;
 		}
@@ -126,9 +134,15 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 		o->holds = calloc(o->nregions, sizeof *o->holds);
 		o->busy = calloc(o->nregions, 1);
 		int fd = memfd_create("mproc-buffers", MFD_CLOEXEC);
-		if (!o->holds || !o->busy || fd < 0 ||
-		    ftruncate(fd, (off_t)o->arena_size) < 0) {
-			int e = fd < 0 || (o->holds && o->busy) ? errno : ENOMEM;
+		void *m = MAP_FAILED;
+		int e = ENOMEM;
+		if (o->holds && o->busy) {
+			if (fd < 0 || ftruncate(fd, (off_t)o->arena_size) < 0 ||
+			    (m = mmap(NULL, o->arena_size, PROT_READ | PROT_WRITE,
+			              MAP_SHARED | MAP_NORESERVE, fd, 0)) == MAP_FAILED)
+				e = errno;
+		}
+		if (m == MAP_FAILED) {
 			if (fd >= 0)
 				close(fd);
 			free(o->holds);
@@ -136,17 +150,8 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 			free(o);
 			return -(e ? e : ENOMEM);
 		}
-		void *m = mmap(NULL, o->arena_size, PROT_READ | PROT_WRITE,
-		               MAP_SHARED | MAP_NORESERVE, fd, 0);
-		int e = errno;
-		close(fd);
-		if (m == MAP_FAILED) {
-			free(o->holds);
-			free(o->busy);
-			free(o);
-			return -e;
-		}
 		o->arena = m;
+		o->fd = fd;
 		/* Offset 0 is no block's: a tag of 0 names none. */
 		o->args = (struct mproc__space){.base = (char *)m + ALIGN,
 		                                .size = args - ALIGN};
@@ -166,8 +171,10 @@ void mproc__oob_put(struct mproc__oob *o)
 {
 	if (!o || atomic_fetch_sub(&o->users, 1) != 1)
 		return;
-	if (o->arena)
+	if (o->arena) {
 		munmap(o->arena, o->arena_size);
+		close(o->fd);
+	}
 	pthread_mutex_destroy(&o->mu);
 	free(o->args.blk);
 	free(o->holds);
@@ -288,26 +295,38 @@ static void *args_alloc(void *ctx, size_t len, uint64_t *tag)
 	return p;
 }
 
-void mproc__oob_worker_setup(struct mproc__oob *o, int r,
-                             struct mproc__oob_side *s)
+/* Bytes [off, off + len) of the arena, mapped again read-only in place. */
+static bool ro_map(struct mproc__oob *o, size_t off, size_t len)
+{
+	return !len || mmap(o->arena + off, len, PROT_READ,
+	                    MAP_SHARED | MAP_NORESERVE | MAP_FIXED, o->fd,
+	                    (off_t)off) != MAP_FAILED;
+}
+
+int mproc__oob_worker_setup(struct mproc__oob *o, int r,
+                            struct mproc__oob_side *s)
 {
 	*s = (struct mproc__oob_side){.o = o};
 	if (o->threads) {
 		s->ops = (struct mproc__oob_ops){heap_alloc, block_drop, o};
-		return;
+		return 0;
 	}
 	/* What is not its own region it only reads: the manager's arguments,
-	 * the other workers' results. */
-	(void)mprotect(o->arena, args_end(o), PROT_READ);
-	size_t roff = args_end(o);
-	for (unsigned i = 0; i < o->nregions; i++, roff += o->region_size)
-		if ((int)i != r)
-			(void)mprotect(o->arena + roff, o->region_size, PROT_READ);
-	if (r < 0 || (unsigned)r >= o->nregions)
-		return;
-	s->space.base = o->arena + args_end(o) + (size_t)r * o->region_size;
+	 * the other workers' results. Mapped again read-only rather than
+	 * mprotect()ed: the same pages, and memcheck takes seconds to
+	 * mprotect a big mapping where it maps one at once. */
+	bool own = r >= 0 && (unsigned)r < o->nregions;
+	size_t below = own ? args_end(o) + (size_t)r * o->region_size
+	                   : o->arena_size;
+	size_t above = own ? below + o->region_size : o->arena_size;
+	if (!ro_map(o, 0, below) || !ro_map(o, above, o->arena_size - above))
+		return -errno;
+	if (!own)
+		return 0;
+	s->space.base = o->arena + below;
 	s->space.size = o->region_size;
 	s->ops = (struct mproc__oob_ops){region_alloc, region_drop, s};
+	return 0;
 }
 
 const struct mproc__oob_ops *mproc__oob_arg_ops(struct mproc__oob *o)

@@ -92,6 +92,7 @@ struct mproc__oob {
 	size_t arg_budget;      /* a call's arguments in flight: bytes, */
 	size_t arg_tasks;       /* or tasks when they are big */
 	char *arena;            /* processes: the mapping; NULL: none */
+	int fd;                 /* its memfd (workers map parts read-only) */
 	size_t arena_size;
 	size_t region_size;     /* each worker region's bytes */
 	unsigned nregions;      /* after the argument space */
@@ -130,10 +131,11 @@ struct mproc__oob_side {
 /*
  * Set up a worker's side, in the worker: its writer's copies and
  * reservations go into region r (-1: none, they go inline), or on the heap
- * for threads; a process maps the rest of the arena read-only.
+ * for threads; a process maps the rest of the arena read-only. 0, or
+ * -errno when that mapping failed (the worker cannot run).
  */
-void mproc__oob_worker_setup(struct mproc__oob *o, int r,
-                             struct mproc__oob_side *s);
+int mproc__oob_worker_setup(struct mproc__oob *o, int r,
+                            struct mproc__oob_side *s);
 
 /* True when body[0..len) ends with a trailer. */
 static inline bool mproc__oob_has_trailer(const char *body, size_t len)

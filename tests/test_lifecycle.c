@@ -137,6 +137,41 @@ START_TEST(test_lifecycle_maxtasksperchild_replaces_workers)
 }
 END_TEST
 
+static void init_slow(void *arg)
+{
+	(void)arg;
+	usleep(40000);
+}
+
+/* A worker slow to start has its tasks taken back by those that run
+ * (work conservation); those it never ran count for no retirement, so
+ * each worker started runs its one task, where a worker used to retire
+ * without running any, and its replacement lose its task the same way. */
+START_TEST(test_lifecycle_maxtasksperchild_counts_only_tasks_run)
+{
+	enum { N = 16, W = 2 };
+	struct mproc_pool_opts o = {.processes = W, .maxtasksperchild = 1,
+	                            .initializer = init_slow};
+	struct mproc_pool *p;
+	ck_assert_int_eq(open_with_start(&p, &o), 0);
+	struct mproc_input in;
+	mproc_input_range(&in, 0, N, 1);
+	struct mproc_results *r;
+	ck_assert_int_eq(mproc_map(p, t_worker_id, &in, 1, &r), 0);
+	for (size_t i = 0; i < N; i++)
+		for (size_t j = 0; j < i; j++)
+			ck_assert_int_ne(int_of(item(r, i).value),
+			                 int_of(item(r, j).value));
+	mproc_results_free(r);
+	struct mproc_pool_stats st;
+	ck_assert_int_eq(mproc_pool_stats(p, &st), 0);
+	/* One start per task, and the replacements of the last W. */
+	ck_assert_uint_le(st.workers_started, N + W);
+	finish_pool(p);
+	ck_assert(no_children());
+}
+END_TEST
+
 START_TEST(test_lifecycle_workers_ignore_sigint_and_are_named)
 {
 	struct mproc_pool *p = open_pool(1);
@@ -480,6 +515,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_lifecycle_initializer_runs_in_each_worker);
 	tcase_add_test(tc, test_lifecycle_maxtasksperchild_replaces_workers);
+	tcase_add_test(tc, test_lifecycle_maxtasksperchild_counts_only_tasks_run);
 	tcase_add_test(tc, test_lifecycle_workers_ignore_sigint_and_are_named);
 	tcase_add_test(tc, test_lifecycle_init_without_envp);
 	tcase_add_test(tc, test_lifecycle_crashed_worker_is_replaced);

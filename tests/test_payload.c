@@ -237,6 +237,18 @@ static int t_echo_or_die(const struct mproc_value *arg,
 	return mproc_write_value(ret, arg);
 }
 
+/* Write into its argument, which the pool's memory holds: a worker only
+ * reads it, so this crashes the task. */
+static int t_scribble(const struct mproc_value *arg, struct mproc_writer *ret)
+{
+	const void *p;
+	size_t n;
+	if (mproc_value_bytes(arg, &p, &n) < 0 || n < 1)
+		return mproc_raise(ret, "TypeError", "expected bytes");
+	*(volatile unsigned char *)(uintptr_t)p ^= 1;
+	return mproc_write_int(ret, (int64_t)n);
+}
+
 /* ---- the tests ---------------------------------------------------------------- */
 
 START_TEST(test_payload_big_bytes_round_trip_out_of_band)
@@ -399,6 +411,64 @@ START_TEST(test_payload_full_space_falls_back_to_the_pipe)
 	}
 	ck_assert_uint_eq(n, g.n);
 	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_payload_odd_buffer_memory_still_carries_buffers)
+{
+	/* Sizes that are no multiple of a page: the spaces start on pages, and
+	 * every worker writes its whole region. */
+	struct mproc_pool_opts o = MPROC_POOL_OPTS_INIT;
+	o.processes = 2;
+	o.buffer_memory = 10 * MiB + 12345;
+	struct mproc_pool *p = open_pool_opts(&o);
+	struct gen g = {.n = 24, .size = 256 * 1024 + 777};
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_fn_init(&in, gen_bytes, &g), 0);
+	struct mproc_iter *it;
+	ck_assert_int_eq(mproc_imap(p, t_echo, &in, 1, &it), 0);
+	const struct mproc_result *r;
+	size_t i = 0, bufs = 0;
+	while (mproc_iter_next(it, -1, &r) == 1) {
+		ck_assert_int_eq(r->status, MPROC_OK);
+		ck_assert(bytes_ok(r->value, i, g.size));
+		/* One may go inline while both its worker's regions are
+		 * held by results not yet handed out. */
+		bufs += is_buffer(r->value);
+		i++;
+	}
+	ck_assert_uint_eq(i, g.n);
+	if (!test_mpi())
+		ck_assert_uint_ge(bufs, g.n / 2);
+	mproc_iter_free(it);
+	finish_pool(p);
+}
+END_TEST
+
+START_TEST(test_payload_a_worker_cannot_write_its_argument)
+{
+	/* Threads get the caller's own bytes, and MPI sends them inline:
+	 * neither maps an arena. */
+	if (test_threads() || test_mpi())
+		return;
+	struct mproc_pool *p = open_pool(2);
+	struct gen g = {.n = 4, .size = MiB};
+	struct mproc_input in;
+	ck_assert_int_eq(mproc_input_fn_init(&in, gen_bytes, &g), 0);
+	struct mproc_results *res;
+	ck_assert_int_eq(mproc_map(p, t_scribble, &in, 1, &res), MPROC_ERAISED);
+	for (size_t i = 0; i < g.n; i++) {
+		struct mproc_result r = item(res, i);
+		ck_assert_int_eq(r.status, MPROC_CRASHED);
+		ck_assert_int_eq(r.error->crash->signal, SIGSEGV);
+		ck_assert_int_eq(r.error->crash->si_code, SEGV_ACCERR);
+	}
+	mproc_results_free(res);
+	/* The pool goes on. */
+	ck_assert_int_eq(mproc_input_fn_init(&in, gen_bytes, &g), 0);
+	ck_assert_int_eq(mproc_map(p, t_len, &in, 1, &res), 0);
+	mproc_results_free(res);
 	finish_pool(p);
 }
 END_TEST
@@ -606,6 +676,8 @@ static Suite *payload_suite(void)
 	tcase_add_test(tc, test_payload_reserved_result_is_written_in_place);
 	tcase_add_test(tc, test_payload_results_outlive_the_pool);
 	tcase_add_test(tc, test_payload_full_space_falls_back_to_the_pipe);
+	tcase_add_test(tc, test_payload_odd_buffer_memory_still_carries_buffers);
+	tcase_add_test(tc, test_payload_a_worker_cannot_write_its_argument);
 	tcase_add_test(tc, test_payload_crash_mid_write_loses_nothing_and_leaks_nothing);
 	tcase_add_test(tc, test_payload_retry_runs_with_the_same_argument);
 	tcase_add_test(tc, test_payload_terminate_mid_imap_leaks_nothing);
