@@ -86,7 +86,7 @@ static void poll_results(struct mproc_pool *pool)
 			continue;
 		struct pollfd *res = &pfd[k], *task = &pfd[k + 1], *ex = &pfd[k + 2];
 		k += 3;
-		int r = res->revents ? mproc__worker_read(w, 4, pool->max_frame) : 0;
+		int r = res->revents ? mproc__worker_read(&pool->be, w, 4, pool->max_frame) : 0;
 		if (r == -ENOMEM)
 			continue; /* no room to read into: the worker is fine */
 		if (r == MPROC_EPROTO)

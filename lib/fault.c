@@ -377,7 +377,7 @@ void mproc__fault_died(struct mproc_pool *pool, struct mproc__worker *w,
 	struct death d = {.exit_status = -1, .status = MPROC_CRASHED};
 
 	/* Whatever it wrote before it died still counts. */
-	int r = mproc__worker_read(w, INT_MAX, pool->max_frame);
+	int r = mproc__worker_read(&pool->be, w, INT_MAX, pool->max_frame);
 	if (r == MPROC_EPROTO || w->f.proto_stall)
 		how = MPROC__END_PROTO;
 	/* A channel that ended, or carried bytes that are not frames, while

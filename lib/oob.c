@@ -114,6 +114,7 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 	o->threads = threads;
 	o->threshold = threshold;
 	atomic_init(&o->users, 1);
+	atomic_init(&o->sender, MPROC__OOB_ANY);
 	pthread_mutex_init(&o->mu, NULL);
 	if (!threads) {
 		size_t args = ARG_BYTES, region = REGION_BYTES;
@@ -563,9 +564,8 @@ static struct mproc__oobhdr *desc_block(const struct mproc__oob *o,
 
 /*
  * Whether a result's descriptor names a block where its kind may lie: its
- * own in a worker region, one it names (its argument's) in the argument
- * space. (Which worker's region is not checked: a task that names another
- * worker's block can release it early; docs/payloads.md.)
+ * own in its sender's region (mproc__oob_sender), one it names (its
+ * argument's) in the argument space.
  */
 static bool desc_owner_ok(const struct mproc__oob *o,
                           const struct mproc__oobdesc *d)
@@ -573,7 +573,10 @@ static bool desc_owner_ok(const struct mproc__oob *o,
 	if (!o->arena || !(d->flags & MPROC__OD_ARENA))
 		return true;
 	int r = region_of(o, d->tag);
-	return (d->flags & MPROC__OD_NAMED) ? r < 0 : r >= 0;
+	if (d->flags & MPROC__OD_NAMED)
+		return r < 0;
+	int from = atomic_load_explicit(&o->sender, memory_order_relaxed);
+	return r >= 0 && (from == MPROC__OOB_ANY || r == from);
 }
 
 static size_t oob_hold(struct mproc__oob *o, char *dp, uint32_t n)

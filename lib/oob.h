@@ -36,6 +36,7 @@
 #ifndef MPROC_OOB_H
 #define MPROC_OOB_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -93,6 +94,8 @@ struct mproc__oob {
 	size_t arg_tasks;       /* or tasks when they are big */
 	char *arena;            /* processes: the mapping; NULL: none */
 	int fd;                 /* its memfd (workers map parts read-only) */
+	_Atomic int sender;     /* the region of the worker whose results are
+	                           being stored, or MPROC__OOB_ANY */
 	size_t arena_size;
 	size_t region_size;     /* each worker region's bytes */
 	unsigned nregions;      /* after the argument space */
@@ -136,6 +139,17 @@ struct mproc__oob_side {
  */
 int mproc__oob_worker_setup(struct mproc__oob *o, int r,
                             struct mproc__oob_side *s);
+
+/* Results of the worker of region `region` (-1: it has none) are being
+ * stored: a buffer one of them names as its own must lie in that region,
+ * or it is not taken (a task cannot release another worker's block). Set
+ * by the engine around each worker's frames; MPROC__OOB_ANY after. */
+#define MPROC__OOB_ANY INT_MIN
+static inline void mproc__oob_sender(struct mproc__oob *o, int region)
+{
+	if (o)
+		atomic_store_explicit(&o->sender, region, memory_order_relaxed);
+}
 
 /* True when body[0..len) ends with a trailer. */
 static inline bool mproc__oob_has_trailer(const char *body, size_t len)

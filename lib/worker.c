@@ -205,7 +205,19 @@ void mproc__worker_pop_done(struct mproc__worker *w)
 	worker_compact(w);
 }
 
-int mproc__worker_read(struct mproc__worker *w, int max_reads,
+static int worker_read(struct mproc__worker *w, int max_reads,
+                       size_t max_frame);
+
+int mproc__worker_read(struct mproc__backend *be, struct mproc__worker *w,
+                       int max_reads, size_t max_frame)
+{
+	mproc__oob_sender(be->oob, w->proc.region);
+	int rc = worker_read(w, max_reads, max_frame);
+	mproc__oob_sender(be->oob, MPROC__OOB_ANY);
+	return rc;
+}
+
+static int worker_read(struct mproc__worker *w, int max_reads,
                        size_t max_frame)
 {
 	int eof = 0;
@@ -261,12 +273,13 @@ int mproc__worker_read(struct mproc__worker *w, int max_reads,
 
 /* Take in what a worker that cannot be killed still writes, up to its end
  * of file: a thread blocked on a full result pipe would never end. */
+/* (Threads: no arena, nothing to check.) */
 static void worker_drain(struct mproc__worker *w, pthread_mutex_t *mu,
                          size_t max_frame)
 {
 	int r;
 	struct pollfd p = {.fd = w->proc.result_fd, .events = POLLIN};
-	while ((r = mproc__worker_read(w, INT_MAX, max_frame)) == 0) {
+	while ((r = worker_read(w, INT_MAX, max_frame)) == 0) {
 		pthread_mutex_unlock(mu);
 		(void)poll(&p, 1, -1);
 		pthread_mutex_lock(mu);

@@ -85,9 +85,10 @@ void mproc__worker_flush(struct mproc__worker *w);
 
 /* Read and store what w sent, up to max_reads reads (INT_MAX: to the end
  * of what is there). 0, or 1 at end of file, or MPROC_EPROTO or a negated
- * errno (the channel is unusable). */
-int mproc__worker_read(struct mproc__worker *w, int max_reads,
-                       size_t max_frame);
+ * errno (the channel is unusable). The buffers its results name as their
+ * own must lie in its region of be's arena. */
+int mproc__worker_read(struct mproc__backend *be, struct mproc__worker *w,
+                       int max_reads, size_t max_frame);
 
 /*
  * Wait for a worker that is ending (signalled, or told to stop): *si says

@@ -13,6 +13,7 @@
 
 #include "mproc.h"
 #include "lib/buf.h"
+#include "lib/oob.h"
 #include "lib/pickle.h"
 
 #define S(lit) lit, sizeof(lit) - 1
@@ -882,6 +883,61 @@ START_TEST(test_oob_taken_malloc_buffers_are_the_callers)
 }
 END_TEST
 
+/* ---- the pool's transport (lib/oob.c) ------------------------------------ */
+
+/* A result record as a worker writes it: the pickle None, padding, one
+ * descriptor naming block `tag` as the record's own, the trailer's tail. */
+static size_t own_block_record(char *body, uint64_t tag, uint64_t len)
+{
+	memset(body, 0, 8);
+	memcpy(body, "N.", 2);
+	struct mproc__oobdesc d = {.addr = tag + sizeof(struct mproc__oobhdr),
+	                           .len = len, .tag = tag,
+	                           .flags = MPROC__OD_ARENA};
+	memcpy(body + 8, &d, sizeof d);
+	uint32_t tail[2] = {1, MPROC__OOB_MAGIC};
+	memcpy(body + 8 + sizeof d, tail, sizeof tail);
+	return 8 + sizeof d + sizeof tail;
+}
+
+/* A block that region r's worker made: held only when r's worker sent it.
+ * A task that names another worker's block (forged bytes, or a copy of
+ * another result's trailer) must not release it early. */
+START_TEST(test_oob_result_naming_another_workers_block_is_not_taken)
+{
+	struct mproc__oob *o;
+	ck_assert_int_eq(mproc__oob_new(&o, false, 2, 8u << 20, 16384), 0);
+	ck_assert_uint_eq(o->nregions, 4);
+	char *region1 = o->arena + o->arena_size - 3 * o->region_size;
+	struct mproc__space sp = {.base = region1, .size = o->region_size};
+	uint64_t tag;
+	char *p = mproc__space_alloc(&sp, o->arena, 4096, &tag);
+	ck_assert_ptr_nonnull(p);
+	struct mproc__oobhdr *h = (void *)(o->arena + tag);
+	ck_assert_uint_eq(atomic_load(&h->refs), 1);
+
+	char body[64];
+	size_t len = own_block_record(body, tag, 4096);
+	/* Sent by region 0's worker (and by a worker with no region): not
+	 * taken, and its count stays. */
+	mproc__oob_sender(o, 0);
+	ck_assert_uint_eq(mproc__oob_hold_body(o, body, len), 0);
+	mproc__oob_discard(o, body, len);
+	mproc__oob_sender(o, -1);
+	ck_assert_uint_eq(mproc__oob_hold_body(o, body, len), 0);
+	ck_assert_uint_eq(atomic_load(&h->refs), 1);
+	/* Sent by its own worker: held, and released once. */
+	len = own_block_record(body, tag, 4096);
+	mproc__oob_sender(o, 1);
+	ck_assert_uint_eq(mproc__oob_hold_body(o, body, len), 4096);
+	mproc__oob_sender(o, MPROC__OOB_ANY);
+	ck_assert_uint_eq(atomic_load(&h->refs), 1);
+	mproc__oob_release_body(o, body, len);
+	ck_assert_uint_eq(atomic_load(&h->refs), 0);
+	mproc__oob_put(o);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("pickle-oob");
@@ -903,6 +959,7 @@ int main(void)
 	tcase_add_test(tc, test_oob_decode_keep_buffers_keeps_earlier_trees);
 	tcase_add_test(tc, test_oob_value_buffer_is_etype_for_everything_else);
 	tcase_add_test(tc, test_oob_raise_and_reset_drop_the_buffers);
+	tcase_add_test(tc, test_oob_result_naming_another_workers_block_is_not_taken);
 	tcase_add_test(tc, test_oob_ops_hooks_attach_end_take_and_restart);
 	tcase_add_test(tc, test_oob_taken_malloc_buffers_are_the_callers);
 	suite_add_tcase(s, tc);
