@@ -47,7 +47,11 @@
  *             in mproc, `return b` in Python (ThreadPool hands back the
  *             reference; mproc re-emits the value, by reference where the
  *             pool moves big bytes out of band); serial and pthread-min,
- *             on raw values, copy it into a buffer once.
+ *             on raw values, copy it into a buffer once. From 16 KiB (the
+ *             default buffer_threshold) mproc's input lends the bytes
+ *             (mproc_write_buffer without a copy), as Python passes the
+ *             same bytes object to every task: threads then hand over a
+ *             pointer, processes copy the bytes into the pool's arena.
  *   len       the same argument; the task returns its length as an int
  *             (serial and pthread-min: the length, nothing copied).
  *   sleep     (sched) sleeps for its argument in ms (nanosleep; Python's
@@ -501,6 +505,7 @@ static mproc_task_fn task_fn(enum task t)
 /* ---- the run of one point on one backend -------------------------------- */
 
 #define PAYLOAD_MAX ((size_t)16 << 20) /* the largest payload */
+#define LEND_FROM ((size_t)16 << 10)  /* buffer_threshold's default */
 static unsigned char *payload_buf;  /* the argument of payload tasks */
 static unsigned char *serial_out;   /* where serial copies it */
 
@@ -573,7 +578,13 @@ static int gen_next(void *cookie, size_t index, struct mproc_writer *w)
 		break;
 	case T_PAYLOAD:
 	case T_LEN:
-		rc = mproc_write_bytes(w, payload_buf, g->pt->payload);
+		/* From the pool's buffer_threshold up the bytes go out of
+		 * band: lent (the buffer lives for the whole run), as a
+		 * ThreadPool passes a reference; processes copy them into the
+		 * arena once. Below it, in the pickle. */
+		rc = g->pt->payload >= LEND_FROM
+		             ? mproc_write_buffer(w, payload_buf, g->pt->payload, 0)
+		             : mproc_write_bytes(w, payload_buf, g->pt->payload);
 		break;
 	default:
 		rc = mproc_write_int(w, (int64_t)index);
