@@ -581,7 +581,8 @@ struct mproc_pool_opts {
 	void *initarg;
 	/**
 	 * Replace a worker after this many tasks; 0 means never. As in Python,
-	 * a chunk of map/imap counts as one task.
+	 * a chunk of map/imap counts as one task; one taken back from the
+	 * worker before it began it does not count.
 	 */
 	unsigned maxtasksperchild;
 	/**
