@@ -115,6 +115,7 @@ int mproc__oob_new(struct mproc__oob **out, bool threads, unsigned nslots,
 	o->threshold = threshold;
 	atomic_init(&o->users, 1);
 	atomic_init(&o->sender, MPROC__OOB_ANY);
+	o->fd = -1;
 	pthread_mutex_init(&o->mu, NULL);
 	if (!threads) {
 		size_t args = ARG_BYTES, region = REGION_BYTES;
@@ -174,7 +175,8 @@ void mproc__oob_put(struct mproc__oob *o)
 		return;
 	if (o->arena) {
 		munmap(o->arena, o->arena_size);
-		close(o->fd);
+		if (o->fd >= 0)
+			close(o->fd);
 	}
 	pthread_mutex_destroy(&o->mu);
 	free(o->args.blk);
@@ -322,6 +324,9 @@ int mproc__oob_worker_setup(struct mproc__oob *o, int r,
 	size_t above = own ? below + o->region_size : o->arena_size;
 	if (!ro_map(o, 0, below) || !ro_map(o, above, o->arena_size - above))
 		return -errno;
+	/* The worker's copy of the descriptor: nothing needs it now. */
+	close(o->fd);
+	o->fd = -1;
 	if (!own)
 		return 0;
 	s->space.base = o->arena + below;
