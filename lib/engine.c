@@ -134,8 +134,11 @@ static int progress(struct mproc_pool *pool, uint64_t deadline)
 	if (rc < 0)
 		return poll_errno == EINTR ? 0 : -poll_errno;
 	if (pool->pfd[np - 1].revents) {
+		/* An eventfd: the read takes every wakeup at once, and fails
+		 * only when another thread took them first. */
 		uint64_t v;
-		(void)read(pool->wakefd, &v, sizeof v);
+		ssize_t n = read(pool->wakefd, &v, sizeof v);
+		(void)n;
 	}
 	if (pool->state == MPROC__TERMINATED)
 		return 0;
@@ -191,8 +194,11 @@ int mproc__engine_wait(struct mproc_pool *pool, bool (*ready)(void *),
 
 static void wake_driver(struct mproc_pool *pool)
 {
+	/* Fails only when the counter is full: it is nonzero then, and the
+	 * driver wakes all the same. */
 	uint64_t one = 1;
-	(void)write(pool->wakefd, &one, sizeof one);
+	ssize_t n = write(pool->wakefd, &one, sizeof one);
+	(void)n;
 }
 
 void mproc__engine_kick(struct mproc_pool *pool)
