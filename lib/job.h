@@ -1,8 +1,9 @@
 /*
- * job.h - one call's inputs, window and results (job.c): what map, apply
- * and imap share. A job knows no worker and no pool: the engine takes
- * work from it (mproc__job_pull) and hands results back
- * (mproc__job_store_run), and the public calls read what it holds.
+ * job.h - one call's inputs, window and results (job.c and its parts,
+ * job_impl.h): what map, apply and imap share. A job knows no worker and
+ * no pool: the engine takes work from it (mproc__job_pull) and hands
+ * results back (mproc__job_store_run), and the public calls read what it
+ * holds.
  * Every function here runs with the pool's lock held, or on a job no other
  * thread sees yet.
  */

@@ -2,8 +2,9 @@
  * journal.h - the durable record of a pool's final results (journal.c), in
  * an SQLite database: what lets a map or imap killed with its manager be
  * run again and do only what had no final result. Part of the jobs layer,
- * beside job.c, below it: it knows results as (index, status, attempts,
- * pickle) and nothing of workers, calls or the engine.
+ * beside the job's files (job.c and its parts), below them: it knows
+ * results as (index, status, attempts, pickle) and nothing of workers,
+ * calls or the engine.
  *
  * A pool holds one journal (opened at mproc_pool_open, with its lock); each
  * journaled call of the pool, numbered in the order it starts, holds one

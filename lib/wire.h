@@ -31,10 +31,11 @@
  * The escape: a record's u32 length 0xFFFFFFFF (MPROC__REC_ESC) says a u64
  * length follows, and it must then be at least 0xFFFFFFFF (one encoding
  * per length: a smaller one is MPROC_EPROTO). Records below it keep the
- * 0.3 layout byte for byte, so the paths that read small records (job.c's
- * compare of tiny results, child.c's task loop, the requeue's walks) see
- * no change but one branch. Read and write records with the helpers
- * below, which check every length against the bytes present.
+ * 0.3 layout byte for byte, so the paths that read small records
+ * (job_store.c's compare of tiny results, child.c's task loop, the
+ * requeue's walks) see no change but one branch. Read and write records
+ * with the helpers below, which check every length against the bytes
+ * present.
  *
  * Integers are in host byte order: both ends are the same binary on the
  * same machine. A transport to another machine must fix the byte order and
