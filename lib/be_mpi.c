@@ -442,6 +442,12 @@ static void handle(const char *m, size_t len)
 			px->spawning = false;
 			px->spawn_rc = h.a < 0 ? h.a : 0;
 			px->pid = h.a;
+			/* Live from here, not from when mpi_start's thread
+			 * has the lock again: a worker that dies at once (its
+			 * initializer fails) has its RESULT end and EXITED
+			 * come right behind, maybe in this very round, and
+			 * they must not be dropped. */
+			px->live = h.a >= 0;
 			pthread_cond_broadcast(&W.cv);
 		}
 		break;
@@ -730,8 +736,7 @@ static int mpi_start(struct mproc__backend *be, struct mproc__proc *p)
 		pthread_cond_wait(&W.cv, &W.mu);
 	rc = px->spawn_rc;
 	if (rc == 0) {
-		px->live = true;
-		wake();
+		wake(); /* live since SPAWNED came (handle) */
 	} else {
 		px->task_rd = px->result_wr = px->exit_wr = -1;
 	}

@@ -14,4 +14,11 @@ export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo
 # plugins it has unloaded by then, which no suppression can name (the
 # suites that run without MPI check mproc's own leaks).
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-exec "$mpirun" --oversubscribe -np 3 "$@"
+# Memory the tests share with their workers on every rank (testutil.h,
+# test_shared): a file all ranks of this job on this machine map.
+export MPROC_TEST_SHM="/dev/shm/mproc-test-mpi-$$"
+rm -f "$MPROC_TEST_SHM"
+"$mpirun" --oversubscribe -np 3 "$@"
+status=$?
+rm -f "$MPROC_TEST_SHM"
+exit $status

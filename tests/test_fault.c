@@ -217,56 +217,89 @@ static int t_getpid(const struct mproc_value *arg, struct mproc_writer *ret)
 	return mproc_write_int(ret, getpid());
 }
 
-/* Appends its index to the log file, then crashes on index 5. */
-static const char *log_path;
+/*
+ * What the tasks and the test share (task logs, counters, flags): memory
+ * that every worker sees, including the workers of an MPI job's node
+ * agents (testutil.h, test_shared). A test resets it with shared_reset()
+ * before it opens its pool; tasks count with atomic operations.
+ */
+#define LOG_MAX 128
+struct fault_shared {
+	int runs[LOG_MAX]; /* how often each index ran (t_logged, t_log_brief) */
+	int flaky_runs;    /* t_flaky's runs */
+	int crashed_once;  /* t_crash_once_at crashed */
+	double crash_at;   /* t_crash_once_at's argument to crash on */
+	int init_fails;    /* init_maybe_fail exits */
+};
+_Static_assert(sizeof(struct fault_shared) <= TEST_SHARED_SIZE,
+               "struct fault_shared fits in test_shared()");
+
+static struct fault_shared *shared(void)
+{
+	return test_shared();
+}
+
+/* In the test: zeroes the shared state, and answers it. */
+static struct fault_shared *shared_reset(void)
+{
+	struct fault_shared *sh = shared();
+	ck_assert_ptr_nonnull(sh);
+	memset(sh, 0, sizeof *sh);
+	return sh;
+}
+
+/* Counts one run of index x in the shared log; false without it. */
+static bool log_run(int64_t x)
+{
+	struct fault_shared *sh = shared();
+	if (!sh || x < 0 || x >= LOG_MAX)
+		return false;
+	__atomic_fetch_add(&sh->runs[x], 1, __ATOMIC_SEQ_CST);
+	return true;
+}
+
+/* Logs its index, then crashes on index 5. */
 static int t_logged(const struct mproc_value *arg, struct mproc_writer *ret)
 {
 	int64_t x = arg_int(arg);
-	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
-	char line[32];
-	int n = snprintf(line, sizeof line, "%lld\n", (long long)x);
-	if (write(fd, line, (size_t)n) < 0)
-		x = -1;
-	close(fd);
+	if (!log_run(x))
+		return mproc_raise(ret, "OSError", "no shared log");
 	if (x == 5)
 		raise(SIGSEGV);
 	return mproc_write_int(ret, x);
 }
 
-/* Crashes until it has run `arg` times before (counted in the log file). */
+/* Crashes until it has run `arg` times before (counted in shared memory). */
 static int t_flaky(const struct mproc_value *arg, struct mproc_writer *ret)
 {
 	int64_t need = arg_int(arg);
-	int fd = open(log_path, O_RDWR | O_APPEND | O_CREAT, 0600);
-	off_t runs = lseek(fd, 0, SEEK_END);
-	if (write(fd, "x", 1) < 0)
-		runs = -1;
-	close(fd);
+	struct fault_shared *sh = shared();
+	if (!sh)
+		return mproc_raise(ret, "OSError", "no shared counter");
+	int runs = __atomic_fetch_add(&sh->flaky_runs, 1, __ATOMIC_SEQ_CST);
 	if (runs < need)
 		raise(SIGSEGV);
 	return mproc_write_int(ret, (int64_t)runs + 1);
 }
 
-/* Returns its int or float argument; crashes the first time (the log
- * file is made then) that it is crash_at. Set before the pool opens. */
-static double crash_at;
+/* Returns its int or float argument; crashes the first time that it is
+ * the shared crash_at (set before the pool opens). */
 static int t_crash_once_at(const struct mproc_value *arg,
                            struct mproc_writer *ret)
 {
 	double f = 0;
 	int64_t x = 0;
 	bool is_float = mproc_value_type(arg) == MPROC_FLOAT;
+	struct fault_shared *sh = shared();
+	if (!sh)
+		return mproc_raise(ret, "OSError", "no shared flag");
 	if (is_float)
 		mproc_value_float(arg, &f);
 	else
 		f = (double)(x = arg_int(arg));
-	if (f == crash_at) {
-		int fd = open(log_path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		if (fd >= 0) {
-			close(fd);
-			raise(SIGSEGV);
-		}
-	}
+	if (f == sh->crash_at &&
+	    __atomic_exchange_n(&sh->crashed_once, 1, __ATOMIC_SEQ_CST) == 0)
+		raise(SIGSEGV);
 	return is_float ? mproc_write_float(ret, f) : mproc_write_int(ret, x);
 }
 
@@ -309,38 +342,20 @@ static struct mproc_results *run_one(struct mproc_pool *p, mproc_task_fn fn,
 	return r;
 }
 
-/* Appends its index to the log file, sleeps 10 ms, returns the index. */
+/* Logs its index, sleeps 10 ms, returns the index. */
 static int t_log_brief(const struct mproc_value *arg, struct mproc_writer *ret)
 {
 	int64_t x = arg_int(arg);
-	int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
-	char line[32];
-	int n = snprintf(line, sizeof line, "%lld\n", (long long)x);
-	if (write(fd, line, (size_t)n) < 0)
-		x = -1;
-	close(fd);
+	if (!log_run(x))
+		return mproc_raise(ret, "OSError", "no shared log");
 	sleep_ms(10);
 	return mproc_write_int(ret, x);
 }
 
-/* How many times each index below n was logged, into runs[]. */
-static void read_log(int *runs, int n)
+/* How often index x ran, by the shared log. */
+static int runs_of(int x)
 {
-	FILE *f = fopen(log_path, "r");
-	int x;
-	while (f && fscanf(f, "%d", &x) == 1)
-		if (x >= 0 && x < n)
-			runs[x]++;
-	if (f)
-		fclose(f);
-}
-
-static void set_log(void)
-{
-	static char path[64];
-	snprintf(path, sizeof path, "/tmp/mproc-fault-log-%d", (int)getpid());
-	unlink(path);
-	log_path = path;
+	return __atomic_load_n(&shared()->runs[x], __ATOMIC_SEQ_CST);
 }
 
 /* ---- signals ----------------------------------------------------------- */
@@ -887,7 +902,7 @@ END_TEST
  * them. Every task runs exactly once. */
 START_TEST(test_fault_stopped_worker_keeps_no_work)
 {
-	set_log();
+	shared_reset();
 	struct mproc_pool_opts o = {.processes = 2};
 	struct mproc_pool *p = open_pool_opts(&o);
 	/* Both workers' pids. */
@@ -927,13 +942,10 @@ START_TEST(test_fault_stopped_worker_keeps_no_work)
 	ck_assert_int_eq(mproc_map(p, t_log_brief, &in, 1, &again), 0);
 	mproc_results_free(again);
 	finish(p);
-	int runs[120] = {0};
-	read_log(runs, 120);
-	unlink(log_path);
 	for (int i = 0; i < 40; i++)
-		ck_assert_msg(runs[i] == 1, "task %d ran %d times", i, runs[i]);
+		ck_assert_msg(runs_of(i) == 1, "task %d ran %d times", i, runs_of(i));
 	for (int i = 100; i < 120; i++)
-		ck_assert_int_eq(runs[i], 1);
+		ck_assert_int_eq(runs_of(i), 1);
 }
 END_TEST
 
@@ -941,7 +953,7 @@ END_TEST
 
 START_TEST(test_fault_chunk_blames_only_the_running_task)
 {
-	set_log();
+	shared_reset();
 	struct mproc_pool_opts o = {.processes = 2};
 	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_input in;
@@ -955,17 +967,8 @@ START_TEST(test_fault_chunk_blames_only_the_running_task)
 	mproc_results_free(r);
 	finish(p);
 	/* Each index ran once: finished results were kept, not run again. */
-	int runs[10] = {0};
-	FILE *f = fopen(log_path, "r");
-	int x;
-	while (f && fscanf(f, "%d", &x) == 1)
-		if (x >= 0 && x < 10)
-			runs[x]++;
-	if (f)
-		fclose(f);
-	unlink(log_path);
 	for (int i = 0; i < 10; i++)
-		ck_assert_int_eq(runs[i], 1);
+		ck_assert_int_eq(runs_of(i), 1);
 }
 END_TEST
 
@@ -977,8 +980,7 @@ START_TEST(test_fault_imap_tiny_result_keeps_its_attempts)
 	for (int ordered = 0; ordered < 2; ordered++) {
 		struct mproc_input in;
 		mproc_input_range(&in, 0, 200, 1);
-		crash_at = 77;
-		set_log();
+		shared_reset()->crash_at = 77;
 		struct mproc_pool_opts o = {.processes = 2, .retries = 1,
 		                            .window = 3};
 		struct mproc_pool *p = open_pool_opts(&o);
@@ -996,7 +998,6 @@ START_TEST(test_fault_imap_tiny_result_keeps_its_attempts)
 		ck_assert_uint_eq(n, 200);
 		mproc_iter_free(it);
 		finish(p);
-		unlink(log_path);
 	}
 }
 END_TEST
@@ -1017,17 +1018,17 @@ START_TEST(test_fault_packed_chunks_requeue_their_own_arguments)
 	for (int kind = 0; kind < 3; kind++) {
 		struct mproc_input in;
 		size_t crash_index = 77;
+		struct fault_shared *sh = shared_reset();
 		if (kind == 0) {
 			mproc_input_range(&in, 1000, -1000, -7); /* 1000, 993, ... */
-			crash_at = 1000 - 7 * 77;
+			sh->crash_at = 1000 - 7 * 77;
 		} else if (kind == 1) {
 			mproc_input_int64s(&in, ints, 200);
-			crash_at = (double)ints[crash_index];
+			sh->crash_at = (double)ints[crash_index];
 		} else {
 			mproc_input_doubles(&in, doubles, 200);
-			crash_at = doubles[crash_index];
+			sh->crash_at = doubles[crash_index];
 		}
-		set_log();
 		struct mproc_pool_opts o = {.processes = 2, .retries = 1};
 		struct mproc_pool *p = open_pool_opts(&o);
 		struct mproc_results *r;
@@ -1052,14 +1053,13 @@ START_TEST(test_fault_packed_chunks_requeue_their_own_arguments)
 		mproc_pool_stats(p, &st);
 		ck_assert_uint_eq(st.retried, 1);
 		finish(p);
-		unlink(log_path);
 	}
 }
 END_TEST
 
 START_TEST(test_fault_retries_rerun_until_success)
 {
-	set_log();
+	shared_reset();
 	struct mproc_pool_opts o = {.processes = 2, .retries = 3};
 	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_flaky, 2);
@@ -1073,13 +1073,12 @@ START_TEST(test_fault_retries_rerun_until_success)
 	mproc_pool_stats(p, &st);
 	ck_assert_uint_eq(st.retried, 2);
 	finish(p);
-	unlink(log_path);
 }
 END_TEST
 
 START_TEST(test_fault_retries_exhausted_give_final_crash)
 {
-	set_log();
+	shared_reset();
 	struct mproc_pool_opts o = {.processes = 1, .retries = 2};
 	struct mproc_pool *p = open_pool_opts(&o);
 	struct mproc_results *r = run_one(p, t_flaky, 100);
@@ -1087,7 +1086,6 @@ START_TEST(test_fault_retries_exhausted_give_final_crash)
 	ck_assert_uint_eq(item(r, 0).attempts, 3);
 	mproc_results_free(r);
 	finish(p);
-	unlink(log_path);
 }
 END_TEST
 
@@ -1347,6 +1345,9 @@ static void *busy_thread(void *arg)
 	return NULL;
 }
 
+/* Replacements forked while a thread of the program holds malloc's locks
+ * (on MPI the agents fork them: there the relay serves beside the
+ * allocating thread). */
 START_TEST(test_fault_replacements_start_while_program_threads_allocate)
 {
 	struct mproc_pool_opts o = {.processes = 2};
@@ -1401,24 +1402,23 @@ START_TEST(test_fault_task_exit_with_retire_status_is_crashed)
 }
 END_TEST
 
-/* Fails once its file exists: a flag in memory would not reach workers
- * that the fork server starts from the state at open. */
-static char init_flag[64];
+/* Fails once the shared flag is set: a flag in the program's own memory
+ * would not reach workers that the fork server starts from the state at
+ * open, nor those of an MPI job's agents. */
 static void init_maybe_fail(void *arg)
 {
 	(void)arg;
-	if (access(init_flag, F_OK) == 0)
+	struct fault_shared *sh = shared();
+	if (!sh || __atomic_load_n(&sh->init_fails, __ATOMIC_SEQ_CST))
 		_exit(3);
 }
 
 START_TEST(test_fault_failing_initializer_halts_instead_of_looping)
 {
-	snprintf(init_flag, sizeof init_flag, "/tmp/mproc-init-fails-%d",
-	         (int)getpid());
-	unlink(init_flag);
+	struct fault_shared *sh = shared_reset();
 	struct mproc_pool_opts o = {.processes = 2, .initializer = init_maybe_fail};
 	struct mproc_pool *p = open_pool_opts(&o);
-	close(open(init_flag, O_CREAT | O_WRONLY, 0600)); /* replacements fail */
+	__atomic_store_n(&sh->init_fails, 1, __ATOMIC_SEQ_CST); /* replacements fail */
 	struct mproc_input in;
 	mproc_input_range(&in, 0, 50, 1);
 	struct mproc_async *a;
@@ -1438,7 +1438,6 @@ START_TEST(test_fault_failing_initializer_halts_instead_of_looping)
 	ck_assert(st.halted);
 	ck_assert_uint_le(st.workers_started, 6);
 	mproc_async_free(a);
-	unlink(init_flag);
 	mproc_pool_free(p);
 	ck_assert(no_children());
 }
@@ -1483,7 +1482,8 @@ START_TEST(test_fault_replacement_outlives_the_thread_that_forked_it)
 }
 END_TEST
 
-static int64_t generation; /* changed by the program after open */
+/* 0 as loaded, and so at mproc_init; the test changes it after. */
+static int64_t generation;
 
 static int t_generation(const struct mproc_value *arg, struct mproc_writer *ret)
 {
@@ -1503,10 +1503,13 @@ START_TEST(test_fault_replacement_starts_from_the_state_its_method_promises)
 	mproc_input_int64s(&in, what, 3);
 	struct mproc_results *r;
 	ck_assert_int_eq(mproc_map(p, t_generation, &in, 1, &r), MPROC_ERAISED);
-	ck_assert_int_eq(int_of(item(r, 0).value), 1);
+	/* MPI: every worker an agent forks, replacements too, starts from
+	 * the agent, which ran nothing of the program after mproc_init. */
+	ck_assert_int_eq(int_of(item(r, 0).value), test_mpi() ? 0 : 1);
 	/* fork: a copy of the program now; forkserver: of the state at open */
 	ck_assert_int_eq(int_of(item(r, 2).value),
-	                 o.start_method == MPROC_START_FORKSERVER ? 1 : 2);
+	                 test_mpi() ? 0
+	                 : o.start_method == MPROC_START_FORKSERVER ? 1 : 2);
 	mproc_results_free(r);
 	finish(p);
 }
@@ -1560,6 +1563,11 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("fault");
+	/* Everywhere, and on the MPI backend too (tests/mpi-run.sh, the
+	 * fault-mpi test: CK_RUN_CASE=faults): what the tasks and the test
+	 * share is in test_shared()'s file, which every rank of a job on one
+	 * machine maps; a test that finds a worker by its pid (kill, /proc)
+	 * counts on the agents' workers being on this machine too. */
 	TCase *tc = tcase_create("faults");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_fault_segv_is_crashed_with_address_and_report);
@@ -1582,12 +1590,6 @@ int main(void)
 	tcase_add_test(tc, test_fault_stdout_noise_does_not_disturb_results);
 	tcase_add_test(tc, test_fault_task_closing_pool_fds_is_blamed_exactly);
 	tcase_add_test(tc, test_fault_task_writing_into_pool_fds_is_blamed_exactly);
-	suite_add_tcase(s, tc);
-	/* The rest share memory between the test and its workers (task
-	 * logs, counters) or fork a manager: under MPI (tests/mpi-run.sh)
-	 * only the case above runs (CK_RUN_CASE=faults). */
-	tc = tcase_create("faults-local");
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_fault_chunk_blames_only_the_running_task);
 	tcase_add_test(tc, test_fault_packed_chunks_requeue_their_own_arguments);
 	tcase_add_test(tc, test_fault_imap_tiny_result_keeps_its_attempts);
@@ -1595,21 +1597,36 @@ int main(void)
 	tcase_add_test(tc, test_fault_retries_exhausted_give_final_crash);
 	tcase_add_test(tc, test_fault_halt_after_failures_stops_input);
 	tcase_add_test(tc, test_fault_halt_fraction);
-	tcase_add_test(tc, test_fault_manager_sigkill_ends_workers_within_1s);
-	tcase_add_test(tc, test_fault_sigint_to_group_reaches_program_not_workers);
 	tcase_add_test(tc, test_fault_replacements_start_while_program_threads_allocate);
 	tcase_add_test(tc, test_fault_task_exit_with_retire_status_is_crashed);
 	tcase_add_test(tc, test_fault_failing_initializer_halts_instead_of_looping);
-	tcase_add_test(tc, test_fault_replacement_outlives_the_thread_that_forked_it);
 	tcase_add_test(tc, test_fault_replacement_starts_from_the_state_its_method_promises);
-	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
 	tcase_add_test(tc, test_fault_stats_never_signal_a_worker);
-	tcase_add_test(tc, test_fault_stopped_worker_keeps_no_work);
-	tcase_add_test(tc, test_fault_manager_sigkill_ends_a_thread_opened_pool_within_1s);
 	tcase_add_test(tc, test_fault_closing_fds_mid_chunk_blames_only_that_task);
 	tcase_add_test(tc, test_fault_devnull_over_fds_mid_chunk_blames_only_that_task);
 	tcase_add_test(tc, test_fault_garbage_mid_chunk_blames_only_that_task);
 	tcase_add_test(tc, test_fault_forged_header_mid_chunk_blames_only_that_task);
 	suite_add_tcase(s, tc);
-	return run_suite(s);
+	/* On one machine only: each is about the local machine by nature. */
+	tc = tcase_create("faults-local");
+	tcase_set_timeout(tc, 60);
+	/* Forks a manager (a copy of the program) and SIGKILLs it. */
+	tcase_add_test(tc, test_fault_manager_sigkill_ends_workers_within_1s);
+	/* Sends SIGINT to the program's own process group. */
+	tcase_add_test(tc, test_fault_sigint_to_group_reaches_program_not_workers);
+	/* PR_SET_PDEATHSIG of the program thread that forked a worker. */
+	tcase_add_test(tc, test_fault_replacement_outlives_the_thread_that_forked_it);
+	/* The fork server against locks the program holds when it forks. */
+	tcase_add_test(tc, test_fault_forkserver_replacement_never_sees_program_locks);
+	/* Forks a manager whose pool a finished thread opened. */
+	tcase_add_test(tc, test_fault_manager_sigkill_ends_a_thread_opened_pool_within_1s);
+	/* Takes work back from a worker's pipe: on MPI a frame is claimed
+	 * when sent ahead to the agent (docs/mpi.md), so a stopped remote
+	 * worker keeps it until it resumes. */
+	tcase_add_test(tc, test_fault_stopped_worker_keeps_no_work);
+	suite_add_tcase(s, tc);
+	bool named = test_shared_setup();
+	int rc = run_suite(s);
+	test_shared_cleanup(named);
+	return rc;
 }

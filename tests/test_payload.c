@@ -80,14 +80,6 @@ static bool bytes_ok(const struct mproc_value *v, size_t index, size_t size)
 	return b[size - 1] == pattern(index, size - 1);
 }
 
-/* An MPI pool sends its buffers inside its records, and its workers write
- * no buffer by themselves (tests/mpi-run.sh sets MPROC_BACKEND). */
-static bool test_mpi(void)
-{
-	const char *b = getenv("MPROC_BACKEND");
-	return b && !strcmp(b, "mpi");
-}
-
 static bool is_buffer(const struct mproc_value *v)
 {
 	size_t i;

@@ -4,7 +4,8 @@
  * the checks that nothing is left behind, and Check's main.
  *
  * Everything is static inline, so a suite uses what it needs and nothing
- * else is compiled in. The helpers that assert are there only when
+ * else is compiled in (test_shared() keeps its mapping in a static of its
+ * own: one per suite). The helpers that assert are there only when
  * <check.h> was included first: assertions belong to the test process,
  * never to a task (tasks here return an error or raise instead).
  */
@@ -13,10 +14,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +50,81 @@ static inline bool test_threads(void)
 {
 	const char *m = getenv("MPROC_TEST_START");
 	return m && strcmp(m, "threads") == 0;
+}
+
+/* The suite runs on the MPI backend (tests/mpi-run.sh sets MPROC_BACKEND):
+ * its workers are forked by node agents, other ranks of the job. */
+static inline bool test_mpi(void)
+{
+	const char *b = getenv("MPROC_BACKEND");
+	return b && strcmp(b, "mpi") == 0;
+}
+
+/* ---- memory shared with the workers ---------------------------------- */
+
+/* Size of test_shared()'s mapping. */
+#define TEST_SHARED_SIZE ((size_t)1 << 16)
+
+/* Memory that the test and the tasks of every worker see alike, whatever
+ * forked the worker: the test process, the fork server, or a node agent of
+ * an MPI job on the same machine (which never runs the test's code: on the
+ * agents, mproc_init() does not return). It is the file named by
+ * MPROC_TEST_SHM (tests/mpi-run.sh sets it for every rank; test_shared_setup
+ * otherwise), mapped MAP_SHARED by each process on its first call, zeroed
+ * when the file is made. Answers NULL if it cannot be mapped (a task then
+ * reports an error: it never asserts). */
+static inline void *test_shared(void)
+{
+	static void *mem;
+	if (mem)
+		return mem;
+	const char *path = getenv("MPROC_TEST_SHM");
+	if (!path || !*path)
+		return NULL;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return NULL;
+	/* Every process may come first: each makes the file as large as
+	 * needed, which changes nothing once one has. */
+	struct stat sb;
+	void *m = MAP_FAILED;
+	if (fstat(fd, &sb) == 0 &&
+	    (sb.st_size >= (off_t)TEST_SHARED_SIZE ||
+	     ftruncate(fd, (off_t)TEST_SHARED_SIZE) == 0))
+		m = mmap(NULL, TEST_SHARED_SIZE, PROT_READ | PROT_WRITE,
+		         MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return NULL;
+	return mem = m;
+}
+
+/* In main, before run_suite (so on every rank of an MPI job, and before
+ * anything forks): names the file of test_shared() if MPROC_TEST_SHM does
+ * not (after this process's pid, in /dev/shm), and maps it. Answers true
+ * when it named the file: then test_shared_cleanup() removes it. */
+static inline bool test_shared_setup(void)
+{
+	bool named = false;
+	const char *path = getenv("MPROC_TEST_SHM");
+	if (!path || !*path) {
+		char name[64];
+		snprintf(name, sizeof name, "/dev/shm/mproc-test-%d",
+		         (int)getpid());
+		unlink(name); /* not a leftover of an earlier pid */
+		setenv("MPROC_TEST_SHM", name, 1);
+		named = true;
+	}
+	test_shared();
+	return named;
+}
+
+/* Removes the file test_shared_setup() named; the mappings stay. */
+static inline void test_shared_cleanup(bool named)
+{
+	const char *path = getenv("MPROC_TEST_SHM");
+	if (named && path)
+		unlink(path);
 }
 
 /* ---- time and leftovers ---------------------------------------------- */
