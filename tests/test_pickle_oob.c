@@ -934,6 +934,7 @@ START_TEST(test_oob_result_naming_another_workers_block_is_not_taken)
 	ck_assert_uint_eq(atomic_load(&h->refs), 1);
 	mproc__oob_release_body(o, body, len);
 	ck_assert_uint_eq(atomic_load(&h->refs), 0);
+	free(sp.blk); /* the space's list, its writer's own */
 	mproc__oob_put(o);
 }
 END_TEST
