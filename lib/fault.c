@@ -238,26 +238,19 @@ static const char *chunk_record(const struct mproc__worker *w, size_t off,
  * dropped: those not sent at all go, one partly sent goes out whole (its
  * worker skips its tasks), as part of the last chunk kept or, with none
  * kept, ahead of what comes next. */
-static void drop_frames(struct mproc_pool *pool, struct mproc__worker *w,
+static void drop_frames(struct mproc__worker *w,
                         size_t first, size_t cut)
 {
-	size_t end = cut, dropped = 0;
-	for (size_t qi = first; qi < mproc__chunkq_len(&w->q); qi++) {
+	size_t end = cut;
+	for (size_t qi = first; qi < mproc__chunkq_len(&w->q); qi++)
 		if (end < w->out_sent)
 			end += mproc__chunkq_at(&w->q, qi)->frame_len;
-		else
-			dropped++;
-	}
 	w->out.len = end;
 	if (first)
 		mproc__chunkq_at(&w->q, first - 1)->frame_len += end - cut;
 	else
 		w->out_dead += end - cut;
 	mproc__chunkq_truncate(&w->q, first);
-	/* Frames never sent were never read: they count for no retirement. */
-	w->d.chunks_sent -= (unsigned)dropped;
-	w->d.retiring = pool->opts.maxtasksperchild &&
-	                w->d.chunks_sent >= pool->opts.maxtasksperchild;
 }
 
 size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w)
@@ -315,11 +308,11 @@ size_t mproc__fault_take_back(struct mproc_pool *pool, struct mproc__worker *w)
 		mproc__call_chunk_done(ch->call);
 	}
 	if (first != SIZE_MAX)
-		drop_frames(pool, w, first, cut);
-	/* Every frame is written (above), and the worker counts a frame
-	 * taken back whole for no maxtasksperchild (child.c): neither does
-	 * the manager, so a worker slow to start is not retired by tasks it
-	 * never ran, and it gets others. */
+		drop_frames(w, first, cut);
+	/* A chunk taken back whole counts for no maxtasksperchild, in the
+	 * worker (child.c: it skips the frame) as here, whether its frame was
+	 * written or not: a worker slow to start is not retired by tasks it
+	 * never ran, and it gets others. (The one place that uncounts.) */
 	w->d.chunks_sent -= whole;
 	w->d.retiring = pool->opts.maxtasksperchild &&
 	                w->d.chunks_sent >= pool->opts.maxtasksperchild;

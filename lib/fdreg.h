@@ -3,7 +3,9 @@
  *
  * fork() does not honour O_CLOEXEC, and workers do not exec: a child that
  * kept a copy of another worker's task pipe would hide its end of file from
- * that worker. So every descriptor any pool makes is registered here, and
+ * that worker. So every descriptor any pool makes is registered here (but
+ * the buffer arena's memfd, oob.c: a child that keeps it keeps only what
+ * the arena's mapping, which it inherits anyway, already holds), and
  * each new child closes all of them but its own. The registry stays locked
  * from a worker's pipes' creation to its fork (mproc__fdreg_lock), so that
  * no other pool forks in between a child that would not know to close them.

@@ -18,6 +18,9 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 # test_shared): a file all ranks of this job on this machine map.
 export MPROC_TEST_SHM="/dev/shm/mproc-test-mpi-$$"
 rm -f "$MPROC_TEST_SHM"
+# Removed however the job ends (a timeout signals the process group).
+trap 'rm -f "$MPROC_TEST_SHM"' EXIT
+trap 'exit 143' TERM INT
 # Open MPI refuses more ranks than cores without --oversubscribe; MPICH's
 # launcher (Hydra) allows them and knows no such flag.
 case "$("$mpirun" --version 2>&1)" in
