@@ -666,6 +666,7 @@ static bool worker_chunk(struct worker *wk, const struct mproc__frame *f,
 	_Atomic int *stop = wk->plan->stop;
 	size_t max_rss = wk->plan->max_rss;
 	struct mproc__scalar node;
+	bool began = true;
 	if (packed && !worker_packed_ok(f))
 		worker_exit(wk, 71);
 	worker_frame_open(wk, f->id);
@@ -686,11 +687,7 @@ static bool worker_chunk(struct worker *wk, const struct mproc__frame *f,
 			/* Taken back: so is the rest of this frame, which the
 			 * manager sent before it took them. */
 			wk->seq += f->count - k - 1;
-			if (!k) {
-				mproc__writer_attach(wk->w, NULL);
-				worker_frame_close(wk);
-				return false;
-			}
+			began = k > 0;
 			break;
 		}
 		worker_run(wk, fn, f->flags, f->id + k, arg, p, len);
@@ -712,7 +709,7 @@ static bool worker_chunk(struct worker *wk, const struct mproc__frame *f,
 	}
 	mproc__writer_attach(wk->w, NULL);
 	worker_frame_close(wk);
-	return true;
+	return began;
 }
 
 /* The worker's own state, once setup is done; -ENOMEM on failure. */

@@ -206,18 +206,6 @@ void mproc__worker_pop_done(struct mproc__worker *w)
 }
 
 static int worker_read(struct mproc__worker *w, int max_reads,
-                       size_t max_frame);
-
-int mproc__worker_read(struct mproc__backend *be, struct mproc__worker *w,
-                       int max_reads, size_t max_frame)
-{
-	mproc__oob_sender(be->oob, w->proc.region);
-	int rc = worker_read(w, max_reads, max_frame);
-	mproc__oob_sender(be->oob, MPROC__OOB_ANY);
-	return rc;
-}
-
-static int worker_read(struct mproc__worker *w, int max_reads,
                        size_t max_frame)
 {
 	int eof = 0;
@@ -271,9 +259,18 @@ static int worker_read(struct mproc__worker *w, int max_reads,
 	return eof;
 }
 
+int mproc__worker_read(struct mproc__backend *be, struct mproc__worker *w,
+                       int max_reads, size_t max_frame)
+{
+	mproc__oob_sender(be->oob, w->proc.region);
+	int rc = worker_read(w, max_reads, max_frame);
+	mproc__oob_sender(be->oob, MPROC__OOB_ANY);
+	return rc;
+}
+
 /* Take in what a worker that cannot be killed still writes, up to its end
- * of file: a thread blocked on a full result pipe would never end. */
-/* (Threads: no arena, nothing to check.) */
+ * of file: a thread blocked on a full result pipe would never end. (Threads
+ * have no arena: no sender to name.) */
 static void worker_drain(struct mproc__worker *w, pthread_mutex_t *mu,
                          size_t max_frame)
 {
